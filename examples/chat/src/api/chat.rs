@@ -1,0 +1,375 @@
+//! `chat.*`: send, history, ack.
+//!
+//! `client_id` idempotency lives in the tree `chat.inner.sent`:
+//!
+//! ```text
+//! <user> \0 <client_id>  -> JSON {"id","ts","at","pending"}
+//! ```
+//!
+//! The first send claims the key with `pending: true` and the id and time
+//! it will give the message, publishes, then clears `pending`: the record is
+//! now its reply, returned to every repeat. A claim left pending for longer
+//! than [`ABANDONED`] (its node died mid-send) is taken over by the next
+//! repeat, which publishes again *with the same id* — so a message is never
+//! seen twice by a client that drops duplicates by id, even when the first
+//! publish did happen. Records older than a day are purged.
+
+use std::time::Duration;
+
+use homer::ApiError;
+use nopi::Scan;
+use rmq_core::{HistoryQuery, RoomId, To};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::group::not_member;
+use super::{api, broker, unavailable};
+use crate::app::{Chat, perm};
+use crate::session::Login;
+use crate::wire::{LOBBY, Message, Target, route, text_envelope};
+
+/// Longest `client_id`, in bytes.
+const MAX_CLIENT_ID: usize = 64;
+/// Most ids one `chat.ack` may name.
+const MAX_ACK_IDS: usize = 1000;
+/// Most messages one `chat.history` returns.
+const MAX_HISTORY: usize = 200;
+/// How long a pending claim may wait for its send before a repeat takes it over.
+const ABANDONED: Duration = Duration::from_secs(5);
+/// How long `client_id` records are kept.
+const KEEP_SENT: Duration = Duration::from_secs(24 * 3600);
+
+pub(super) fn register(c: &Chat) {
+    api(c, "chat.send", |chat, ctx, p: Send| async move {
+        let login = Chat::login(&ctx)?;
+        chat.send(&login, ctx.peer_ip(), p).await.map(|r| json!(r))
+    });
+    api(c, "chat.history", |chat, ctx, p: History| async move {
+        chat.history(Chat::login(&ctx)?.name(), p).await
+    });
+    api(c, "chat.ack", |_, ctx, p: Ack| async move {
+        let login = Chat::login(&ctx)?;
+        if p.ids.len() > MAX_ACK_IDS {
+            return Err(ApiError::new(
+                413,
+                "too_many_ids",
+                format!("at most {MAX_ACK_IDS} ids per ack"),
+            ));
+        }
+        let ids: Vec<Uuid> = p.ids.iter().filter_map(|s| s.parse().ok()).collect();
+        login.ack(&ids).await.map_err(broker)?;
+        Ok(json!({}))
+    });
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Send {
+    pub(crate) to: Target,
+    pub(crate) text: String,
+    #[serde(default)]
+    pub(crate) client_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct History {
+    to: Target,
+    #[serde(default)]
+    before: Option<String>,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Ack {
+    ids: Vec<String>,
+}
+
+/// The reply to a send.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Sent {
+    pub(crate) id: String,
+    pub(crate) ts: u64,
+}
+
+/// A `client_id` record: the message's id and time, and whether its send is
+/// still in flight.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Record {
+    id: Uuid,
+    ts: u64,
+    /// When the record was last written (ms), for purging and takeovers.
+    at: u64,
+    #[serde(default)]
+    pending: bool,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl Chat {
+    /// Route one message from `login`, sent from `ip`.
+    pub(crate) async fn send(
+        &self,
+        login: &Login,
+        ip: std::net::IpAddr,
+        p: Send,
+    ) -> Result<Sent, ApiError> {
+        let me = login.name();
+        if p.text.is_empty() {
+            return Err(ApiError::bad_request("empty", "a message needs some text"));
+        }
+        if p.text.len() > self.inner.config.max_text {
+            return Err(ApiError::too_large(
+                p.text.len(),
+                self.inner.config.max_text,
+            ));
+        }
+        let Some(to) = route(&p.to) else {
+            return Err(ApiError::bad_request(
+                "bad_target",
+                "`to` is {\"group\"}, {\"user\"} or {\"user\",\"group\"} with valid names",
+            ));
+        };
+        self.may_send(me, &p.to).await?;
+        if !self.inner.send_rate.allow(me) {
+            return Err(ApiError::rate_limited(
+                self.inner.config.send_rate,
+                self.inner.config.send_burst,
+            ));
+        }
+        let (id, ts) = (Uuid::now_v7(), now_ms());
+        let claim = match &p.client_id {
+            Some(cid) => match self.claim(me, cid, id, ts).await? {
+                Claim::Done(first) => return Ok(first),
+                Claim::Mine { key, record } => Some((key, record)),
+            },
+            None => None,
+        };
+        let (id, ts) = claim.as_ref().map_or((id, ts), |(_, r)| (r.id, r.ts));
+        let env = text_envelope(&login.0.user, ip, to, &p.text, id, ts);
+        let sent = Sent {
+            id: id.to_string(),
+            ts,
+        };
+        match self.inner.broker.publish(&env).await {
+            Ok(()) => {
+                if let Some((key, mut record)) = claim {
+                    record.pending = false;
+                    record.at = now_ms();
+                    let bytes = serde_json::to_vec(&record).unwrap_or_default();
+                    if let Err(e) = self.inner.sent.insert(key, bytes).await {
+                        tracing::warn!(error = %e, "recording a client_id");
+                    }
+                }
+                Ok(sent)
+            }
+            Err(e) => {
+                // The message may or may not have been routed: keep the claim
+                // (with its id), so a repeat publishes the same message again.
+                drop(claim);
+                Err(match e {
+                    rmq_core::Error::UnknownUser(u) => {
+                        ApiError::not_found("no_such_user", format!("no user named {u}"))
+                    }
+                    rmq_core::Error::UnknownRoom(r) => {
+                        ApiError::not_found("no_such_group", format!("no group named {r}"))
+                    }
+                    other => broker(other),
+                })
+            }
+        }
+    }
+
+    /// Only members send to a group; a private message inside a group goes
+    /// from a member to a member; a private message goes to an existing user.
+    async fn may_send(&self, me: &str, to: &Target) -> Result<(), ApiError> {
+        if let Some(group) = &to.group {
+            if group != LOBBY
+                && self
+                    .inner
+                    .auth
+                    .check_in(me, perm::GROUP_POST, &super::group::scope(group))
+                    .await
+                    .is_err()
+            {
+                return Err(not_member(group));
+            }
+            if let Some(user) = &to.user
+                && self.role_in(user, group).await?.is_none()
+            {
+                return Err(ApiError::not_found(
+                    "not_member",
+                    format!("{user} is not a member of {group}"),
+                ));
+            }
+        } else if let Some(user) = &to.user {
+            let exists = self
+                .inner
+                .auth
+                .users()
+                .get(user)
+                .await
+                .map_err(|e| super::fail("reading a user", e))?;
+            if exists.is_none() {
+                return Err(ApiError::not_found(
+                    "no_such_user",
+                    format!("no user named {user}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Claim `client_id` for this send (with the id and time it will give
+    /// the message), or find the reply of the send that claimed it first —
+    /// waiting while that one is in flight, and taking its claim over (id
+    /// and all) if it was abandoned.
+    async fn claim(&self, me: &str, cid: &str, id: Uuid, ts: u64) -> Result<Claim, ApiError> {
+        if cid.is_empty() || cid.len() > MAX_CLIENT_ID {
+            return Err(ApiError::bad_request(
+                "bad_client_id",
+                format!("a client_id is 1 to {MAX_CLIENT_ID} bytes"),
+            ));
+        }
+        let key = [me.as_bytes(), b"\0", cid.as_bytes()].concat();
+        let mine = |record: &Record| {
+            serde_json::to_vec(record).map_err(|e| super::fail("encoding a client_id record", e))
+        };
+        let mut proposal = Record {
+            id,
+            ts,
+            at: now_ms(),
+            pending: true,
+        };
+        let mut expected: Option<Vec<u8>> = None;
+        let waits = 2 * ABANDONED.as_millis() / 50;
+        for _ in 0..waits {
+            let bytes = mine(&proposal)?;
+            match self
+                .inner
+                .sent
+                .compare_and_swap(&key, expected.as_deref(), Some(&bytes))
+                .await
+                .map_err(unavailable)?
+            {
+                Ok(()) => {
+                    return Ok(Claim::Mine {
+                        key,
+                        record: proposal,
+                    });
+                }
+                Err(conflict) => {
+                    let Some(current) = conflict.current else {
+                        expected = None; // purged meanwhile: claim it afresh
+                        continue;
+                    };
+                    let record: Record = serde_json::from_slice(&current)
+                        .map_err(|e| super::fail("reading a client_id record", e))?;
+                    if !record.pending {
+                        return Ok(Claim::Done(Sent {
+                            id: record.id.to_string(),
+                            ts: record.ts,
+                        }));
+                    }
+                    let age = now_ms().saturating_sub(record.at);
+                    if u128::from(age) >= ABANDONED.as_millis() {
+                        // Take the abandoned claim over, keeping its message id.
+                        proposal = Record {
+                            at: now_ms(),
+                            ..record
+                        };
+                        expected = Some(current);
+                    } else {
+                        expected = None;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        }
+        Err(ApiError::new(
+            409,
+            "in_progress",
+            "a send with this client_id is still in progress",
+        ))
+    }
+
+    async fn history(&self, me: &str, p: History) -> Result<Value, ApiError> {
+        let (Some(group), None) = (&p.to.group, &p.to.user) else {
+            return Err(ApiError::bad_request(
+                "no_history",
+                "history is kept for groups: use {\"group\": ...}",
+            ));
+        };
+        let room = RoomId::new(group.as_str())
+            .map_err(|_| ApiError::not_found("no_such_group", format!("no group named {group}")))?;
+        if self.role_in(me, group).await?.is_none() {
+            return Err(not_member(group));
+        }
+        let limit = p.limit.unwrap_or(50).clamp(1, MAX_HISTORY);
+        let query = match &p.before {
+            Some(id) => {
+                let id: Uuid = id
+                    .parse()
+                    .map_err(|_| ApiError::bad_request("bad_before", "`before` is a message id"))?;
+                HistoryQuery::before(id, limit)
+            }
+            None => HistoryQuery::last(limit),
+        };
+        let envelopes = match self.inner.broker.history(&room, query).await {
+            Ok(e) => e,
+            Err(rmq_core::Error::UnknownRoom(_)) => Vec::new(),
+            Err(e) => return Err(broker(e)),
+        };
+        let messages: Vec<Message> = envelopes
+            .iter()
+            .filter(|e| matches!(e.to, To::Room(_)))
+            .filter_map(Message::from_envelope)
+            .collect();
+        Ok(json!({ "messages": messages }))
+    }
+}
+
+enum Claim {
+    Mine { key: Vec<u8>, record: Record },
+    Done(Sent),
+}
+
+/// Forget `client_id` records older than a day.
+pub(crate) async fn purge_sent(chat: &Chat) -> nopi::Result<usize> {
+    let cutoff = now_ms().saturating_sub(u64::try_from(KEEP_SENT.as_millis()).unwrap_or(u64::MAX));
+    let mut removed = 0;
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let scan = match &after {
+            Some(k) => Scan::range::<Vec<u8>>((
+                std::ops::Bound::Excluded(k.clone()),
+                std::ops::Bound::Unbounded,
+            )),
+            None => Scan::all(),
+        };
+        let page = chat.inner.sent.scan(scan.limit(1000)).await?;
+        let Some((last, _)) = page.last() else { break };
+        after = Some(last.clone());
+        let mut batch = nopi::Batch::new();
+        for (k, v) in &page {
+            if let Ok(r) = serde_json::from_slice::<Record>(v)
+                && r.at < cutoff
+            {
+                batch.push_expect(k, Some(v));
+                batch.push_remove(k);
+                removed += 1;
+            }
+        }
+        if !batch.is_empty() && chat.inner.sent.apply(batch).await.is_err() {
+            removed = 0; // raced with a new send; the next round retries
+        }
+    }
+    Ok(removed)
+}

@@ -1,0 +1,323 @@
+//! The composition: every crate of the family wired into one chat service.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aucheck::AuthManager;
+use easy_cookie::{Key, KeyRing, Sessions};
+use homer::{ConnId, Homer};
+use nopi::{Collection, Store, Tree};
+use rmq_core::{AmqpBroker, Broker, LocalBroker, RoomId, UserId};
+use serde::{Deserialize, Serialize};
+use tiny_storage::{Attribute, UserModel, Validator};
+
+use crate::config::Config;
+use crate::limits::{LoginBackoff, SendRate};
+use crate::wire::LOBBY;
+
+/// Permissions, as declared to aucheck.
+pub(crate) mod perm {
+    pub(crate) const GROUP_CREATE: &str = "group.create";
+    pub(crate) const GROUP_POST: &str = "group.post";
+    pub(crate) const GROUP_KICK: &str = "group.kick";
+    pub(crate) const GROUP_PROMOTE: &str = "group.promote";
+    pub(crate) const ALL: [&str; 4] = [GROUP_CREATE, GROUP_POST, GROUP_KICK, GROUP_PROMOTE];
+}
+
+/// Group roles, as declared to aucheck (one per user per group scope).
+pub(crate) mod role {
+    pub(crate) const OWNER: &str = "owner";
+    pub(crate) const ADMIN: &str = "admin";
+    pub(crate) const MEMBER: &str = "member";
+}
+
+/// The shared permission groups every user is in one of.
+pub(crate) const USERS: &str = "users";
+pub(crate) const ADMINS: &str = "admins";
+
+/// A group's document in the `chat.inner.groups` collection (id = the group's name).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct GroupDoc {
+    pub(crate) name: String,
+    #[serde(default)]
+    pub(crate) desc: String,
+    /// Legacy clients address groups by number.
+    pub(crate) number: u64,
+    pub(crate) owner: String,
+    pub(crate) created: u64,
+}
+
+/// What a session keeps server-side.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct SessionData {
+    pub(crate) number: u64,
+}
+
+/// The chat service: state shared by every API handler. Cheap to clone.
+#[derive(Clone)]
+pub struct Chat {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) config: Config,
+    pub(crate) node: String,
+    pub(crate) store: Store,
+    pub(crate) auth: AuthManager,
+    pub(crate) sessions: Sessions<SessionData>,
+    pub(crate) broker: Arc<dyn Broker>,
+    pub(crate) groups: Collection<GroupDoc>,
+    pub(crate) friends: Tree,
+    pub(crate) sent: Tree,
+    pub(crate) online: Tree,
+    /// Every node's last heartbeat (see `cluster`).
+    pub(crate) nodes: Tree,
+    pub(crate) meta: Tree,
+    pub(crate) homer: Homer,
+    pub(crate) send_rate: SendRate,
+    pub(crate) logins: LoginBackoff,
+    /// The connection each user logged in on, on this node.
+    pub(crate) local: Mutex<HashMap<String, ConnId>>,
+}
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The store could not be opened.
+    #[error("cannot open store {url}: {source}")]
+    Store {
+        /// The store URL.
+        url: String,
+        /// What went wrong.
+        source: nopi::Error,
+    },
+    /// The broker could not be reached.
+    #[error("cannot start the message broker: {0}")]
+    Broker(#[from] rmq_core::Error),
+    /// Accounts or permissions could not be set up.
+    #[error("cannot set up accounts and permissions: {0}")]
+    Auth(String),
+    /// A listener could not bind.
+    #[error("cannot listen: {0}")]
+    Listen(#[from] homer::Error),
+    /// Anything else at start.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A running server: where it listens, and how to stop it.
+pub struct Running {
+    /// The service.
+    pub chat: Chat,
+    /// HTTP, SSE, WebSocket and the web client.
+    pub http: SocketAddr,
+    /// Native JSON lines over TCP.
+    pub tcp: SocketAddr,
+    /// Legacy msgid-json clients, if enabled.
+    pub msgid_json: Option<SocketAddr>,
+    /// Legacy type-data clients, if enabled.
+    pub type_data: Option<SocketAddr>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stop accepting, let calls in flight finish for up to `grace`, close
+    /// every connection (their users go offline) and stop background work.
+    pub async fn shutdown(self, grace: Duration) {
+        self.chat.inner.homer.shutdown(grace).await;
+        for t in &self.tasks {
+            t.abort();
+        }
+        if let Err(e) = self.chat.inner.store.flush().await {
+            tracing::warn!(error = %e, "flushing the store at shutdown");
+        }
+    }
+}
+
+impl Chat {
+    /// Open the store and the broker, set up accounts, sessions and
+    /// permissions, register every API and start listening.
+    pub async fn start(config: Config) -> Result<Running, StartError> {
+        let store = nopi::open(&config.store)
+            .await
+            .map_err(|source| StartError::Store {
+                url: config.store.clone(),
+                source,
+            })?;
+        let broker: Arc<dyn Broker> = match &config.amqp {
+            Some(url) => Arc::new(
+                AmqpBroker::builder(url.clone())
+                    .connection_name(format!("chat-server {}", config.node_id()))
+                    .namespace(config.amqp_namespace.clone())
+                    .connect()
+                    .await?,
+            ),
+            None => Arc::new(LocalBroker::builder(store.clone()).build().await?),
+        };
+        let chat = Chat::compose(config, store, broker).await?;
+        chat.ensure_lobby().await?;
+        crate::cluster::beat(&chat)
+            .await
+            .map_err(|e| StartError::Other(format!("writing the node heartbeat: {e}")))?;
+        crate::api::register(&chat);
+        let c = &chat.inner.config;
+        let http = chat.inner.homer.listen_http(c.http).await?;
+        let tcp = chat
+            .inner
+            .homer
+            .listen_tcp(c.tcp, homer::json_lines())
+            .await?;
+        let legacy = crate::legacy::start(&chat).await?;
+        let (msgid_json, type_data) = (legacy.msgid_json, legacy.type_data);
+        let mut tasks = vec![
+            tokio::spawn(crate::presence::run(chat.clone())),
+            tokio::spawn(crate::session::housekeeping(chat.clone())),
+            tokio::spawn(crate::cluster::run(chat.clone())),
+        ];
+        tasks.extend(legacy.tasks);
+        Ok(Running {
+            chat,
+            http,
+            tcp,
+            msgid_json,
+            type_data,
+            tasks,
+        })
+    }
+
+    async fn compose(
+        config: Config,
+        store: Store,
+        broker: Arc<dyn Broker>,
+    ) -> Result<Chat, StartError> {
+        let other =
+            |what: &str, e: &dyn std::fmt::Display| StartError::Other(format!("{what}: {e}"));
+        let nopi_err = |e: nopi::Error| StartError::Store {
+            url: config.store.clone(),
+            source: e,
+        };
+        let meta = store.tree("chat.inner.meta").await.map_err(nopi_err)?;
+        let model = UserModel::builder()
+            .user_name("name")
+            .password("password")
+            .number("number")
+            .created("created")
+            .attribute(
+                Attribute::text("nickname")
+                    .default_with(|u| u.get("name").cloned())
+                    .validate(Validator::length(1..=64)),
+            )
+            .build()
+            .map_err(|e| other("user model", &e))?;
+        let auth = AuthManager::builder(&store)
+            .permissions(perm::ALL)
+            .role(role::OWNER, perm::ALL)
+            .role(role::ADMIN, [perm::GROUP_POST, perm::GROUP_KICK])
+            .role(role::MEMBER, [perm::GROUP_POST])
+            .group(USERS, [perm::GROUP_CREATE])
+            .group(ADMINS, ["*"])
+            .user_model(model)
+            .build()
+            .await
+            .map_err(|e| StartError::Auth(e.to_string()))?;
+        let key = cookie_key(&meta).await.map_err(nopi_err)?;
+        let ring = KeyRing::from_keys([key]).map_err(|e| other("key ring", &e))?;
+        let sessions = Sessions::<SessionData>::builder(ring)
+            .idle_timeout(Duration::from_secs(7 * 24 * 3600))
+            .absolute_timeout(Duration::from_secs(30 * 24 * 3600))
+            .build(store.tree("chat.inner.sessions").await.map_err(nopi_err)?)
+            .map_err(|e| other("sessions", &e))?;
+        let groups = store
+            .collection::<GroupDoc>("chat.inner.groups")
+            .unique("number")
+            .open()
+            .await
+            .map_err(nopi_err)?;
+        let homer = Homer::builder()
+            .max_connections(config.max_connections)
+            .max_sessions(config.max_connections)
+            // Legacy clients never send heartbeats; an idle but logged-in
+            // user of one should not be dropped after a few minutes.
+            .idle_timeout(Duration::from_secs(30 * 60))
+            .rate_limit(100, 200)
+            // One call at a time per connection: a client's messages are
+            // routed in the order it sent them, and a login sent right after
+            // its register sees the account.
+            .max_in_flight(1)
+            .static_dir(config.web_dir.clone())
+            .build();
+        let inner = Inner {
+            node: config.node_id(),
+            send_rate: SendRate::new(config.send_rate, config.send_burst),
+            logins: LoginBackoff::default(),
+            friends: store.tree("chat.inner.friends").await.map_err(nopi_err)?,
+            sent: store.tree("chat.inner.sent").await.map_err(nopi_err)?,
+            online: store.tree("chat.inner.online").await.map_err(nopi_err)?,
+            nodes: store.tree("chat.inner.nodes").await.map_err(nopi_err)?,
+            meta,
+            config,
+            store,
+            auth,
+            sessions,
+            broker,
+            groups,
+            homer,
+            local: Mutex::new(HashMap::new()),
+        };
+        Ok(Chat {
+            inner: Arc::new(inner),
+        })
+    }
+
+    async fn ensure_lobby(&self) -> Result<(), StartError> {
+        let lobby = RoomId::new(LOBBY).map_err(|e| StartError::Other(e.to_string()))?;
+        self.inner.broker.create_room(&lobby).await?;
+        Ok(())
+    }
+
+    /// The homer server all transports share.
+    pub fn homer(&self) -> &Homer {
+        &self.inner.homer
+    }
+
+    /// The user id of a valid user name (rmq_core's rules).
+    pub(crate) fn user_id(name: &str) -> Option<UserId> {
+        UserId::new(name).ok()
+    }
+}
+
+/// The key that signs session tokens: made once, kept in the store, so
+/// tokens survive restarts and every node of a cluster accepts them.
+async fn cookie_key(meta: &Tree) -> nopi::Result<Key> {
+    const K: &str = "cookie-key";
+    loop {
+        if let Some(stored) = meta.get(K).await? {
+            if let Some(key) = std::str::from_utf8(&stored)
+                .ok()
+                .and_then(|s| Key::from_base64(s).ok())
+            {
+                return Ok(key);
+            }
+            tracing::warn!(
+                "stored cookie key is unreadable; making a new one (sessions are logged out)"
+            );
+            meta.remove(K).await?;
+            continue;
+        }
+        let fresh = Key::generate().map_err(|e| nopi::Error::Unavailable {
+            backend: "os random",
+            source: e.to_string().into(),
+        })?;
+        let encoded = fresh.expose_base64();
+        if meta
+            .compare_and_swap(K, None, Some(encoded.as_bytes()))
+            .await?
+            .is_ok()
+        {
+            return Ok(fresh);
+        }
+    }
+}

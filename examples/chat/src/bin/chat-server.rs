@@ -1,0 +1,54 @@
+//! `chat-server`: run one chat node. `chat-server --help` lists the options.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = match chat::Config::load() {
+        Ok(c) => c,
+        Err(chat::ConfigError::Args(e)) => e.exit(),
+        Err(e) => {
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("chat-server: {e}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    let filter = EnvFilter::try_new(&config.log).unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+
+    let shape = match &config.amqp {
+        Some(_) => "cluster node (RabbitMQ)",
+        None => "embedded",
+    };
+    tracing::info!(store = %config.store, node = %config.node_id(), "starting the chat server, {shape}");
+    let running = match chat::Chat::start(config).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!("cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!("native TCP (JSON lines) on {}", running.tcp);
+    if let Some(a) = running.msgid_json {
+        tracing::info!("legacy msgid-json clients on {a}");
+    }
+    if let Some(a) = running.type_data {
+        tracing::info!("legacy type-data clients on {a}");
+    }
+    tracing::info!(
+        "chat server ready: point a browser at http://{}/",
+        running.http
+    );
+
+    if let Err(e) = tokio::signal::ctrl_c().await {
+        tracing::error!("cannot wait for Ctrl-C: {e}");
+    }
+    tracing::info!("shutting down");
+    running.shutdown(Duration::from_secs(5)).await;
+    ExitCode::SUCCESS
+}

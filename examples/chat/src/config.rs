@@ -1,0 +1,271 @@
+//! The server's configuration: flags, environment variables and an optional
+//! TOML file, in that order of precedence, over built-in defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
+use serde::Deserialize;
+
+/// Configuration of one chat-server node.
+///
+/// Every option can be given as a flag, as the environment variable shown in
+/// `--help`, or as the same name (with `_` for `-`) in the TOML file named by
+/// `--config`.
+#[derive(Debug, Clone, Parser, Deserialize)]
+#[command(
+    name = "chat-server",
+    version,
+    about = "The chat server: HTTP, WebSocket, SSE and TCP, embedded or clustered"
+)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct Config {
+    /// A TOML file with any of these options; flags and environment win over it.
+    #[arg(long, env = "CHAT_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+
+    /// Address for HTTP, Server-Sent Events, WebSocket and the web client.
+    #[arg(long, env = "CHAT_HTTP", default_value = "127.0.0.1:8080")]
+    pub http: SocketAddr,
+
+    /// Address for the native protocol over TCP (JSON lines).
+    #[arg(long, env = "CHAT_TCP", default_value = "127.0.0.1:7000")]
+    pub tcp: SocketAddr,
+
+    /// Address for legacy "msgid-json" clients (PROTOCOL.md §2); `off` disables it.
+    #[arg(long, env = "CHAT_MSGID_JSON", default_value = "127.0.0.1:6000")]
+    pub msgid_json: Listen,
+
+    /// Address for legacy "type-data" clients (PROTOCOL.md §3); `off` disables it.
+    #[arg(long, env = "CHAT_TYPE_DATA", default_value = "127.0.0.1:8889")]
+    pub type_data: Listen,
+
+    /// Where everything is stored: `sled:<dir>` (embedded) or `postgres://...` (cluster).
+    #[arg(long, env = "CHAT_STORE", default_value = "sled:./data")]
+    pub store: String,
+
+    /// RabbitMQ for routing (`amqp://user:pass@host:port/vhost`); without it the
+    /// embedded in-process broker is used.
+    #[arg(long, env = "CHAT_AMQP")]
+    pub amqp: Option<String>,
+
+    /// Prefix of every RabbitMQ exchange and queue of this chat (with `--amqp`);
+    /// every node of one cluster uses the same.
+    #[arg(long, env = "CHAT_AMQP_NAMESPACE", default_value = "chat")]
+    pub amqp_namespace: String,
+
+    /// This node's name in a cluster (defaults to the HTTP address).
+    #[arg(long, env = "CHAT_NODE_ID")]
+    pub node_id: Option<String>,
+
+    /// Directory of the web client's files.
+    #[arg(long, env = "CHAT_WEB_DIR", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/web"))]
+    pub web_dir: PathBuf,
+
+    /// Largest message text, in bytes.
+    #[arg(long, env = "CHAT_MAX_TEXT", default_value_t = 4096)]
+    pub max_text: usize,
+
+    /// Messages a user may send per second (sustained).
+    #[arg(long, env = "CHAT_SEND_RATE", default_value_t = 20)]
+    pub send_rate: u32,
+
+    /// Messages a user may send in a burst.
+    #[arg(long, env = "CHAT_SEND_BURST", default_value_t = 50)]
+    pub send_burst: u32,
+
+    /// Most simultaneous connections over all transports.
+    #[arg(long, env = "CHAT_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+
+    /// Log filter, as in `RUST_LOG` (e.g. `info`, `chat=debug,homer=info`).
+    #[arg(long, env = "CHAT_LOG", default_value = "info")]
+    pub log: String,
+}
+
+/// A listen address, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listen(pub Option<SocketAddr>);
+
+impl std::str::FromStr for Listen {
+    type Err = std::net::AddrParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "off" | "none" | "" => Ok(Listen(None)),
+            addr => addr.parse().map(|a| Listen(Some(a))),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Listen {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML for these options.
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The TOML error.
+        source: Box<toml::de::Error>,
+    },
+    /// Flags or environment variables are invalid.
+    #[error(transparent)]
+    Args(#[from] clap::Error),
+}
+
+impl Config {
+    /// The configuration from the process's arguments, environment and config file.
+    pub fn load() -> Result<Self, ConfigError> {
+        Self::load_from(std::env::args_os())
+    }
+
+    /// The configuration from `args` (the first is the program name), the
+    /// environment and the config file.
+    pub fn load_from<I, T>(args: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let matches = Config::command().try_get_matches_from(args)?;
+        let cli = Config::from_arg_matches(&matches)?;
+        match cli.config.clone() {
+            Some(path) => cli.merge_file(&matches, &path),
+            None => Ok(cli),
+        }
+    }
+
+    /// Fill every option left at its default from the TOML file at `path`.
+    fn merge_file(self, matches: &ArgMatches, path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let file: toml::Table = text.parse().map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            source: Box::new(e),
+        })?;
+        // Start from the file over the defaults, then put back what flags and
+        // the environment set explicitly.
+        let mut merged = toml::Table::try_from(&self).unwrap_or_default();
+        let ids: Vec<String> = Config::command()
+            .get_arguments()
+            .map(|a| a.get_id().as_str().to_owned())
+            .collect();
+        for (k, v) in file {
+            // Unknown keys are left for `deny_unknown_fields` to name.
+            let explicit = ids.contains(&k)
+                && matches!(
+                    matches.value_source(&k),
+                    Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+                );
+            if !explicit {
+                merged.insert(k, v);
+            }
+        }
+        let mut config: Config = merged.try_into().map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            source: Box::new(e),
+        })?;
+        config.config = Some(path.to_owned());
+        Ok(config)
+    }
+
+    /// This node's name.
+    pub fn node_id(&self) -> String {
+        self.node_id
+            .clone()
+            .unwrap_or_else(|| self.http.to_string())
+    }
+}
+
+impl serde::Serialize for Config {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let listen = |l: &Listen| l.0.map_or("off".to_owned(), |a| a.to_string());
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("http", &self.http.to_string())?;
+        m.serialize_entry("tcp", &self.tcp.to_string())?;
+        m.serialize_entry("msgid_json", &listen(&self.msgid_json))?;
+        m.serialize_entry("type_data", &listen(&self.type_data))?;
+        m.serialize_entry("store", &self.store)?;
+        if let Some(a) = &self.amqp {
+            m.serialize_entry("amqp", a)?;
+        }
+        m.serialize_entry("amqp_namespace", &self.amqp_namespace)?;
+        if let Some(n) = &self.node_id {
+            m.serialize_entry("node_id", n)?;
+        }
+        m.serialize_entry("web_dir", &self.web_dir)?;
+        m.serialize_entry("max_text", &self.max_text)?;
+        m.serialize_entry("send_rate", &self.send_rate)?;
+        m.serialize_entry("send_burst", &self.send_burst)?;
+        m.serialize_entry("max_connections", &self.max_connections)?;
+        m.serialize_entry("log", &self.log)?;
+        m.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_embedded_shape() {
+        let c = Config::load_from(["chat-server"]).unwrap();
+        assert_eq!(c.http.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.tcp.to_string(), "127.0.0.1:7000");
+        assert_eq!(c.store, "sled:./data");
+        assert!(c.amqp.is_none());
+        assert_eq!(c.msgid_json.0.map(|a| a.port()), Some(6000));
+    }
+
+    #[test]
+    fn file_fills_defaults_and_flags_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chat.toml");
+        std::fs::write(
+            &path,
+            "store = \"postgres://x@127.0.0.1/db\"\nhttp = \"127.0.0.1:9000\"\ntype_data = \"off\"\nmax_text = 10\n",
+        )
+        .unwrap();
+        let c = Config::load_from([
+            "chat-server",
+            "--config",
+            path.to_str().unwrap(),
+            "--http",
+            "127.0.0.1:9100",
+        ])
+        .unwrap();
+        assert_eq!(c.store, "postgres://x@127.0.0.1/db");
+        assert_eq!(c.http.port(), 9100, "the flag wins over the file");
+        assert_eq!(c.type_data, Listen(None));
+        assert_eq!(c.max_text, 10, "multi-word keys are read from the file");
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chat.toml");
+        std::fs::write(&path, "stor = \"typo\"\n").unwrap();
+        let err =
+            Config::load_from(["chat-server", "--config", path.to_str().unwrap()]).unwrap_err();
+        assert!(err.to_string().contains("stor"), "{err}");
+    }
+}

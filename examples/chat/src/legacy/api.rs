@@ -1,0 +1,687 @@
+//! The `legacy.*` APIs the two legacy protocols call, the [`Translate`] hook
+//! that turns inbox deliveries into legacy objects, and the task that turns
+//! presence into type-data's `NotifyUserStatusMes`.
+//!
+//! Every handler here composes the `Chat` methods the native APIs use; the
+//! only thing it adds is the mapping between numbers (what legacy clients
+//! know) and names (what the chat core uses), and the shapes of the legacy
+//! answers.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use homer::{ApiError, Context, Push};
+use rmq_core::{Envelope, PresenceEvent, To};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use super::{apis, format_time, msgid_json, pushes, type_data};
+use crate::api::{auth, fail, unavailable};
+use crate::app::{Chat, role};
+use crate::session::{Acks, Login, PushFuture, Translate};
+use crate::wire::{LOBBY, Message, Target};
+
+/// Content type of the barrier envelope a legacy login sends to its own
+/// inbox: when it comes back, every message that waited has been seen.
+const BARRIER: &str = "application/vnd.chat.legacy-barrier";
+/// How long a login waits for its barrier before answering anyway.
+const BARRIER_WAIT: Duration = Duration::from_secs(5);
+/// Most bytes of translated offline messages a login collects for its
+/// answer; later ones are pushed (and still follow the answer).
+const MAX_COLLECTED: usize = 8 << 20;
+/// Most name → number pairs kept in memory.
+const MAX_CACHED: usize = 100_000;
+/// Most members listed per group in a msgid-json login answer.
+const MAX_MEMBERS: usize = 1000;
+/// Most users listed as online in a type-data login answer.
+const MAX_ONLINE: usize = 10_000;
+
+/// Which legacy protocol a connection speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flavour {
+    MsgidJson,
+    TypeData,
+}
+
+impl Flavour {
+    /// The flavour of the calling connection; `None` for native connections.
+    fn of(ctx: &Context) -> Option<Flavour> {
+        match ctx.connection().protocol() {
+            msgid_json::NAME => Some(Flavour::MsgidJson),
+            type_data::NAME => Some(Flavour::TypeData),
+            _ => None,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Params and replies: what the protocols put in calls and read from replies.
+
+/// `legacy.login`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LoginParams {
+    pub(crate) number: u64,
+    pub(crate) password: String,
+}
+
+/// `legacy.register`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RegisterParams {
+    pub(crate) name: String,
+    pub(crate) password: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) number: Option<u64>,
+}
+
+/// The content of a successful `legacy.register`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Registered {
+    pub(crate) number: u64,
+}
+
+/// Where `legacy.send` goes: a user's number, or a group's (0 = the lobby).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub(crate) enum Dest {
+    User(u64),
+    Group(u64),
+}
+
+/// `legacy.send`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SendParams {
+    pub(crate) to: Dest,
+    pub(crate) text: String,
+}
+
+/// `legacy.friend.add` and `legacy.group.join`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NumberParams {
+    pub(crate) number: u64,
+}
+
+/// `legacy.group.create`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateGroupParams {
+    pub(crate) name: String,
+    #[serde(default)]
+    pub(crate) desc: String,
+}
+
+/// The content of a successful type-data `legacy.login`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct TypeDataLogin {
+    /// The user's own number.
+    pub(crate) number: u64,
+    /// The numbers of the users online.
+    pub(crate) users: Vec<u64>,
+}
+
+/// The status of a type-data login failure for an unknown number.
+pub(crate) const NO_SUCH_USER: u16 = 404;
+
+// ---------------------------------------------------------------------------
+// Per-connection state.
+
+/// What a legacy connection keeps in its homer session, shared between its
+/// calls and its [`Translate`] hook.
+struct Shared {
+    /// Calls of one connection run one at a time, in arrival order (a login
+    /// sent with a message right behind it must come first). The server
+    /// reads one call at a time anyway (`max_in_flight(1)` in `app.rs`);
+    /// this keeps it so whatever that setting: each handler takes this fair
+    /// lock before its first other await, and homer polls a call once
+    /// before it reads the next one.
+    turn: Arc<tokio::sync::Mutex<()>>,
+    /// The last barrier the inbox pump saw.
+    barrier: watch::Sender<Option<Uuid>>,
+    /// Offline messages collected during a login.
+    collected: Mutex<Collected>,
+}
+
+#[derive(Default)]
+struct Collected {
+    on: bool,
+    objects: Vec<String>,
+    bytes: usize,
+}
+
+#[derive(Clone)]
+struct LegacyConn(Arc<Shared>);
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn shared(ctx: &Context) -> Arc<Shared> {
+    if let Some(LegacyConn(s)) = ctx.session().get::<LegacyConn>() {
+        return s;
+    }
+    let s = Arc::new(Shared {
+        turn: Arc::new(tokio::sync::Mutex::new(())),
+        barrier: watch::Sender::new(None),
+        collected: Mutex::new(Collected::default()),
+    });
+    ctx.session().insert(LegacyConn(s.clone()));
+    s
+}
+
+// ---------------------------------------------------------------------------
+// The service.
+
+/// The legacy side of the chat service.
+pub(crate) struct Legacy {
+    chat: Chat,
+    /// Users' numbers never change: name → number, bounded.
+    numbers: Mutex<HashMap<String, u64>>,
+}
+
+type Handler<P> = fn(
+    Arc<Legacy>,
+    Context,
+    Flavour,
+    P,
+) -> Pin<Box<dyn Future<Output = Result<Value, ApiError>> + Send>>;
+
+/// Register one `legacy.*` API: refused (404) to native connections, params
+/// read only after that, one call at a time per connection.
+fn api<P: DeserializeOwned + Send + 'static>(
+    legacy: &Arc<Legacy>,
+    name: &'static str,
+    handler: Handler<P>,
+) {
+    let l = legacy.clone();
+    legacy
+        .chat
+        .inner
+        .homer
+        .api(name, move |ctx: Context, params: Value| {
+            let l = l.clone();
+            async move {
+                let Some(flavour) = Flavour::of(&ctx) else {
+                    return Err(ApiError::unknown_api(name));
+                };
+                let turn = shared(&ctx).turn.clone();
+                let _turn = turn.lock_owned().await;
+                let p: P =
+                    serde_json::from_value(params).map_err(|e| ApiError::bad_params(name, e))?;
+                handler(l, ctx, flavour, p).await
+            }
+        });
+}
+
+pub(crate) fn register(legacy: &Arc<Legacy>) {
+    api::<LoginParams>(legacy, apis::LOGIN, |l, ctx, f, p| {
+        Box::pin(async move { l.login(&ctx, f, p).await })
+    });
+    api::<RegisterParams>(legacy, apis::REGISTER, |l, ctx, _, p| {
+        Box::pin(async move {
+            let reg = crate::api::user::Register {
+                name: p.name,
+                password: p.password,
+                number: p.number,
+            };
+            let made = l.chat.register(&ctx, reg).await?;
+            let number = made["number"].as_u64().unwrap_or_default();
+            l.remember(made["name"].as_str().unwrap_or_default(), number);
+            Ok(json!(Registered { number }))
+        })
+    });
+    api::<Value>(legacy, apis::LOGOUT, |l, ctx, _, _| {
+        Box::pin(async move { l.logout(&ctx).await })
+    });
+    api::<SendParams>(legacy, apis::SEND, |l, ctx, _, p| {
+        Box::pin(async move {
+            let login = Chat::login(&ctx)?;
+            let to = match p.to {
+                Dest::User(n) => Target::user(l.name_of(n).await?),
+                Dest::Group(n) => Target::group(l.group_name(n).await?),
+            };
+            let send = crate::api::chat::Send {
+                to,
+                text: p.text,
+                client_id: None,
+            };
+            let sent = l.chat.send(&login, ctx.peer_ip(), send).await?;
+            Ok(json!({ "id": sent.id }))
+        })
+    });
+    api::<NumberParams>(legacy, apis::ADD_FRIEND, |l, ctx, _, p| {
+        Box::pin(async move {
+            let login = Chat::login(&ctx)?;
+            let friend = l.name_of(p.number).await?;
+            l.chat.add_friend(login.name(), &friend).await
+        })
+    });
+    api::<CreateGroupParams>(legacy, apis::CREATE_GROUP, |l, ctx, _, p| {
+        Box::pin(async move {
+            let login = Chat::login(&ctx)?;
+            l.chat.create_group(login.name(), &p.name, &p.desc).await
+        })
+    });
+    api::<NumberParams>(legacy, apis::JOIN_GROUP, |l, ctx, _, p| {
+        Box::pin(async move {
+            let login = Chat::login(&ctx)?;
+            let group = l.group_name(p.number).await?;
+            l.chat.join_group(login.name(), &group).await
+        })
+    });
+}
+
+impl Legacy {
+    pub(crate) fn new(chat: Chat) -> Self {
+        Legacy {
+            chat,
+            numbers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn remember(&self, name: &str, number: u64) {
+        if name.is_empty() || number == 0 {
+            return;
+        }
+        let mut numbers = lock(&self.numbers);
+        if numbers.len() >= MAX_CACHED {
+            numbers.clear();
+        }
+        numbers.insert(name.to_owned(), number);
+    }
+
+    /// A user's number; 0 for a user that does not exist (any more).
+    async fn number_of(&self, name: &str) -> u64 {
+        if let Some(n) = lock(&self.numbers).get(name) {
+            return *n;
+        }
+        match self.chat.inner.auth.users().get(name).await {
+            Ok(Some(user)) => {
+                let n = user.number().unwrap_or_default();
+                self.remember(name, n);
+                n
+            }
+            Ok(None) => 0,
+            Err(e) => {
+                tracing::warn!(user = name, error = %e, "looking up a user's number");
+                0
+            }
+        }
+    }
+
+    /// The name of the user with `number`, or 404.
+    async fn name_of(&self, number: u64) -> Result<String, ApiError> {
+        match self.chat.inner.auth.users().get_by_number(number).await {
+            Ok(Some(user)) => {
+                self.remember(user.name(), number);
+                Ok(user.name().to_owned())
+            }
+            Ok(None) => Err(ApiError::not_found(
+                "no_such_user",
+                format!("no user has number {number}"),
+            )),
+            Err(e) => Err(fail("reading a user", e)),
+        }
+    }
+
+    /// The name of the group with `number` (0 is the lobby), or 404.
+    async fn group_name(&self, number: u64) -> Result<String, ApiError> {
+        if number == 0 {
+            return Ok(LOBBY.to_owned());
+        }
+        match self.chat.inner.groups.find_one_by("number", number).await {
+            Ok(Some((_, doc))) => Ok(doc.name),
+            Ok(None) => Err(ApiError::not_found(
+                "no_such_group",
+                format!("no group has number {number}"),
+            )),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    /// A group's number (the lobby's is 0); `None` if it is gone.
+    async fn group_number(&self, name: &str) -> Option<u64> {
+        if name == LOBBY {
+            return Some(0);
+        }
+        match self.chat.inner.groups.get(name).await {
+            Ok(doc) => doc.map(|d| d.number),
+            Err(e) => {
+                tracing::warn!(group = name, error = %e, "looking up a group's number");
+                None
+            }
+        }
+    }
+
+    async fn login(
+        self: &Arc<Self>,
+        ctx: &Context,
+        flavour: Flavour,
+        p: LoginParams,
+    ) -> Result<Value, ApiError> {
+        if flavour == Flavour::TypeData {
+            // type-data tells an unknown number (500) from a wrong password (403).
+            match self.chat.inner.auth.users().get_by_number(p.number).await {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    return Err(ApiError::new(
+                        NO_SUCH_USER,
+                        "no_such_user",
+                        format!("no user has number {}", p.number),
+                    ));
+                }
+                Err(e) => return Err(fail("reading a user", e)),
+            }
+        }
+        let shared = shared(ctx);
+        ctx.session()
+            .insert(translator(self.clone(), flavour, shared.clone()));
+        start_collecting(&shared);
+        let params = crate::api::user::LoginParams {
+            name: None,
+            number: Some(p.number),
+            password: p.password,
+        };
+        if let Err(e) = self
+            .chat
+            .login_with_password(ctx, params, Acks::OnWrite)
+            .await
+        {
+            stop_collecting(&shared);
+            return Err(e);
+        }
+        let reply = self.login_reply(ctx, flavour, &shared).await;
+        if reply.is_err() {
+            stop_collecting(&shared);
+        }
+        reply
+    }
+
+    async fn login_reply(
+        &self,
+        ctx: &Context,
+        flavour: Flavour,
+        shared: &Shared,
+    ) -> Result<Value, ApiError> {
+        let login = Chat::login(ctx)?;
+        self.remember(login.name(), login.0.number);
+        // Build the answer before collecting ends: what arrives meanwhile is
+        // offline mail too.
+        let answer = match flavour {
+            Flavour::MsgidJson => Answer::Msgid {
+                friends: self.friends(login.name()).await?,
+                groups: self.groups(login.name()).await?,
+            },
+            Flavour::TypeData => {
+                ctx.subscribe(super::STATUS_TOPIC);
+                let names = self
+                    .chat
+                    .online_users(MAX_ONLINE)
+                    .await
+                    .map_err(unavailable)?;
+                let mut users = Vec::with_capacity(names.len());
+                for name in names {
+                    match self.number_of(&name).await {
+                        0 => {}
+                        n => users.push(n),
+                    }
+                }
+                Answer::TypeData { users }
+            }
+        };
+        self.wait_for_backlog(&login, shared).await;
+        let offline = stop_collecting(shared);
+        let (content, rest) = match answer {
+            Answer::Msgid { friends, groups } => {
+                let (ack, rest) =
+                    msgid_json::login_ack(login.0.number, login.name(), offline, &friends, &groups);
+                (Value::String(ack), rest)
+            }
+            Answer::TypeData { users } => (
+                json!(TypeDataLogin {
+                    number: login.0.number,
+                    users
+                }),
+                offline,
+            ),
+        };
+        for object in rest {
+            let _ = ctx.push_after_reply(Push::new(pushes::OFFLINE, object));
+        }
+        let _ = ctx.push_after_reply(Push::new(pushes::RELEASE, Value::Null));
+        Ok(content)
+    }
+
+    /// Wait until every message that waited in the user's inbox went through
+    /// the [`Translate`] hook: send a barrier through the inbox and wait for it.
+    async fn wait_for_backlog(&self, login: &Login, shared: &Shared) {
+        let nonce = Uuid::new_v4();
+        let mut seen = shared.barrier.subscribe();
+        let me = login.0.user.clone();
+        let barrier = Envelope::builder(me.clone(), To::User(me))
+            .content_type(BARRIER)
+            .body(nonce.as_bytes().to_vec())
+            .build();
+        if let Err(e) = self.chat.inner.broker.publish(&barrier).await {
+            tracing::warn!(user = login.name(), error = %e, "sending the offline-messages barrier");
+            return;
+        }
+        let waited = tokio::time::timeout(BARRIER_WAIT, seen.wait_for(|b| *b == Some(nonce))).await;
+        if waited.is_err() {
+            tracing::warn!(
+                user = login.name(),
+                "offline messages not all seen within {BARRIER_WAIT:?}; answering the login anyway"
+            );
+        }
+    }
+
+    /// msgid-json's `friends`: JSON strings of `{"id","name","state"}`.
+    async fn friends(&self, me: &str) -> Result<Vec<String>, ApiError> {
+        let mut out = Vec::new();
+        for f in self.chat.friend_list(me).await? {
+            let name = f["name"].as_str().unwrap_or_default();
+            let friend = msgid_json::User {
+                id: self.number_of(name).await,
+                name,
+                state: msgid_json::state(f["online"].as_bool().unwrap_or(false)),
+                role: None,
+            };
+            out.push(msgid_json::to_json(&friend));
+        }
+        Ok(out)
+    }
+
+    /// msgid-json's `groups` (the lobby is not listed): JSON strings of
+    /// `{"id","groupname","groupdesc","users"}`.
+    async fn groups(&self, me: &str) -> Result<Vec<String>, ApiError> {
+        let mut out = Vec::new();
+        for g in self.chat.my_groups(me).await? {
+            let name = g["name"].as_str().unwrap_or_default();
+            if name == LOBBY {
+                continue;
+            }
+            let Some(number) = self.group_number(name).await else {
+                continue;
+            };
+            let scope = crate::api::group::scope(name);
+            let members = self
+                .chat
+                .inner
+                .auth
+                .scope_members(&scope, None, MAX_MEMBERS)
+                .await
+                .map_err(auth)?;
+            let mut users = Vec::with_capacity(members.len());
+            for (member, member_role) in members {
+                let user = msgid_json::User {
+                    id: self.number_of(&member).await,
+                    name: &member,
+                    state: msgid_json::state(self.chat.is_online(&member).await),
+                    role: Some(if member_role == role::OWNER {
+                        "creator"
+                    } else {
+                        "normal"
+                    }),
+                };
+                users.push(msgid_json::to_json(&user));
+            }
+            let group = msgid_json::Group {
+                id: number,
+                groupname: name,
+                groupdesc: g["desc"].as_str().unwrap_or_default(),
+                users,
+            };
+            out.push(msgid_json::to_json(&group));
+        }
+        Ok(out)
+    }
+
+    async fn logout(&self, ctx: &Context) -> Result<Value, ApiError> {
+        let login = Chat::login(ctx)?;
+        if let Err(e) = self.chat.inner.sessions.revoke(&login.0.token).await {
+            return Err(fail("revoking the session", e));
+        }
+        ctx.unsubscribe(super::STATUS_TOPIC);
+        if let Some(login) = ctx.session().remove::<Login>() {
+            self.chat.logged_out(ctx.connection(), &login).await;
+        }
+        Ok(json!({}))
+    }
+
+    /// The legacy object for a message delivered to `me`; `None` when it
+    /// has no legacy shape.
+    async fn translate(&self, flavour: Flavour, m: Message, me: u64) -> Option<String> {
+        let from = self.number_of(&m.from).await;
+        match flavour {
+            Flavour::MsgidJson => {
+                let time = format_time(m.ts);
+                match (&m.to.user, &m.to.group) {
+                    (Some(_), _) => Some(msgid_json::one_chat(from, &m.from, me, &m.text, &time)),
+                    (None, Some(group)) => {
+                        let number = self.group_number(group).await?;
+                        Some(msgid_json::group_chat(
+                            from, &m.from, number, &m.text, &time,
+                        ))
+                    }
+                    (None, None) => None,
+                }
+            }
+            Flavour::TypeData => {
+                let prefix = match (&m.to.user, &m.to.group) {
+                    (Some(_), _) => "(private) ".to_owned(),
+                    (None, Some(g)) if g == LOBBY => String::new(),
+                    (None, Some(g)) => format!("({g}) "),
+                    (None, None) => return None,
+                };
+                Some(type_data::sms(
+                    &format!("{prefix}{}", m.text),
+                    from,
+                    &m.from,
+                ))
+            }
+        }
+    }
+}
+
+enum Answer {
+    Msgid {
+        friends: Vec<String>,
+        groups: Vec<String>,
+    },
+    TypeData {
+        users: Vec<u64>,
+    },
+}
+
+fn start_collecting(shared: &Shared) {
+    let mut c = lock(&shared.collected);
+    c.on = true;
+    c.objects.clear();
+    c.bytes = 0;
+}
+
+/// Stop collecting; what was collected, oldest first.
+fn stop_collecting(shared: &Shared) -> Vec<String> {
+    let mut c = lock(&shared.collected);
+    c.on = false;
+    c.bytes = 0;
+    std::mem::take(&mut c.objects)
+}
+
+/// The hook the inbox pump calls for each delivery to a legacy connection.
+fn translator(legacy: Arc<Legacy>, flavour: Flavour, shared: Arc<Shared>) -> Translate {
+    Translate(Arc::new(move |env: &Envelope, me: &Login| -> PushFuture {
+        if env.content_type == BARRIER {
+            if let Ok(nonce) = Uuid::from_slice(&env.body) {
+                shared.barrier.send_replace(Some(nonce));
+            }
+            return Box::pin(std::future::ready(None));
+        }
+        // Group events have no legacy shape; a member's own group message is
+        // not sent back to them.
+        let message =
+            Message::from_envelope(env).filter(|m| m.to.user.is_some() || m.from != me.name());
+        let Some(message) = message else {
+            return Box::pin(std::future::ready(None));
+        };
+        let (legacy, shared, my_number) = (legacy.clone(), shared.clone(), me.0.number);
+        Box::pin(async move {
+            let object = legacy.translate(flavour, message, my_number).await?;
+            let mut c = lock(&shared.collected);
+            if c.on && c.bytes + object.len() <= MAX_COLLECTED {
+                c.bytes += object.len();
+                c.objects.push(object);
+                return None;
+            }
+            drop(c);
+            Some(Push::new(pushes::OBJECT, object))
+        })
+    }))
+}
+
+/// Push every login and logout, with the user's number, to the type-data
+/// connections (`NotifyUserStatusMes`).
+pub(crate) async fn statuses(legacy: Arc<Legacy>) {
+    let chat = &legacy.chat;
+    loop {
+        let mut stream = match chat.inner.broker.subscribe_presence().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "subscribing to presence for legacy clients; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        while let Some(event) = stream.recv().await {
+            let PresenceEvent::Changed(p) = event else {
+                continue;
+            };
+            if chat.inner.homer.hub().subscriber_count(super::STATUS_TOPIC) == 0 {
+                continue;
+            }
+            let number = legacy.number_of(p.user.as_str()).await;
+            if number == 0 {
+                continue;
+            }
+            let status = if p.online {
+                type_data::ONLINE
+            } else {
+                type_data::OFFLINE
+            };
+            let push = Push::new(
+                pushes::STATUS,
+                json!({ "userId": number, "status": status }),
+            );
+            chat.inner.homer.publish(super::STATUS_TOPIC, push);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

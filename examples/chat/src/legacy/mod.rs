@@ -1,0 +1,294 @@
+//! The legacy protocols (PROTOCOL.md §2 and §3) as homer [`Protocol`](homer::Protocol)s: old
+//! clients of two widely copied chat servers connect unchanged and talk with
+//! native users. They translate; they are not a second chat server.
+//!
+//! ```text
+//!   msgid-json client ──┐ MsgidJson::decode   ┌────────────────────┐
+//!                       ├──────────────────▶ │ legacy.* APIs      │──▶ Chat::login_with_password,
+//!   type-data client ───┘ TypeData::decode    │ (this module, api) │    Chat::send, join_group, ...
+//!          ▲                                  └────────────────────┘
+//!          │ encode_reply / encode_push                 │ establish(.., Acks::OnWrite)
+//!          └──── legacy.object / legacy.status ◀── inbox pump + Translate (api::translator)
+//! ```
+//!
+//! # How a legacy message becomes a call
+//!
+//! Each protocol decodes one legacy message into a [`Call`](homer::Call) of an
+//! internal API named `legacy.*` (see [`api`]): `legacy.login`,
+//! `legacy.register`, `legacy.logout`, `legacy.send`, `legacy.friend.add`,
+//! `legacy.group.create`, `legacy.group.join`. Those handlers compose the
+//! same `Chat` methods the native APIs use (numbers are turned into names on
+//! the way) and return exactly what the encoder writes. They answer 404 to
+//! any connection that is not a legacy one, so native clients cannot reach
+//! them. The calls of one connection run one at a time, in the order they
+//! arrived (a login followed at once by a message works).
+//!
+//! Deliveries from the user's inbox reach a legacy connection through a
+//! [`Translate`](crate::session::Translate) hook the login puts in the
+//! connection's session: the inbox pump hands it each delivery, and it
+//! answers with a ready-to-write legacy object (push kind `legacy.object`),
+//! looking up the sender's number and the group's number. Legacy clients
+//! cannot ack, so the login uses [`Acks::OnWrite`](crate::session::Acks):
+//! a message handed to a legacy connection counts as delivered.
+//!
+//! Offline messages: the login publishes a *barrier* envelope to the user's
+//! own inbox after subscribing to it. Until the barrier comes back, the hook
+//! collects the translated messages instead of pushing them; then the login
+//! reply is built with them (msgid-json puts as many as fit under 1024 bytes
+//! into `offlinemsg`), and the rest follow the reply as separate pushes. The
+//! protocols hold any other push while a login is answered, so nothing is
+//! ever written before the login reply (the old clients read the first
+//! message after a login as its answer).
+//!
+//! # Wire format: msgid-json (TCP, default 127.0.0.1:6000)
+//!
+//! No length prefix: each message is one JSON object, optionally followed by
+//! a NUL byte. The decoder finds where an object ends itself, tracking
+//! string literals and escapes, so objects may arrive back to back, split
+//! across reads, or separated by whitespace or NULs.
+//!
+//! ```text
+//!  client → server (any of these, in any chunking):
+//!  +---------------------------------------+----+---------+-----------------------+----+
+//!  | {"msgid":1,"id":7,"password":"pw"}    | 00 | ␠ \n \t | {"msgid":6,...}       | 00 | ...
+//!  +---------------------------------------+----+---------+-----------------------+----+
+//!    one object (UTF-8 JSON, at most the       NUL  optional  next object
+//!    frame limit, 64 KiB by default)          (optional)
+//!
+//!  server → client (each object in its own write):
+//!  +-----------------------------------------------------------+----+
+//!  | {"msgid":2,"errno":0,"id":7,"name":"gus","offlinemsg":[…]…} | 00 |   < 1024 bytes where it can
+//!  +-----------------------------------------------------------+----+
+//! ```
+//!
+//! | msgid | in | does | answer |
+//! |---|---|---|---|
+//! | 1 LOGIN_MSG | `id`, `password` | log in by number | msgid 2: `errno` 0 with `id`, `name`, `offlinemsg`, `friends`, `groups` (JSON strings); `errno` 1 and `errmsg` on failure |
+//! | 3 LOGINOUT_MSG | `id` | `user.logout` | none |
+//! | 4 REG_MSG | `name`, `password` | `user.register` | msgid 5: `errno` 0 and the new `id`, or `errno` 1 |
+//! | 6 ONE_CHAT_MSG | `toid`, `msg` | `chat.send` to the user with that number | none; delivered as msgid 6 |
+//! | 7 ADD_FRIEND_MSG | `friendid` | `friend.add` | none |
+//! | 8 CREATE_GROUP_MSG | `groupname`, `groupdesc` | `group.create` | none |
+//! | 9 ADD_GROUP_MSG | `groupid` | `group.join` | none |
+//! | 10 GROUP_CHAT_MSG | `groupid`, `msg` | `chat.send` to the group with that number | none; delivered as msgid 10 to the other members |
+//!
+//! Groups are addressed by their number (`GroupDoc::number`); the lobby,
+//! which every user is in and which is not listed in `groups`, is group
+//! number 0, so lobby messages reach these clients as msgid 10 with
+//! `groupid` 0. The sender fields of a client's message (`id`, `name`,
+//! `time`) are ignored: the server knows who sent it. `time` of a delivered
+//! message is the server's time stamp as `YYYY-MM-DD HH:MM:SS` (UTC).
+//!
+//! # Wire format: type-data (TCP, default 127.0.0.1:8889)
+//!
+//! ```text
+//!  0        4                                    4 + len
+//!  +--------+------------------------------------+
+//!  |  len   | {"type":"LoginMes","data":"{...}"} |
+//!  +--------+------------------------------------+
+//!   u32, big-endian: the number of JSON bytes that follow (at most the frame limit)
+//! ```
+//!
+//! `data` is itself JSON, encoded as a string. A client's `LoginMes` logs in
+//! by number and is answered with `LoginResMes` (the numbers of the users
+//! online); `RegisterMes` registers with the number the client chose
+//! (`RegisterResMes` 505 when it is taken); a client's `SmsMes` goes to the
+//! lobby. Lobby messages reach these clients as `SmsMes`, private messages
+//! with `(private) ` before the text and group messages with `(<group>) `;
+//! every login and logout is pushed as `NotifyUserStatusMes`.
+//!
+//! # Bad input
+//!
+//! On both ports: bytes that are not a JSON object (msgid-json), a packet
+//! whose body is not `{"type":<string>,"data":<string>}` or whose length is
+//! over the frame limit (type-data, refused before anything is allocated)
+//! close the connection cleanly. An unknown `msgid` or `type` is ignored, as
+//! the original servers do. A known message with fields of the wrong shape
+//! gets the protocol's error answer where it has one (login, registration)
+//! and is otherwise ignored. Nothing a connection sends affects another.
+
+pub(crate) mod api;
+pub(crate) mod msgid_json;
+pub(crate) mod type_data;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::app::{Chat, StartError};
+
+/// Names of the internal APIs the legacy protocols call.
+pub(crate) mod apis {
+    /// Log in by number; the reply is the protocol's login answer.
+    pub(crate) const LOGIN: &str = "legacy.login";
+    /// Register; the reply carries the new number.
+    pub(crate) const REGISTER: &str = "legacy.register";
+    /// Log out (the connection stays open).
+    pub(crate) const LOGOUT: &str = "legacy.logout";
+    /// Send to a user or a group named by number.
+    pub(crate) const SEND: &str = "legacy.send";
+    /// Add a friend by number.
+    pub(crate) const ADD_FRIEND: &str = "legacy.friend.add";
+    /// Create a group.
+    pub(crate) const CREATE_GROUP: &str = "legacy.group.create";
+    /// Join a group by number.
+    pub(crate) const JOIN_GROUP: &str = "legacy.group.join";
+}
+
+/// Push kinds the legacy protocols understand; every other push is dropped.
+pub(crate) mod pushes {
+    /// Content: a string holding a ready-to-write legacy object (a live
+    /// message; held back while a login is being answered).
+    pub(crate) const OBJECT: &str = "legacy.object";
+    /// Content: a string holding a ready-to-write legacy object: an offline
+    /// message that follows the login reply, written at once.
+    pub(crate) const OFFLINE: &str = "legacy.offline";
+    /// Content: `{"userId", "status"}` (type-data's `NotifyUserStatusMes`).
+    pub(crate) const STATUS: &str = "legacy.status";
+    /// Sent after the pushes that follow a successful login reply: from here
+    /// on, pushes held back during the login may be written.
+    pub(crate) const RELEASE: &str = "legacy.release";
+}
+
+/// The topic of type-data connections: user status changes.
+pub(crate) const STATUS_TOPIC: &str = "legacy:type-data";
+
+/// What [`start`] started.
+pub(crate) struct Started {
+    /// Where msgid-json clients connect, if enabled.
+    pub(crate) msgid_json: Option<SocketAddr>,
+    /// Where type-data clients connect, if enabled.
+    pub(crate) type_data: Option<SocketAddr>,
+    /// Background work to stop at shutdown.
+    pub(crate) tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Register the `legacy.*` APIs and listen on the configured legacy
+/// addresses (`config.msgid_json`, `config.type_data`; either may be off).
+pub(crate) async fn start(chat: &Chat) -> Result<Started, StartError> {
+    let config = &chat.inner.config;
+    let (msgid_addr, type_addr) = (config.msgid_json.0, config.type_data.0);
+    let mut started = Started {
+        msgid_json: None,
+        type_data: None,
+        tasks: Vec::new(),
+    };
+    if msgid_addr.is_none() && type_addr.is_none() {
+        return Ok(started);
+    }
+    let legacy = Arc::new(api::Legacy::new(chat.clone()));
+    api::register(&legacy);
+    let homer = &chat.inner.homer;
+    if let Some(addr) = msgid_addr {
+        started.msgid_json = Some(homer.listen_tcp(addr, msgid_json::make()).await?);
+    }
+    if let Some(addr) = type_addr {
+        started.type_data = Some(homer.listen_tcp(addr, type_data::make()).await?);
+        started.tasks.push(tokio::spawn(api::statuses(legacy)));
+    }
+    Ok(started)
+}
+
+/// Pushes held back while a login is answered.
+///
+/// Old clients take the first message after their login request for its
+/// answer, so nothing may be written between the request and the answer,
+/// and the offline messages that follow the answer come before live ones.
+/// A protocol calls [`login_sent`](Hold::login_sent) when it issues a login
+/// call, [`login_answered`](Hold::login_answered) when it writes the answer
+/// and [`release_seen`](Hold::release_seen) at the
+/// [`RELEASE`](pushes::RELEASE) push that ends a successful login's
+/// offline messages; in between, [`write`](Hold::write) keeps frames back.
+#[derive(Debug, Default)]
+pub(crate) struct Hold {
+    logins: usize,
+    releases: usize,
+    held: Vec<u8>,
+}
+
+/// Most bytes held back; past it frames are written at once (an old client
+/// may then misread its login answer, but nothing is lost).
+const MAX_HELD: usize = 8 << 20;
+
+impl Hold {
+    pub(crate) fn login_sent(&mut self) {
+        self.logins += 1;
+    }
+
+    /// The answer to a login was written; `ok` when a
+    /// [`RELEASE`](pushes::RELEASE) push will follow.
+    pub(crate) fn login_answered(&mut self, ok: bool, dst: &mut bytes::BytesMut) {
+        self.logins = self.logins.saturating_sub(1);
+        if ok {
+            self.releases += 1;
+        }
+        self.flush(dst);
+    }
+
+    pub(crate) fn release_seen(&mut self, dst: &mut bytes::BytesMut) {
+        self.releases = self.releases.saturating_sub(1);
+        self.flush(dst);
+    }
+
+    /// Write `frame` (an encoded legacy message) now, or keep it for later.
+    pub(crate) fn write(&mut self, frame: &[u8], dst: &mut bytes::BytesMut) {
+        if self.holding() && self.held.len() + frame.len() <= MAX_HELD {
+            self.held.extend_from_slice(frame);
+        } else {
+            dst.extend_from_slice(frame);
+        }
+    }
+
+    fn holding(&self) -> bool {
+        self.logins > 0 || self.releases > 0
+    }
+
+    fn flush(&mut self, dst: &mut bytes::BytesMut) {
+        if !self.holding() && !self.held.is_empty() {
+            dst.extend_from_slice(&self.held);
+            self.held = Vec::new();
+        }
+    }
+}
+
+/// `ts` (milliseconds since the Unix epoch) as `YYYY-MM-DD HH:MM:SS`, UTC:
+/// the `time` of a msgid-json message.
+pub(crate) fn format_time(ts: u64) -> String {
+    let secs = ts / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// The proleptic Gregorian date `days` after 1970-01-01 (Howard Hinnant's
+/// `civil_from_days`, for non-negative day counts).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + u64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_utc_wall_clock() {
+        let check = |ts: u64, expected: &str| assert_eq!(format_time(ts), expected, "{ts}");
+        check(0, "1970-01-01 00:00:00");
+        check(951_782_400_000, "2000-02-29 00:00:00");
+        check(1_732_350_000_123, "2024-11-23 08:20:00");
+        check(4_102_444_799_999, "2099-12-31 23:59:59");
+    }
+}

@@ -1,0 +1,38 @@
+//! The chat application: a chat server (HTTP, Server-Sent Events, WebSocket,
+//! TCP), its web client, and the legacy protocols — composed from the IM
+//! framework's crates:
+//!
+//! | concern | crate |
+//! |---|---|
+//! | accounts, passwords | `tiny_storage` (through `aucheck`) |
+//! | login tokens, the HTTP session cookie | `easy_cookie` sessions |
+//! | group roles (owner, admin, member), global admins | `aucheck` scoped roles |
+//! | routing, offline inboxes, history, presence fan-out | `rmq_core` (embedded broker or RabbitMQ) |
+//! | groups, friends, online state, idempotency | `nopi` (sled or PostgreSQL) |
+//! | transports, push, limits | `homer` |
+//!
+//! The wire contract is PROTOCOL.md §1; `docs/chat.md` is the guide.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = chat::Config::load()?; // flags, CHAT_* variables, --config file
+//! let running = chat::Chat::start(config).await?;
+//! println!("open http://{}", running.http);
+//! running.shutdown(std::time::Duration::from_secs(5)).await;
+//! # Ok(())
+//! # }
+//! ```
+
+mod api;
+mod app;
+mod cluster;
+mod config;
+mod legacy;
+mod limits;
+mod presence;
+mod session;
+mod wire;
+
+pub use app::{Chat, Running, StartError};
+pub use config::{Config, ConfigError, Listen};
+pub use wire::{GroupEvent, LOBBY, Message, Target};

@@ -1,0 +1,374 @@
+//! Logged-in connections: one session per user, the inbox pump that turns
+//! deliveries into pushes, and the cleanup when a connection ends.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use homer::{ApiError, Connection, Context, Push};
+use rmq_core::{Acker, Envelope, Presence, Subscription, UserId};
+use uuid::Uuid;
+
+use crate::api::{fail, unavailable};
+use crate::app::Chat;
+use crate::cluster::OnlineEntry;
+use crate::wire::{GROUP_EVENT, GroupEvent, Message};
+
+/// The logged-in user of a connection, kept in its homer session.
+#[derive(Clone)]
+pub(crate) struct Login(pub(crate) Arc<LoginState>);
+
+pub(crate) struct LoginState {
+    pub(crate) user: UserId,
+    pub(crate) number: u64,
+    pub(crate) token: String,
+    /// When this login was announced (presence timestamp, ms).
+    pub(crate) since: u64,
+    /// Deliveries pushed but not yet acked by the client, by message id.
+    pending: Mutex<HashMap<Uuid, Acker>>,
+    pump: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Login {
+    pub(crate) fn name(&self) -> &str {
+        self.0.user.as_str()
+    }
+
+    /// Ack the deliveries the client names; ids it was not given are ignored,
+    /// and so are deliveries whose broker connection was lost meanwhile (the
+    /// broker delivers those again; the client drops them by id).
+    pub(crate) async fn ack(&self, ids: &[Uuid]) -> Result<(), rmq_core::Error> {
+        let ackers: Vec<Acker> = {
+            let mut pending = lock(&self.0.pending);
+            ids.iter().filter_map(|id| pending.remove(id)).collect()
+        };
+        let mut failed = None;
+        for acker in ackers {
+            match acker.ack().await {
+                Ok(()) => {}
+                Err(rmq_core::Error::DeliveryGone { .. }) => {
+                    tracing::debug!(user = %self.0.user, "ack of a delivery from a lost broker connection");
+                }
+                Err(e) => failed = Some(e),
+            }
+        }
+        failed.map_or(Ok(()), Err)
+    }
+}
+
+impl Drop for LoginState {
+    fn drop(&mut self) {
+        // Stopping the pump drops the subscription: what was not acked goes
+        // back to the inbox for the next login.
+        if let Some(pump) = lock(&self.pump).take() {
+            pump.abort();
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Where a user's live pushes go on this node.
+pub(crate) fn user_topic(name: &str) -> String {
+    format!("user:{name}")
+}
+
+/// Turns an inbox delivery into the push a connection gets, for connections
+/// that speak another shape than the native pushes (the legacy protocols put
+/// one in the connection's session before logging in). `None` pushes nothing,
+/// and the delivery counts as handled.
+#[derive(Clone)]
+pub(crate) struct Translate(pub(crate) Arc<TranslateFn>);
+
+/// The push for one delivery, computed asynchronously.
+pub(crate) type PushFuture = std::pin::Pin<Box<dyn Future<Output = Option<Push>> + Send>>;
+/// What a [`Translate`] calls.
+pub(crate) type TranslateFn = dyn Fn(&Envelope, &Login) -> PushFuture + Send + Sync;
+
+/// How deliveries are settled for a connection.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Acks {
+    /// The client acks with `chat.ack`; unacked messages come back.
+    Client,
+    /// Writing a message to the connection counts as delivery (legacy clients).
+    OnWrite,
+}
+
+impl Chat {
+    /// Make `ctx`'s connection the one session of `user`: replace any other
+    /// session of the user, start consuming the inbox, announce presence.
+    pub(crate) async fn establish(
+        &self,
+        ctx: &Context,
+        user: UserId,
+        number: u64,
+        token: String,
+        acks: Acks,
+    ) -> Result<Login, ApiError> {
+        let name = user.as_str().to_owned();
+        // This connection may already be logged in (as anyone): end that first.
+        if let Some(old) = ctx.session().remove::<Login>() {
+            self.logged_out(ctx.connection(), &old).await;
+        }
+        self.replace_local(&name, ctx.connection()).await;
+
+        let presence = Presence::new(user.clone(), true);
+        let sub = self
+            .inner
+            .broker
+            .subscribe(&user)
+            .await
+            .map_err(|e| fail("subscribe", e))?;
+        let login = Login(Arc::new(LoginState {
+            user,
+            number,
+            token,
+            since: presence.ts,
+            pending: Mutex::new(HashMap::new()),
+            pump: Mutex::new(None),
+        }));
+        let pump = tokio::spawn(pump(
+            ctx.connection().clone(),
+            Arc::downgrade(&login.0),
+            sub,
+            acks,
+        ));
+        *lock(&login.0.pump) = Some(pump);
+        ctx.session().insert(login.clone());
+        ctx.subscribe(&user_topic(&name));
+        lock(&self.inner.local).insert(name.clone(), ctx.conn_id());
+
+        let entry = OnlineEntry {
+            node: self.inner.node.clone(),
+            since: presence.ts,
+        };
+        let bytes = serde_json::to_vec(&entry).map_err(|e| fail("online entry", e))?;
+        self.inner
+            .online
+            .insert(&name, bytes)
+            .await
+            .map_err(unavailable)?;
+        if let Err(e) = self.inner.broker.publish_presence(&presence).await {
+            tracing::warn!(user = %name, error = %e, "announcing presence");
+        }
+        Ok(login)
+    }
+
+    /// Close this node's other session of `name`, if any, telling it why.
+    async fn replace_local(&self, name: &str, current: &Connection) {
+        let previous = lock(&self.inner.local).get(name).copied();
+        let Some(prev) = previous.filter(|id| *id != current.id()) else {
+            return;
+        };
+        if let Some(conn) = self.inner.homer.hub().connection(prev) {
+            // Take the login off it now, so its inbox subscription is given
+            // back before ours starts.
+            let old = conn.session().remove::<Login>();
+            let _ = conn.push(Push::new(
+                "session",
+                serde_json::json!({"event": "replaced"}),
+            ));
+            conn.close("replaced by a newer login");
+            drop(old);
+        }
+    }
+
+    /// A session of this node was replaced by a login elsewhere (`since` is
+    /// the newer login's time).
+    pub(crate) fn replaced_remotely(&self, name: &str, since: u64) {
+        let id = lock(&self.inner.local).get(name).copied();
+        let Some(conn) = id.and_then(|id| self.inner.homer.hub().connection(id)) else {
+            return;
+        };
+        let older = conn
+            .session()
+            .with(|l: Option<&Login>| l.is_some_and(|l| l.0.since < since));
+        if older {
+            let old = conn.session().remove::<Login>();
+            let _ = conn.push(Push::new(
+                "session",
+                serde_json::json!({"event": "replaced"}),
+            ));
+            conn.close("replaced by a newer login");
+            drop(old);
+            lock(&self.inner.local).retain(|_, c| *c != conn.id());
+        }
+    }
+
+    /// The user of `conn` logged out or went away: forget the connection and,
+    /// unless a newer login of the user exists, announce them offline.
+    pub(crate) async fn logged_out(&self, conn: &Connection, login: &Login) {
+        let name = login.name().to_owned();
+        {
+            let mut local = lock(&self.inner.local);
+            if local.get(&name) == Some(&conn.id()) {
+                local.remove(&name);
+            }
+        }
+        conn.unsubscribe(&user_topic(&name));
+        // Remove the online entry only if it is still this login's.
+        let mine = serde_json::to_vec(&OnlineEntry {
+            node: self.inner.node.clone(),
+            since: login.0.since,
+        })
+        .unwrap_or_default();
+        match self
+            .inner
+            .online
+            .compare_and_swap(&name, Some(&mine), None)
+            .await
+        {
+            Ok(Ok(())) => {
+                let offline = Presence::new(login.0.user.clone(), false);
+                if let Err(e) = self.inner.broker.publish_presence(&offline).await {
+                    tracing::warn!(user = %name, error = %e, "announcing presence");
+                }
+            }
+            Ok(Err(_)) => {} // a newer login owns the entry
+            Err(e) => tracing::warn!(user = %name, error = %e, "clearing online state"),
+        }
+    }
+
+    /// Whether `name` is online anywhere (on a node that is alive: see
+    /// `cluster`).
+    pub(crate) async fn is_online(&self, name: &str) -> bool {
+        let Ok(Some(bytes)) = self.inner.online.get(name).await else {
+            return false;
+        };
+        match serde_json::from_slice::<OnlineEntry>(&bytes) {
+            Ok(entry) => crate::cluster::node_alive(self, &entry.node)
+                .await
+                .unwrap_or(true),
+            Err(_) => true,
+        }
+    }
+
+    /// Everyone online on a live node, sorted (at most `limit`).
+    pub(crate) async fn online_users(&self, limit: usize) -> nopi::Result<Vec<String>> {
+        let beats = crate::cluster::beats(self).await?;
+        let now = crate::cluster::now_ms();
+        let mut out = Vec::new();
+        let mut from: Option<Vec<u8>> = None;
+        // Page through the tree, skipping the entries of dead nodes.
+        while out.len() < limit {
+            let scan = match from.take() {
+                Some(k) => {
+                    nopi::Scan::range((std::ops::Bound::Excluded(k), std::ops::Bound::Unbounded))
+                }
+                None => nopi::Scan::all(),
+            };
+            let page = self.inner.online.scan(scan.limit(limit)).await?;
+            let last = page.len() < limit;
+            for (k, v) in page {
+                let live = serde_json::from_slice::<OnlineEntry>(&v)
+                    .map_or(true, |e| crate::cluster::alive(self, &e.node, &beats, now));
+                from = Some(k.clone());
+                if live
+                    && out.len() < limit
+                    && let Ok(name) = String::from_utf8(k)
+                {
+                    out.push(name);
+                }
+            }
+            if last {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The login of the calling connection, or 401.
+    pub(crate) fn login(ctx: &Context) -> Result<Login, ApiError> {
+        ctx.session().get::<Login>().ok_or_else(|| {
+            ApiError::unauthorized("not_logged_in", "log in first (user.login or user.resume)")
+        })
+    }
+}
+
+/// Push what arrives in the inbox to the connection, until either ends.
+async fn pump(
+    conn: Connection,
+    login: std::sync::Weak<LoginState>,
+    mut sub: Subscription,
+    acks: Acks,
+) {
+    while let Some(next) = sub.recv().await {
+        let delivery = match next {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(user = %sub.user(), error = %e, "inbox delivery failed");
+                continue;
+            }
+        };
+        let (envelope, acker) = delivery.into_parts();
+        // The same message again (published twice after a takeover, or
+        // redelivered) while the client still holds the first copy: settle
+        // this copy now — an unsettled delivery would hold one of the
+        // subscription's prefetch slots for good — and push nothing.
+        let held = login
+            .upgrade()
+            .is_some_and(|state| lock(&state.pending).contains_key(&envelope.id));
+        if held {
+            if let Err(e) = acker.ack().await {
+                tracing::warn!(error = %e, "acking a duplicate delivery");
+            }
+            continue;
+        }
+        let translate = conn.session().get::<Translate>();
+        let push = if let Some(Translate(translate)) = translate {
+            let Some(state) = login.upgrade() else { break };
+            match translate(&envelope, &Login(state)).await {
+                Some(push) => Some(Ok(push)),
+                None => {
+                    if let Err(e) = acker.ack().await {
+                        tracing::warn!(error = %e, "acking a delivery with nothing to push");
+                    }
+                    continue;
+                }
+            }
+        } else if envelope.content_type == GROUP_EVENT {
+            match serde_json::from_slice::<GroupEvent>(&envelope.body) {
+                Ok(event) => Some(Push::json("group", &event)),
+                Err(_) => None,
+            }
+        } else {
+            Message::from_envelope(&envelope).map(|m| Push::json("message", &m))
+        };
+        let Some(Ok(push)) = push else {
+            tracing::warn!(id = %envelope.id, content_type = %envelope.content_type, "dropping an inbox entry that is not a chat message");
+            let _ = acker.ack().await;
+            continue;
+        };
+        if conn.push(push).is_err() {
+            break; // the connection is gone: what is unacked goes back
+        }
+        let is_message = envelope.content_type != GROUP_EVENT;
+        if acks == Acks::Client && is_message {
+            match login.upgrade() {
+                Some(state) => {
+                    lock(&state.pending).insert(envelope.id, acker);
+                }
+                None => break,
+            }
+        } else if let Err(e) = acker.ack().await {
+            tracing::warn!(error = %e, "acking a delivered message");
+        }
+    }
+}
+
+/// Background chores: expired sessions and old idempotency records.
+pub(crate) async fn housekeeping(chat: Chat) {
+    const EVERY: Duration = Duration::from_secs(3600);
+    let mut tick = tokio::time::interval(EVERY);
+    loop {
+        tick.tick().await;
+        if let Err(e) = chat.inner.sessions.purge_expired().await {
+            tracing::warn!(error = %e, "purging expired sessions");
+        }
+        if let Err(e) = crate::api::chat::purge_sent(&chat).await {
+            tracing::warn!(error = %e, "purging old client_id records");
+        }
+    }
+}

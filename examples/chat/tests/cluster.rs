@@ -1,0 +1,732 @@
+//! The cluster shape end to end: three real `chat-server` nodes sharing one
+//! PostgreSQL schema and one RabbitMQ namespace, behind a real nginx running
+//! the shipped `deploy/nginx.conf`. Needs nginx (`sudo apt-get install -y
+//! nginx libnginx-mod-stream`), RabbitMQ and PostgreSQL; fails, never skips,
+//! without them.
+// Test output: progress and the servers' logs go to stderr.
+#![allow(clippy::print_stderr)]
+
+mod support;
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+/// The liveness bound documented in docs/cluster.md (STALE + BEAT), plus slack.
+const LIVENESS_BOUND: Duration = Duration::from_secs(8 + 3);
+
+/// The tests of this file share RabbitMQ's uptime: one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn amqp_url() -> String {
+    std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn ensure_nginx() {
+    let ok = std::process::Command::new("nginx")
+        .arg("-v")
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "the cluster tests need nginx. Install it: sudo apt-get install -y nginx libnginx-mod-stream"
+    );
+    assert!(
+        std::path::Path::new("/usr/lib/nginx/modules/ngx_stream_module.so").exists(),
+        "the cluster tests need nginx's stream module. Install it: sudo apt-get install -y libnginx-mod-stream"
+    );
+}
+
+fn free_port() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    l.local_addr().expect("local addr")
+}
+
+/// One chat-server node.
+struct Node {
+    child: Child,
+    http: SocketAddr,
+    tcp: SocketAddr,
+    msgid_json: SocketAddr,
+    type_data: SocketAddr,
+}
+
+impl Node {
+    async fn start(id: &str, store: &str, ns: &str) -> Node {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
+            .args(["--node-id", id, "--store", store, "--amqp", &amqp_url()])
+            .args(["--amqp-namespace", ns])
+            .args(["--http", "127.0.0.1:0", "--tcp", "127.0.0.1:0"])
+            .args(["--msgid-json", "127.0.0.1:0", "--type-data", "127.0.0.1:0"])
+            .args(["--send-rate", "1000", "--send-burst", "1000"])
+            .args(["--log", "warn,chat=info,chat_server=info"])
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start chat-server");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let after = |line: &str, marker: &str| -> Option<SocketAddr> {
+            let rest = &line[line.find(marker)? + marker.len()..];
+            let end = rest
+                .find(|c: char| c == '/' || c.is_whitespace())
+                .unwrap_or(rest.len());
+            rest[..end].parse().ok()
+        };
+        let (mut http, mut tcp, mut mj, mut td) = (None, None, None, None);
+        let tag = id.to_owned();
+        tokio::time::timeout(Duration::from_secs(60), async {
+            while let Some(line) = lines.next_line().await.expect("read server output") {
+                eprintln!("[{tag}] {line}");
+                tcp = tcp.or(after(&line, "native TCP (JSON lines) on "));
+                mj = mj.or(after(&line, "legacy msgid-json clients on "));
+                td = td.or(after(&line, "legacy type-data clients on "));
+                if let Some(a) = after(&line, "point a browser at http://") {
+                    http = Some(a);
+                    return;
+                }
+            }
+            panic!("chat-server {tag} exited before it was ready");
+        })
+        .await
+        .expect("chat-server ready within 60 s");
+        let tag = id.to_owned();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                eprintln!("[{tag}] {line}");
+            }
+        });
+        Node {
+            child,
+            http: http.expect("http address"),
+            tcp: tcp.expect("tcp address"),
+            msgid_json: mj.expect("msgid-json address"),
+            type_data: td.expect("type-data address"),
+        }
+    }
+}
+
+/// Three nodes behind nginx.
+struct Cluster {
+    nodes: Vec<Node>,
+    _nginx: Child,
+    _nginx_dir: tempfile::TempDir,
+    http: SocketAddr,
+    tcp: SocketAddr,
+    _store: nopi::testing::TempStore,
+}
+
+impl Cluster {
+    async fn start() -> Cluster {
+        ensure_nginx();
+        let store = nopi::testing::TempStore::postgres();
+        let ns = format!("ct{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+        let mut nodes = Vec::new();
+        // The first node creates the schema's tables; the others follow.
+        nodes.push(Node::start("node1", store.url(), &ns).await);
+        let (b, c) = tokio::join!(
+            Node::start("node2", store.url(), &ns),
+            Node::start("node3", store.url(), &ns)
+        );
+        nodes.push(b);
+        nodes.push(c);
+
+        // The shipped config, pointed at these nodes and free ports.
+        let mut conf =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/nginx.conf"))
+                .expect("read deploy/nginx.conf");
+        for (i, n) in nodes.iter().enumerate() {
+            let k = i as u16 + 1;
+            for (port, addr) in [
+                (8080 + k, n.http),
+                (7000 + k, n.tcp),
+                (6000 + k, n.msgid_json),
+                (8890 + k, n.type_data),
+            ] {
+                let from = format!("server 127.0.0.1:{port} ");
+                assert!(conf.contains(&from), "nginx.conf has no `{from}`");
+                conf = conf.replace(&from, &format!("server {addr} "));
+            }
+        }
+        let (http, tcp) = (free_port(), free_port());
+        for (port, addr) in [
+            (8080, http),
+            (7000, tcp),
+            (6000, free_port()),
+            (8889, free_port()),
+        ] {
+            let from = format!("listen 127.0.0.1:{port};");
+            assert!(conf.contains(&from), "nginx.conf has no `{from}`");
+            conf = conf.replace(&from, &format!("listen {addr};"));
+        }
+        // One process, so killing it (kill_on_drop) leaves no orphaned worker.
+        let conf = format!("master_process off;\n{conf}");
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir_all(dir.path().join("logs")).expect("logs dir");
+        std::fs::create_dir_all(dir.path().join("temp")).expect("temp dir");
+        let path = dir.path().join("nginx.conf");
+        std::fs::write(&path, conf).expect("write nginx.conf");
+        let nginx = Command::new("nginx")
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(&path)
+            .args(["-g", "daemon off;"])
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start nginx");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(tcp).await.is_err() || TcpStream::connect(http).await.is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "nginx did not listen within 10 s; see {}",
+                dir.path().join("logs/error.log").display()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        eprintln!("cluster up: nginx http {http} tcp {tcp}, namespace {ns}");
+        Cluster {
+            nodes,
+            _nginx: nginx,
+            _nginx_dir: dir,
+            http,
+            tcp,
+            _store: store,
+        }
+    }
+}
+
+/// What a user's connections have received, kept across reconnections.
+#[derive(Default)]
+struct Inbox {
+    got: HashSet<String>,
+    unacked: Vec<String>,
+    presence: Vec<Value>,
+}
+
+/// A native-protocol client over TCP whose reader runs in the background.
+struct User {
+    name: String,
+    token: String,
+    w: Option<OwnedWriteHalf>,
+    replies: mpsc::UnboundedReceiver<Value>,
+    next: u64,
+    inbox: Arc<Mutex<Inbox>>,
+}
+
+impl User {
+    async fn link(
+        addr: SocketAddr,
+        inbox: &Arc<Mutex<Inbox>>,
+    ) -> Option<(OwnedWriteHalf, mpsc::UnboundedReceiver<Value>)> {
+        let s = TcpStream::connect(addr).await.ok()?;
+        let (r, w) = s.into_split();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let inbox = inbox.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(r).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let Ok(v) = serde_json::from_str::<Value>(&line) else {
+                    continue;
+                };
+                match v["push"].as_str() {
+                    Some("message") => {
+                        let id = v["content"]["id"].as_str().unwrap_or_default().to_owned();
+                        let mut i = lock(&inbox);
+                        i.got.insert(id.clone());
+                        i.unacked.push(id);
+                    }
+                    Some("presence") => lock(&inbox).presence.push(v["content"].clone()),
+                    Some(_) => {}
+                    None => {
+                        let _ = tx.send(v);
+                    }
+                }
+            }
+        });
+        Some((w, rx))
+    }
+
+    /// Register (if new) and log in through `addr`.
+    async fn login(addr: SocketAddr, name: &str) -> User {
+        let inbox = Arc::new(Mutex::new(Inbox::default()));
+        let (w, replies) = Self::link(addr, &inbox).await.expect("connect");
+        let mut u = User {
+            name: name.to_owned(),
+            token: String::new(),
+            w: Some(w),
+            replies,
+            next: 1,
+            inbox,
+        };
+        let pw = format!("pw-{name}-secret");
+        let r = u
+            .call("user.register", json!({"name": name, "password": pw}))
+            .await
+            .expect("register reply");
+        assert!(
+            r["status"] == 200 || r["status"] == 409,
+            "register {name}: {r}"
+        );
+        let r = u
+            .call("user.login", json!({"name": name, "password": pw}))
+            .await
+            .expect("login reply");
+        assert_eq!(r["status"], 200, "login {name}: {r}");
+        u.token = r["content"]["token"].as_str().expect("token").to_owned();
+        u
+    }
+
+    /// One call; `None` when the connection is gone (or silent for 10 s).
+    async fn call(&mut self, api: &str, params: Value) -> Option<Value> {
+        let id = self.next;
+        self.next += 1;
+        let line = format!("{}\n", json!({"id": id, "api": api, "params": params}));
+        let w = self.w.as_mut()?;
+        if w.write_all(line.as_bytes()).await.is_err() {
+            self.w = None;
+            return None;
+        }
+        let got = tokio::time::timeout(support::WAIT, async {
+            while let Some(r) = self.replies.recv().await {
+                if r["id"] == id {
+                    return Some(r);
+                }
+            }
+            None
+        })
+        .await;
+        match got {
+            Ok(Some(r)) => Some(r),
+            _ => {
+                self.w = None;
+                None
+            }
+        }
+    }
+
+    async fn ok(&mut self, api: &str, params: Value) -> Value {
+        let r = self.call(api, params.clone()).await;
+        let r = r.unwrap_or_else(|| panic!("{}: {api} {params}: connection lost", self.name));
+        assert_eq!(r["status"], 200, "{}: {api} {params} -> {r}", self.name);
+        r["content"].clone()
+    }
+
+    /// Reconnect through `addr` and resume the session with the token.
+    async fn resume(&mut self, addr: SocketAddr) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "{} could not resume within 30 s",
+                self.name
+            );
+            if let Some((w, rx)) = Self::link(addr, &self.inbox).await {
+                self.w = Some(w);
+                self.replies = rx;
+                if let Some(r) = self.call("user.resume", json!({"token": self.token})).await {
+                    if r["status"] == 200 {
+                        return;
+                    }
+                    eprintln!("{}: resume -> {r}", self.name);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Ack what arrived since the last ack (failures are left for later).
+    async fn ack(&mut self) {
+        let ids = std::mem::take(&mut lock(&self.inbox).unacked);
+        if !ids.is_empty() && self.call("chat.ack", json!({"ids": ids})).await.is_none() {
+            lock(&self.inbox).unacked.extend(ids);
+        }
+    }
+
+    fn got(&self) -> HashSet<String> {
+        lock(&self.inbox).got.clone()
+    }
+}
+
+/// Every message a sender got a 200 for, with who must receive it.
+type Sent = Arc<Mutex<Vec<(String, Vec<String>)>>>;
+
+/// `rounds` rounds of a lobby, a group and a private message from `u`,
+/// reconnecting through nginx when its node goes away and retrying with the
+/// same `client_id` after a lost reply or a 503.
+async fn traffic(
+    mut u: User,
+    via: SocketAddr,
+    everyone: Vec<String>,
+    rounds: usize,
+    sent: Sent,
+    reconnects: Arc<AtomicUsize>,
+    unavailable: Arc<AtomicUsize>,
+) -> User {
+    let me = everyone
+        .iter()
+        .position(|n| *n == u.name)
+        .expect("in everyone");
+    let peer = everyone[(me + 1) % everyone.len()].clone();
+    let others: Vec<String> = everyone.iter().filter(|n| **n != u.name).cloned().collect();
+    for r in 0..rounds {
+        for (k, to, recipients) in [
+            (0, json!({"group": "lobby"}), others.clone()),
+            (1, json!({"group": "team"}), others.clone()),
+            (2, json!({"user": peer}), vec![peer.clone()]),
+        ] {
+            let client_id = format!("{}-{r}-{k}", u.name);
+            let params =
+                json!({"to": to, "text": format!("{client_id} text"), "client_id": client_id});
+            let mut tries = 0;
+            loop {
+                tries += 1;
+                assert!(tries < 300, "{}: {client_id} never got a 200", u.name);
+                match u.call("chat.send", params.clone()).await {
+                    Some(rep) if rep["status"] == 200 => {
+                        let id = rep["content"]["id"].as_str().expect("id").to_owned();
+                        lock(&sent).push((id, recipients));
+                        break;
+                    }
+                    Some(rep) if rep["status"] == 503 || rep["status"] == 429 => {
+                        unavailable.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    Some(rep) => panic!("{}: chat.send {params} -> {rep}", u.name),
+                    None => {
+                        reconnects.fetch_add(1, Ordering::Relaxed);
+                        eprintln!("{}: connection lost; reconnecting through nginx", u.name);
+                        u.resume(via).await;
+                    }
+                }
+            }
+        }
+        u.ack().await;
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    u
+}
+
+/// Wait until every recipient has every message sent to them; fail with
+/// what is missing.
+async fn assert_delivered(users: &mut [User], sent: &Sent) {
+    let sent = lock(sent).clone();
+    let mut want: HashMap<&str, HashSet<&str>> = HashMap::new();
+    for (id, to) in &sent {
+        for r in to {
+            want.entry(r.as_str()).or_default().insert(id.as_str());
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        // Keep acking, as a real client does: a client that stops acking
+        // stops receiving once its unacked messages fill the prefetch window.
+        for u in users.iter_mut() {
+            u.ack().await;
+        }
+        let mut missing = Vec::new();
+        for u in users.iter() {
+            let got = u.got();
+            let want = want.get(u.name.as_str()).cloned().unwrap_or_default();
+            let lack: Vec<&str> = want
+                .iter()
+                .filter(|id| !got.contains(**id))
+                .copied()
+                .collect();
+            if !lack.is_empty() {
+                missing.push(format!(
+                    "{} lacks {} of {} (e.g. {})",
+                    u.name,
+                    lack.len(),
+                    want.len(),
+                    lack[0]
+                ));
+            }
+        }
+        if missing.is_empty() {
+            eprintln!(
+                "{} messages sent with a 200, every one delivered",
+                sent.len()
+            );
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "messages sent with a 200 were not delivered within 20 s: {missing:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Six users through nginx's TCP port (least_conn spreads them over the
+/// nodes), all in group `team`.
+async fn users(c: &Cluster, prefix: &str) -> Vec<User> {
+    let mut users = Vec::new();
+    for i in 0..6 {
+        users.push(User::login(c.tcp, &format!("{prefix}{i}")).await);
+    }
+    users[0].ok("group.create", json!({"name": "team"})).await;
+    for u in &mut users[1..] {
+        u.ok("group.join", json!({"name": "team"})).await;
+    }
+    users
+}
+
+async fn run_traffic(
+    users: Vec<User>,
+    via: SocketAddr,
+    rounds: usize,
+    sent: &Sent,
+    reconnects: &Arc<AtomicUsize>,
+    unavailable: &Arc<AtomicUsize>,
+) -> Vec<tokio::task::JoinHandle<User>> {
+    let everyone: Vec<String> = users.iter().map(|u| u.name.clone()).collect();
+    users
+        .into_iter()
+        .map(|u| {
+            tokio::spawn(traffic(
+                u,
+                via,
+                everyone.clone(),
+                rounds,
+                sent.clone(),
+                reconnects.clone(),
+                unavailable.clone(),
+            ))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_behind_nginx_survive_a_sigkill() {
+    let _serial = SERIAL.lock().await;
+    let mut c = Cluster::start().await;
+
+    // HTTP + SSE (hashed on the token, unbuffered) and WebSocket (upgrade)
+    // through nginx, across whatever nodes they land on.
+    // nginx may still be starting its workers: retry the upgrade a few times.
+    let mut ws = {
+        let mut attempt = 0;
+        loop {
+            let url = format!("ws://{}/ws", c.http);
+            match tokio_tungstenite::connect_async(url).await {
+                Ok(_) => break support::Client::ws(c.http).await,
+                Err(e) if attempt < 20 => {
+                    attempt += 1;
+                    eprintln!("websocket through nginx not ready ({e}); retrying");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("websocket through nginx: {e}"),
+            }
+        }
+    };
+    ws.ok(
+        "user.register",
+        json!({"name": "wsu", "password": "pw-wsu-secret"}),
+    )
+    .await;
+    ws.ok(
+        "user.login",
+        json!({"name": "wsu", "password": "pw-wsu-secret"}),
+    )
+    .await;
+    let (s, _, _) = support::http_call(
+        c.http,
+        "user.register",
+        json!({"name": "httpu", "password": "pw-httpu-secret"}),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, login, _) = support::http_call(
+        c.http,
+        "user.login",
+        json!({"name": "httpu", "password": "pw-httpu-secret"}),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{login}");
+    let token = login["content"]["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let mut sse = support::Sse::open(c.http, &token).await;
+    ws.ok(
+        "chat.send",
+        json!({"to": {"user": "httpu"}, "text": "to http"}),
+    )
+    .await;
+    assert_eq!(sse.push("message").await["text"], "to http");
+    let (s, r, _) = support::http_call(
+        c.http,
+        "chat.send",
+        json!({"to": {"user": "wsu"}, "text": "to ws"}),
+        Some(&token),
+    )
+    .await;
+    assert_eq!(s, 200, "{r}");
+    ws.message("to ws").await;
+    drop((ws, sse));
+
+    // Presence across nodes: `watch` on node 1 follows `zed` on node 3.
+    let mut watch = User::login(c.nodes[0].tcp, "watch").await;
+    let zed = User::login(c.nodes[2].tcp, "zed").await;
+    watch.ok("friend.add", json!({"name": "zed"})).await;
+    drop(zed);
+    let mut zed = User::login(c.nodes[2].tcp, "zed").await;
+    zed.ack().await;
+    let deadline = Instant::now() + support::WAIT;
+    while !lock(&watch.inbox)
+        .presence
+        .iter()
+        .any(|p| p["user"] == "zed" && p["online"] == true)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no cross-node presence push for zed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let users = users(&c, "k").await;
+    let online = watch.ok("user.online", json!({})).await;
+    for n in ["zed", "k0", "k3", "k5", "watch"] {
+        assert!(
+            online["users"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|u| u == n)),
+            "{n} not in {online}"
+        );
+    }
+
+    let sent: Sent = Arc::default();
+    let reconnects = Arc::new(AtomicUsize::new(0));
+    let unavailable = Arc::new(AtomicUsize::new(0));
+    let tasks = run_traffic(users, c.tcp, 40, &sent, &reconnects, &unavailable).await;
+
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before = lock(&sent).len();
+    eprintln!("SIGKILL node3 after {before} messages");
+    c.nodes[2].child.start_kill().expect("SIGKILL node3");
+    let killed = Instant::now();
+    let _ = c.nodes[2].child.wait().await;
+
+    // zed's node is dead: zed leaves who-is-online and `watch` is told, within the bound.
+    let mut gone = None;
+    while gone.is_none() {
+        let online = watch.ok("user.online", json!({})).await;
+        if !online["users"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|u| u == "zed"))
+        {
+            gone = Some(killed.elapsed());
+        } else {
+            assert!(
+                killed.elapsed() < LIVENESS_BOUND,
+                "zed still online {:?} after node3 died",
+                killed.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+    while !lock(&watch.inbox)
+        .presence
+        .iter()
+        .any(|p| p["user"] == "zed" && p["online"] == false)
+    {
+        assert!(
+            killed.elapsed() < LIVENESS_BOUND,
+            "no offline presence for zed {:?} after node3 died",
+            killed.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "zed shown offline {gone:?} after SIGKILL; presence pushed by {:?}",
+        killed.elapsed()
+    );
+    drop(zed);
+
+    let mut users = Vec::new();
+    for t in tasks {
+        users.push(t.await.expect("traffic task"));
+    }
+    assert!(lock(&sent).len() > before, "traffic went on after the kill");
+    assert!(
+        reconnects.load(Ordering::Relaxed) > 0,
+        "some clients were on node3 and reconnected"
+    );
+    assert_delivered(&mut users, &sent).await;
+}
+
+/// Starts RabbitMQ again when dropped, whatever happened.
+struct RabbitGuard;
+
+impl Drop for RabbitGuard {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("rabbitmqctl")
+            .arg("start_app")
+            .stdout(Stdio::null())
+            .status();
+    }
+}
+
+fn rabbitmqctl(cmd: &str) {
+    let s = std::process::Command::new("rabbitmqctl")
+        .arg(cmd)
+        .stdout(Stdio::null())
+        .status()
+        .expect("run rabbitmqctl");
+    assert!(s.success(), "rabbitmqctl {cmd} failed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rabbitmq_restart_loses_nothing_and_keeps_connections() {
+    let _serial = SERIAL.lock().await;
+    let c = Cluster::start().await;
+    let users = users(&c, "r").await;
+    let sent: Sent = Arc::default();
+    let reconnects = Arc::new(AtomicUsize::new(0));
+    let unavailable = Arc::new(AtomicUsize::new(0));
+    let tasks = run_traffic(users, c.tcp, 40, &sent, &reconnects, &unavailable).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    {
+        let _guard = RabbitGuard;
+        eprintln!("rabbitmqctl stop_app after {} messages", lock(&sent).len());
+        rabbitmqctl("stop_app");
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        rabbitmqctl("start_app");
+        eprintln!("rabbitmqctl start_app");
+    }
+    let mut users = Vec::new();
+    for t in tasks {
+        users.push(t.await.expect("traffic task"));
+    }
+    eprintln!(
+        "{} sends answered 503/429 while RabbitMQ was away; {} reconnections",
+        unavailable.load(Ordering::Relaxed),
+        reconnects.load(Ordering::Relaxed)
+    );
+    assert_eq!(
+        reconnects.load(Ordering::Relaxed),
+        0,
+        "connections survive a RabbitMQ restart"
+    );
+    assert_delivered(&mut users, &sent).await;
+}

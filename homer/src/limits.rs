@@ -1,0 +1,122 @@
+//! [`Limits`]: every size, count and time the server enforces.
+
+use std::time::Duration;
+
+/// A per-connection call rate: `per_second` calls on average, bursts of up to
+/// `burst`; beyond it calls get 429.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Calls per second, on average.
+    pub per_second: u32,
+    /// Calls allowed at once after a quiet period.
+    pub burst: u32,
+}
+
+impl Default for RateLimit {
+    /// 20 calls per second with bursts of 50 (PROTOCOL.md §1).
+    fn default() -> Self {
+        Self {
+            per_second: 20,
+            burst: 50,
+        }
+    }
+}
+
+/// The limits a server enforces; set through [`HomerBuilder`](crate::HomerBuilder).
+///
+/// | limit | default |
+/// |---|---|
+/// | [`max_frame_size`](Self::max_frame_size) (request frame or HTTP body) | 64 KiB |
+/// | [`max_connections`](Self::max_connections) (sockets, all listeners) | 10 000 |
+/// | [`max_sessions`](Self::max_sessions) (HTTP sessions) | 10 000 |
+/// | [`idle_timeout`](Self::idle_timeout) | 5 minutes |
+/// | [`handshake_timeout`](Self::handshake_timeout) (HTTP headers and body, WebSocket upgrade) | 10 s |
+/// | [`outbound_queue`](Self::outbound_queue) (messages per connection) | 256 |
+/// | [`rate_limit`](Self::rate_limit) | 20 calls/s, bursts of 50 |
+/// | [`max_in_flight`](Self::max_in_flight) (calls per connection) | 16 |
+/// | [`long_poll_wait`](Self::long_poll_wait) (longest long-poll) | 30 s |
+/// | [`sse_keepalive`](Self::sse_keepalive) (SSE comment and WebSocket ping interval) | 15 s |
+/// | [`max_static_file`](Self::max_static_file) | 32 MiB |
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub(crate) max_frame_size: usize,
+    pub(crate) max_connections: usize,
+    pub(crate) max_sessions: usize,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) outbound_queue: usize,
+    pub(crate) rate_limit: Option<RateLimit>,
+    pub(crate) max_in_flight: usize,
+    pub(crate) long_poll_wait: Duration,
+    pub(crate) sse_keepalive: Duration,
+    pub(crate) max_static_file: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_frame_size: 64 * 1024,
+            max_connections: 10_000,
+            max_sessions: 10_000,
+            idle_timeout: Duration::from_secs(300),
+            handshake_timeout: Duration::from_secs(10),
+            outbound_queue: 256,
+            rate_limit: Some(RateLimit::default()),
+            max_in_flight: 16,
+            long_poll_wait: Duration::from_secs(30),
+            sse_keepalive: Duration::from_secs(15),
+            max_static_file: 32 * 1024 * 1024,
+        }
+    }
+}
+
+impl Limits {
+    /// Largest request frame (WebSocket message, TCP frame, HTTP body), bytes.
+    pub fn max_frame_size(&self) -> usize {
+        self.max_frame_size
+    }
+    /// Most sockets open at once over all listeners; more are closed at once.
+    pub fn max_connections(&self) -> usize {
+        self.max_connections
+    }
+    /// Most HTTP sessions (see [`Context::set_session_key`](crate::Context::set_session_key)).
+    pub fn max_sessions(&self) -> usize {
+        self.max_sessions
+    }
+    /// A connection that sends nothing for this long is closed; an HTTP
+    /// session with no request and no event stream for this long expires.
+    pub fn idle_timeout(&self) -> Duration {
+        self.idle_timeout
+    }
+    /// Time allowed for HTTP request headers and body, and for a WebSocket
+    /// upgrade.
+    pub fn handshake_timeout(&self) -> Duration {
+        self.handshake_timeout
+    }
+    /// Messages queued for one connection before it counts as a slow reader
+    /// and is disconnected.
+    pub fn outbound_queue(&self) -> usize {
+        self.outbound_queue
+    }
+    /// Per-connection call rate, if limited.
+    pub fn rate_limit(&self) -> Option<RateLimit> {
+        self.rate_limit
+    }
+    /// Calls of one connection running at once; past it the connection is
+    /// not read until one finishes.
+    pub fn max_in_flight(&self) -> usize {
+        self.max_in_flight
+    }
+    /// Longest wait of one long-poll request.
+    pub fn long_poll_wait(&self) -> Duration {
+        self.long_poll_wait
+    }
+    /// Interval of SSE keep-alive comments and WebSocket pings.
+    pub fn sse_keepalive(&self) -> Duration {
+        self.sse_keepalive
+    }
+    /// Largest static file served, bytes.
+    pub fn max_static_file(&self) -> u64 {
+        self.max_static_file
+    }
+}

@@ -1,0 +1,599 @@
+//! [`Homer`] (the server handle) and [`HomerBuilder`].
+
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::net::{TcpListener, ToSocketAddrs};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::connection::{CloseReason, ConnId, Connection, NewConn, Transport};
+use crate::context::{CallState, Context};
+use crate::error::{ApiError, Error};
+use crate::hub::Hub;
+use crate::limits::{Limits, RateLimit};
+use crate::message::{Call, Push, Reply};
+use crate::outbox::Receiver;
+use crate::protocol::MakeProtocol;
+use crate::registry::{BoxFuture, Handler, Registry, Typed};
+use crate::transport_http::{HttpRequest, HttpState};
+
+type OpenHook = Arc<dyn Fn(Context) -> BoxFuture<()> + Send + Sync>;
+type CloseHook = Arc<dyn Fn(Context, CloseReason) -> BoxFuture<()> + Send + Sync>;
+type Resolver = Arc<dyn Fn(Context, String) -> BoxFuture<Result<(), ApiError>> + Send + Sync>;
+
+#[derive(Default)]
+struct Hooks {
+    open: RwLock<Option<OpenHook>>,
+    close: RwLock<Option<CloseHook>>,
+    resolver: RwLock<Option<Resolver>>,
+}
+
+pub(crate) struct Shared {
+    pub(crate) limits: Limits,
+    pub(crate) static_dir: Option<PathBuf>,
+    pub(crate) session_cookie: String,
+    registry: Registry,
+    hub: Hub,
+    hooks: Hooks,
+    next_id: AtomicU64,
+    permits: Arc<Semaphore>,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) hard_stop: CancellationToken,
+    tracker: TaskTracker,
+    pub(crate) http: HttpState,
+}
+
+/// Builds a [`Homer`]; every limit has a safe default (see [`Limits`]).
+///
+/// ```
+/// use std::time::Duration;
+/// let homer = homer::Homer::builder()
+///     .max_frame_size(16 * 1024)
+///     .max_connections(1_000)
+///     .idle_timeout(Duration::from_secs(60))
+///     .rate_limit(20, 50)
+///     .build();
+/// assert_eq!(homer.limits().max_frame_size(), 16 * 1024);
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct HomerBuilder {
+    limits: Limits,
+    static_dir: Option<PathBuf>,
+    session_cookie: String,
+}
+
+impl Default for HomerBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl HomerBuilder {
+    /// The defaults.
+    pub fn new() -> Self {
+        Self {
+            limits: Limits::default(),
+            static_dir: None,
+            session_cookie: "session".to_owned(),
+        }
+    }
+
+    /// Largest request frame or HTTP body, bytes (at least 256).
+    pub fn max_frame_size(mut self, bytes: usize) -> Self {
+        self.limits.max_frame_size = bytes.max(256);
+        self
+    }
+
+    /// Most sockets open at once over all listeners (at least 1).
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.limits.max_connections = n.max(1);
+        self
+    }
+
+    /// Most HTTP sessions at once.
+    pub fn max_sessions(mut self, n: usize) -> Self {
+        self.limits.max_sessions = n;
+        self
+    }
+
+    /// Close connections (and expire HTTP sessions) idle this long.
+    pub fn idle_timeout(mut self, d: Duration) -> Self {
+        self.limits.idle_timeout = d.max(Duration::from_millis(10));
+        self
+    }
+
+    /// Time allowed for HTTP request headers and body, and a WebSocket
+    /// upgrade; an HTTP keep-alive connection idle this long is closed.
+    pub fn handshake_timeout(mut self, d: Duration) -> Self {
+        self.limits.handshake_timeout = d.max(Duration::from_millis(10));
+        self
+    }
+
+    /// Messages queued per connection before it is disconnected as a slow
+    /// reader (at least 1).
+    pub fn outbound_queue(mut self, messages: usize) -> Self {
+        self.limits.outbound_queue = messages.max(1);
+        self
+    }
+
+    /// Limit each connection to `per_second` calls on average with bursts of
+    /// `burst`; more get 429.
+    pub fn rate_limit(mut self, per_second: u32, burst: u32) -> Self {
+        self.limits.rate_limit = Some(RateLimit {
+            per_second: per_second.max(1),
+            burst: burst.max(1),
+        });
+        self
+    }
+
+    /// No call rate limit (benchmarks, trusted networks).
+    pub fn no_rate_limit(mut self) -> Self {
+        self.limits.rate_limit = None;
+        self
+    }
+
+    /// Calls of one connection running at once (at least 1).
+    pub fn max_in_flight(mut self, n: usize) -> Self {
+        self.limits.max_in_flight = n.max(1);
+        self
+    }
+
+    /// Longest wait of a long-poll request.
+    pub fn long_poll_wait(mut self, d: Duration) -> Self {
+        self.limits.long_poll_wait = d;
+        self
+    }
+
+    /// Interval of SSE keep-alive comments and WebSocket pings.
+    pub fn sse_keepalive(mut self, d: Duration) -> Self {
+        self.limits.sse_keepalive = d.max(Duration::from_millis(10));
+        self
+    }
+
+    /// Largest static file served, bytes.
+    pub fn max_static_file(mut self, bytes: u64) -> Self {
+        self.limits.max_static_file = bytes;
+        self
+    }
+
+    /// Serve the files under `dir` for `GET` paths no route takes (`/` is
+    /// `index.html`).
+    pub fn static_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.static_dir = Some(dir.into());
+        self
+    }
+
+    /// Name of the cookie carrying the HTTP session key (default
+    /// `session`); an `Authorization: Bearer` token is used first.
+    pub fn session_cookie(mut self, name: impl Into<String>) -> Self {
+        self.session_cookie = name.into();
+        self
+    }
+
+    /// The server, with no API and no listener yet.
+    pub fn build(self) -> Homer {
+        let permits = Arc::new(Semaphore::new(
+            self.limits.max_connections.min(Semaphore::MAX_PERMITS),
+        ));
+        Homer {
+            inner: Arc::new(Shared {
+                http: HttpState::new(),
+                limits: self.limits,
+                static_dir: self.static_dir,
+                session_cookie: self.session_cookie,
+                registry: Registry::default(),
+                hub: Hub::default(),
+                hooks: Hooks::default(),
+                next_id: AtomicU64::new(1),
+                permits,
+                shutdown: CancellationToken::new(),
+                hard_stop: CancellationToken::new(),
+                tracker: TaskTracker::new(),
+            }),
+        }
+    }
+}
+
+/// The server: an API registry, a [`Hub`], and listeners sharing both.
+///
+/// A cheap-to-clone handle. Register APIs with [`api`](Self::api) at any
+/// time, start listeners with [`listen_http`](Self::listen_http) and
+/// [`listen_tcp`](Self::listen_tcp), push with [`publish`](Self::publish),
+/// stop with [`shutdown`](Self::shutdown).
+///
+/// Handlers and hooks get the server through [`Context::homer`]; a handler
+/// that captures a `Homer` clone keeps the server alive until the handler
+/// is removed.
+#[derive(Clone)]
+pub struct Homer {
+    pub(crate) inner: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Homer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Homer")
+            .field("apis", &self.api_names().len())
+            .field("hub", &self.inner.hub)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Homer {
+    fn default() -> Self {
+        HomerBuilder::new().build()
+    }
+}
+
+fn read<T: Clone>(l: &RwLock<Option<T>>) -> Option<T> {
+    l.read().unwrap_or_else(PoisonError::into_inner).clone()
+}
+
+fn set<T>(l: &RwLock<Option<T>>, v: T) {
+    *l.write().unwrap_or_else(PoisonError::into_inner) = Some(v);
+}
+
+impl Homer {
+    /// A builder with the default limits.
+    pub fn builder() -> HomerBuilder {
+        HomerBuilder::new()
+    }
+
+    /// Registers `handler` under `name`, replacing any handler of that name;
+    /// returns whether one was replaced. Works while the server runs: calls
+    /// already running finish on the old handler.
+    pub fn api<P, R, H>(&self, name: impl Into<String>, handler: H) -> bool
+    where
+        H: Handler<P, R>,
+        P: DeserializeOwned + Send + 'static,
+        R: Serialize + Send + 'static,
+    {
+        self.inner
+            .registry
+            .insert(name.into(), Arc::new(Typed::new(handler)))
+    }
+
+    /// Removes the API `name`; returns whether it existed. Later calls get
+    /// 404.
+    pub fn remove_api(&self, name: &str) -> bool {
+        self.inner.registry.remove(name)
+    }
+
+    /// The registered API names, sorted.
+    pub fn api_names(&self) -> Vec<String> {
+        self.inner.registry.names()
+    }
+
+    /// The hub.
+    pub fn hub(&self) -> &Hub {
+        &self.inner.hub
+    }
+
+    /// Publishes `push` to every subscriber of `topic` (see [`Hub::publish`]).
+    pub fn publish(&self, topic: &str, push: Push) -> usize {
+        self.inner.hub.publish(topic, push)
+    }
+
+    /// How many HTTP sessions are live.
+    pub fn session_count(&self) -> usize {
+        self.inner.http.sessions.count()
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// Runs `hook` when a connection opens: a WebSocket or TCP connection
+    /// once accepted (before its first call is read), an HTTP session once
+    /// it gets a key. Replaces any previous open hook.
+    pub fn on_open<F, Fut>(&self, hook: F)
+    where
+        F: Fn(Context) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        set(
+            &self.inner.hooks.open,
+            Arc::new(move |ctx| Box::pin(hook(ctx)) as BoxFuture<()>),
+        );
+    }
+
+    /// Runs `hook` once for every opened connection when it ends, however it
+    /// ends (peer gone, idle, slow reader, closed by the application,
+    /// shutdown). The context still holds the session state, so this is the
+    /// place to clean up presence. Replaces any previous close hook.
+    pub fn on_close<F, Fut>(&self, hook: F)
+    where
+        F: Fn(Context, CloseReason) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        set(
+            &self.inner.hooks.close,
+            Arc::new(move |ctx, reason| Box::pin(hook(ctx, reason)) as BoxFuture<()>),
+        );
+    }
+
+    /// Restores a session from a key the server has no live session for: an
+    /// HTTP request, `GET /events` or long-poll carrying a bearer token or
+    /// the session cookie (see [`HomerBuilder::session_cookie`]), or a
+    /// WebSocket upgrade carrying one.
+    ///
+    /// The resolver verifies the key and sets up the context's connection as
+    /// login would: session state and topic subscriptions. `Ok` keeps the
+    /// HTTP session under that key; `Err` rejects it (the HTTP call then
+    /// runs without a session and `/events` answers 401; a WebSocket simply
+    /// stays anonymous). Without a resolver only keys bound with
+    /// [`Context::set_session_key`] are known.
+    pub fn session_resolver<F, Fut>(&self, resolver: F)
+    where
+        F: Fn(Context, String) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), ApiError>> + Send + 'static,
+    {
+        set(
+            &self.inner.hooks.resolver,
+            Arc::new(move |ctx, key| {
+                Box::pin(resolver(ctx, key)) as BoxFuture<Result<(), ApiError>>
+            }),
+        );
+    }
+
+    /// Starts the HTTP/1.1 listener (`POST /api/<name>`, `GET /events`,
+    /// `GET /poll`, `GET /ws`, static files); returns the bound address
+    /// (bind port 0 for an ephemeral one).
+    pub async fn listen_http(
+        &self,
+        addr: impl ToSocketAddrs + fmt::Debug,
+    ) -> Result<SocketAddr, Error> {
+        let (listener, local) = self.bind(addr).await?;
+        let homer = self.clone();
+        self.spawn(
+            async move {
+                homer
+                    .accept_loop(listener, |homer, stream, peer, permit| {
+                        crate::transport_http::serve_connection(homer, stream, peer, permit)
+                    })
+                    .await;
+            }
+            .instrument(tracing::info_span!("listener", %local, kind = "http")),
+        );
+        Ok(local)
+    }
+
+    /// Starts a TCP listener speaking the protocol `make` makes for each
+    /// connection; returns the bound address.
+    ///
+    /// ```no_run
+    /// # async fn f(homer: homer::Homer) -> Result<(), homer::Error> {
+    /// homer.listen_tcp("127.0.0.1:7000", homer::json_lines()).await?;
+    /// homer.listen_tcp("127.0.0.1:7001", homer::length_prefixed()).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn listen_tcp<M: MakeProtocol>(
+        &self,
+        addr: impl ToSocketAddrs + fmt::Debug,
+        make: M,
+    ) -> Result<SocketAddr, Error> {
+        let (listener, local) = self.bind(addr).await?;
+        let homer = self.clone();
+        let make = Arc::new(make);
+        self.spawn(
+            async move {
+                homer
+                    .accept_loop(listener, move |homer, stream, peer, permit| {
+                        let protocol = make.make(homer.limits());
+                        crate::tcp::serve_connection(homer, stream, peer, permit, protocol)
+                    })
+                    .await;
+            }
+            .instrument(tracing::info_span!("listener", %local, kind = "tcp")),
+        );
+        Ok(local)
+    }
+
+    /// Stops the server: stops accepting, stops reading new calls, lets calls
+    /// in flight finish and queued pushes drain for up to `grace`, then
+    /// closes every connection with [`CloseReason::Shutdown`] (WebSocket:
+    /// close frame 1001; built-in TCP protocols: a `close` push). Returns
+    /// when every connection task has ended.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.inner.shutdown.cancel();
+        self.inner.tracker.close();
+        if tokio::time::timeout(grace, self.inner.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::info!("shutdown grace period over; dropping remaining connections");
+            self.inner.hard_stop.cancel();
+            for conn in self.inner.hub.connections() {
+                conn.disconnect(CloseReason::Shutdown);
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(1), self.inner.tracker.wait()).await;
+        }
+    }
+
+    /// Whether [`shutdown`](Self::shutdown) has begun.
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner.shutdown.is_cancelled()
+    }
+
+    async fn bind(
+        &self,
+        addr: impl ToSocketAddrs + fmt::Debug,
+    ) -> Result<(TcpListener, SocketAddr), Error> {
+        if self.is_shutting_down() {
+            return Err(Error::ShuttingDown);
+        }
+        let shown = format!("{addr:?}");
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::Bind {
+                addr: shown,
+                source,
+            })?;
+        let local = listener.local_addr()?;
+        Ok((listener, local))
+    }
+
+    async fn accept_loop<F, Fut>(&self, listener: TcpListener, serve: F)
+    where
+        F: Fn(Homer, tokio::net::TcpStream, SocketAddr, OwnedSemaphorePermit) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        loop {
+            let accepted = tokio::select! {
+                _ = self.inner.shutdown.cancelled() => return,
+                r = listener.accept() => r,
+            };
+            match accepted {
+                Ok((stream, peer)) => {
+                    let Ok(permit) = self.inner.permits.clone().try_acquire_owned() else {
+                        tracing::debug!(%peer, limit = self.inner.limits.max_connections, "refused: too many connections");
+                        drop(stream);
+                        continue;
+                    };
+                    let _ = stream.set_nodelay(true);
+                    self.spawn(serve(self.clone(), stream, peer, permit));
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off rather
+                    // than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    pub(crate) fn spawn<F>(&self, fut: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.inner.tracker.spawn(fut);
+    }
+
+    pub(crate) fn new_connection(
+        &self,
+        peer: SocketAddr,
+        transport: Transport,
+        protocol: &'static str,
+        http: Option<Arc<HttpRequest>>,
+    ) -> (Connection, Receiver) {
+        Connection::new(NewConn {
+            id: ConnId(self.inner.next_id.fetch_add(1, Ordering::Relaxed)),
+            peer,
+            transport,
+            protocol,
+            capacity: self.inner.limits.outbound_queue,
+            rate: self.inner.limits.rate_limit,
+            hub: Arc::downgrade(&self.inner.hub.inner),
+            http,
+        })
+    }
+
+    pub(crate) fn shutdown_token(&self) -> &CancellationToken {
+        &self.inner.shutdown
+    }
+
+    pub(crate) fn resolver(&self) -> Option<Resolver> {
+        read(&self.inner.hooks.resolver)
+    }
+
+    pub(crate) fn hook_context(&self, conn: &Connection) -> Context {
+        Context::new(conn.clone(), self.clone(), None)
+    }
+
+    /// Marks `conn` opened (so its close runs the close hook) and returns the
+    /// open hook's future.
+    pub(crate) fn mark_opened(
+        &self,
+        conn: &Connection,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        conn.inner.opened.store(true, Ordering::Release);
+        let hook = read(&self.inner.hooks.open);
+        let ctx = self.hook_context(conn);
+        async move {
+            if let Some(hook) = hook
+                && AssertUnwindSafe(hook(ctx)).catch_unwind().await.is_err()
+            {
+                tracing::error!("open hook panicked");
+            }
+        }
+    }
+
+    /// Unregisters `conn` and runs the close hook if it was opened.
+    pub(crate) async fn finish(&self, conn: &Connection, reason: CloseReason) {
+        conn.set_reason(reason);
+        let reason = conn.reason().unwrap_or(CloseReason::PeerClosed);
+        conn.inner.closing.cancel();
+        if !self.inner.hub.unregister(conn) || !conn.inner.opened.load(Ordering::Acquire) {
+            return;
+        }
+        tracing::debug!(%reason, "connection closed");
+        if let Some(hook) = read(&self.inner.hooks.close) {
+            let fut = hook(self.hook_context(conn), reason);
+            if AssertUnwindSafe(fut).catch_unwind().await.is_err() {
+                tracing::error!("close hook panicked");
+            }
+        }
+    }
+
+    /// Runs one call to its reply. Never panics: a panicking handler gives
+    /// 500.
+    pub(crate) fn dispatch(
+        &self,
+        ctx: Context,
+        call: Call,
+    ) -> impl Future<Output = Reply> + Send + 'static {
+        let handler = self.inner.registry.get(&call.api);
+        let span = tracing::debug_span!("call", api = %crate::error::truncate(&call.api, 128), id = %call.id);
+        async move {
+            let Call { id, api, params } = call;
+            let result = match handler {
+                None => Err(ApiError::unknown_api(&api)),
+                Some(h) => match AssertUnwindSafe(async move { h.call(ctx, params).await })
+                    .catch_unwind()
+                    .await
+                {
+                    Ok(r) => r,
+                    Err(_) => {
+                        tracing::error!("handler panicked");
+                        Err(ApiError::internal(format!(
+                            "api \"{}\" failed",
+                            crate::error::truncate(&api, 128)
+                        )))
+                    }
+                },
+            };
+            if let Err(e) = &result {
+                tracing::debug!(status = e.status(), code = e.code(), "call failed");
+            }
+            Reply {
+                id,
+                api: Some(api),
+                result,
+            }
+        }
+        .instrument(span)
+    }
+
+    /// A context for a call of `api` on a stream connection.
+    pub(crate) fn call_context(&self, conn: &Connection, api: &str) -> (Context, Arc<CallState>) {
+        let state = CallState::new(Some(api.to_owned()), None);
+        (
+            Context::new(conn.clone(), self.clone(), Some(state.clone())),
+            state,
+        )
+    }
+}

@@ -1,0 +1,73 @@
+//! TCP listeners: any [`Protocol`] over a socket, framed by tokio-util.
+
+use std::net::SocketAddr;
+
+use bytes::BytesMut;
+use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::codec::{Decoder, Encoder, Framed};
+use tracing::Instrument;
+
+use crate::connection::Transport;
+use crate::driver::{Inbound, Outgoing, drive};
+use crate::error::ProtocolError;
+use crate::protocol::Protocol;
+use crate::server::Homer;
+
+/// Adapts a [`Protocol`] to tokio-util's codec traits so [`Framed`] does the
+/// buffering.
+pub(crate) struct ProtocolCodec<P>(pub(crate) P);
+
+impl<P: Protocol> Decoder for ProtocolCodec<P> {
+    type Item = Inbound;
+    type Error = ProtocolError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Inbound>, ProtocolError> {
+        Ok(self.0.decode(src)?.map(Inbound::Frame))
+    }
+
+    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Inbound>, ProtocolError> {
+        Ok(self.0.decode_eof(src)?.map(Inbound::Frame))
+    }
+}
+
+impl<P: Protocol> Encoder<Outgoing> for ProtocolCodec<P> {
+    type Error = ProtocolError;
+
+    fn encode(&mut self, item: Outgoing, dst: &mut BytesMut) -> Result<(), ProtocolError> {
+        match item {
+            Outgoing::Reply(r) => self.0.encode_reply(&r, dst),
+            Outgoing::Push(p) => self.0.encode_push(&p, dst),
+            Outgoing::Close(reason) => self.0.encode_close(&reason.to_string(), dst),
+            Outgoing::Ping => Ok(()),
+        }
+    }
+}
+
+pub(crate) async fn serve_connection<P: Protocol>(
+    homer: Homer,
+    stream: TcpStream,
+    peer: SocketAddr,
+    permit: OwnedSemaphorePermit,
+    protocol: P,
+) {
+    let name = protocol.name();
+    let (conn, rx) = homer.new_connection(peer, Transport::Tcp, name, None);
+    let span = tracing::info_span!("conn", id = %conn.id(), %peer, protocol = name);
+    async move {
+        tracing::debug!("accepted");
+        homer.hub().register(&conn);
+        homer.mark_opened(&conn).await;
+        let each = protocol.write_each_message();
+        let mut wire = Framed::new(stream, ProtocolCodec(protocol));
+        if each {
+            // A non-empty write buffer is flushed before the next item is
+            // encoded: one write per encoded reply or push.
+            wire.set_backpressure_boundary(1);
+        }
+        drive(homer, conn, rx, wire, None).await;
+        drop(permit);
+    }
+    .instrument(span)
+    .await;
+}

@@ -1,0 +1,217 @@
+//! Opening stores by URL, and the limits every store enforces.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::backend::{Backend, memory::MemoryBackend};
+use crate::{Error, Result, Tree};
+
+/// Size and count limits checked before anything reaches the engine.
+///
+/// The defaults suit every backend: PostgreSQL cannot index keys much larger
+/// than 2 KiB, so keys are capped at 1 KiB everywhere, and the same data can
+/// move between backends without tripping a limit that only one of them has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Limits {
+    /// Largest key, in bytes. Default 1024.
+    pub max_key_size: usize,
+    /// Largest value, in bytes. Default 16 MiB.
+    pub max_value_size: usize,
+    /// Most operations (writes plus expectations) in one batch. Default 10 000.
+    pub max_batch_ops: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_key_size: 1024,
+            max_value_size: 16 << 20,
+            max_batch_ops: 10_000,
+        }
+    }
+}
+
+/// Longest tree name, in bytes.
+pub const MAX_TREE_NAME: usize = 128;
+
+/// A handle to an open store. Cheap to clone; every clone shares the engine.
+///
+/// Open one with [`open`](crate::open) or [`Store::builder`].
+#[derive(Clone)]
+pub struct Store {
+    backend: Arc<dyn Backend>,
+    limits: Limits,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend.name())
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+impl Store {
+    /// A builder for a store at `url`, to set limits before opening.
+    pub fn builder(url: impl Into<String>) -> StoreBuilder {
+        StoreBuilder {
+            url: url.into(),
+            limits: Limits::default(),
+            pool_size: 16,
+        }
+    }
+
+    /// A new, empty in-memory store (the same as `open("memory:")`).
+    pub fn memory() -> Self {
+        Self::from_backend(Arc::new(MemoryBackend::new()), Limits::default())
+    }
+
+    /// A store over any engine implementing [`Backend`].
+    pub fn from_backend(backend: Arc<dyn Backend>, limits: Limits) -> Self {
+        Store { backend, limits }
+    }
+
+    /// The backend's name: `memory`, `sled` or `postgres`.
+    pub fn backend_name(&self) -> &'static str {
+        self.backend.name()
+    }
+
+    /// The limits this store enforces.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Open the tree `name`, creating it empty if needed.
+    ///
+    /// Names are 1 to 128 bytes of `[A-Za-z0-9_.:/-]` and may not start with
+    /// `__` (reserved for engines).
+    pub async fn tree(&self, name: &str) -> Result<Tree> {
+        validate_tree_name(name)?;
+        let inner = self.backend.open_tree(name).await?;
+        Ok(Tree::new(name, inner, self.limits))
+    }
+
+    /// The names of every tree, sorted.
+    pub async fn tree_names(&self) -> Result<Vec<String>> {
+        self.backend.tree_names().await
+    }
+
+    /// Delete the tree `name` and all its entries; `false` if there was none.
+    ///
+    /// Handles to the dropped tree that are still held must not be used again:
+    /// what they see is up to the engine.
+    pub async fn drop_tree(&self, name: &str) -> Result<bool> {
+        validate_tree_name(name)?;
+        self.backend.drop_tree(name).await
+    }
+
+    /// Make every write that returned before this call durable.
+    pub async fn flush(&self) -> Result<()> {
+        self.backend.flush().await
+    }
+}
+
+/// Sets a store's limits before opening it. See [`Store::builder`].
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `open` is called"]
+pub struct StoreBuilder {
+    url: String,
+    limits: Limits,
+    pool_size: usize,
+}
+
+impl StoreBuilder {
+    /// Largest key in bytes (default 1024).
+    pub fn max_key_size(mut self, bytes: usize) -> Self {
+        self.limits.max_key_size = bytes;
+        self
+    }
+
+    /// Largest value in bytes (default 16 MiB).
+    pub fn max_value_size(mut self, bytes: usize) -> Self {
+        self.limits.max_value_size = bytes;
+        self
+    }
+
+    /// Most operations in one batch (default 10 000).
+    pub fn max_batch_ops(mut self, ops: usize) -> Self {
+        self.limits.max_batch_ops = ops;
+        self
+    }
+
+    /// Connections in the pool of a PostgreSQL store (default 16; ignored by
+    /// other backends).
+    pub fn pool_size(mut self, connections: usize) -> Self {
+        self.pool_size = connections.max(1);
+        self
+    }
+
+    /// Open the store.
+    ///
+    /// | URL | backend |
+    /// |---|---|
+    /// | `memory:` | a new in-memory store |
+    /// | `sled:<path>` | sled in directory `<path>` (feature `sled`) |
+    /// | `postgres://...`, `postgresql://...` | PostgreSQL (feature `postgres`); an optional `schema=<name>` query parameter keeps the store's tables in that schema |
+    pub async fn open(self) -> Result<Store> {
+        let url = self.url.as_str();
+        let bad = |reason: &str| Error::BadUrl {
+            url: url.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let backend: Arc<dyn Backend> = if url == "memory:" {
+            Arc::new(MemoryBackend::new())
+        } else if let Some(path) = url.strip_prefix("sled:") {
+            if path.is_empty() {
+                return Err(bad("expected a directory after `sled:`"));
+            }
+            #[cfg(feature = "sled")]
+            {
+                Arc::new(crate::backend::sled::SledBackend::open(path).await?)
+            }
+            #[cfg(not(feature = "sled"))]
+            return Err(bad("nopi was built without the `sled` feature"));
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            #[cfg(feature = "postgres")]
+            {
+                Arc::new(
+                    crate::backend::postgres::PostgresBackend::open(url, self.pool_size).await?,
+                )
+            }
+            #[cfg(not(feature = "postgres"))]
+            return Err(bad("nopi was built without the `postgres` feature"));
+        } else {
+            return Err(bad(
+                "expected `memory:`, `sled:<path>` or `postgres://user@host/db`",
+            ));
+        };
+        Ok(Store::from_backend(backend, self.limits))
+    }
+}
+
+pub(crate) fn validate_tree_name(name: &str) -> Result<()> {
+    let bad = |reason| {
+        Err(Error::InvalidTreeName {
+            name: name.chars().take(MAX_TREE_NAME + 8).collect(),
+            reason,
+        })
+    };
+    if name.is_empty() {
+        return bad("a tree name cannot be empty");
+    }
+    if name.len() > MAX_TREE_NAME {
+        return bad("a tree name is at most 128 bytes");
+    }
+    if name.starts_with("__") {
+        return bad("names starting with `__` are reserved");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"_.:/-".contains(&b))
+    {
+        return bad("a tree name may only contain A-Z, a-z, 0-9 and `_.:/-`");
+    }
+    Ok(())
+}

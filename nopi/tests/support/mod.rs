@@ -1,0 +1,22 @@
+//! Fixtures: a fresh, isolated store of each backend, from `nopi::testing`.
+#![allow(dead_code)]
+
+pub(crate) use nopi::testing::TempStore as Fixture;
+
+pub(crate) async fn memory() -> Fixture {
+    Fixture::memory()
+}
+
+pub(crate) async fn sled() -> Fixture {
+    Fixture::sled().expect("temp dir")
+}
+
+#[cfg(feature = "postgres")]
+pub(crate) async fn postgres() -> Fixture {
+    Fixture::postgres()
+}
+
+/// The PostgreSQL under test: `DATABASE_URL`, by default the local server.
+pub(crate) fn database_url() -> String {
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| nopi::testing::DEFAULT_DATABASE_URL.to_owned())
+}

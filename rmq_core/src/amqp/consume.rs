@@ -1,0 +1,368 @@
+//! Inbox and presence consumers that survive reconnections.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, BasicRejectOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{Channel, Consumer};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::Lifeline;
+use super::link::{Failure, Link, Shared, is_not_found};
+use super::topology;
+use crate::delivery::Settle;
+use crate::handover::{DropSignal, FinishOnDrop, receiver_stream};
+use crate::{
+    Acker, Delivery, Envelope, Error, Presence, PresenceEvent, PresenceStream, Result,
+    Subscription, UserId,
+};
+
+/// Settles one AMQP delivery.
+struct AmqpSettle {
+    id: uuid::Uuid,
+    acker: lapin::Acker,
+}
+
+#[async_trait]
+impl Settle for AmqpSettle {
+    async fn ack(self: Box<Self>) -> Result<()> {
+        match self.acker.ack(BasicAckOptions::default()).await {
+            Ok(true) => Ok(()),
+            _ => Err(Error::DeliveryGone { id: self.id }),
+        }
+    }
+
+    async fn nack(self: Box<Self>, requeue: bool) -> Result<()> {
+        let options = BasicNackOptions {
+            requeue,
+            multiple: false,
+        };
+        match self.acker.nack(options).await {
+            Ok(true) => Ok(()),
+            _ => Err(Error::DeliveryGone { id: self.id }),
+        }
+    }
+}
+
+async fn start_consumer(
+    shared: &Shared,
+    link: &Link,
+    queue: &str,
+) -> lapin::Result<(Channel, Consumer)> {
+    let ch = link.conn.create_channel().await?;
+    ch.basic_qos(shared.cfg.prefetch, BasicQosOptions::default())
+        .await?;
+    let consumer = ch
+        .basic_consume(
+            queue.into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    Ok((ch, consumer))
+}
+
+/// Start consuming `queue` on a link of generation `min_generation` or newer,
+/// retrying on connection failures. `Ok(None)` when the queue does not exist.
+async fn consume_retrying(
+    shared: &Shared,
+    queue: &str,
+    mut min_generation: u64,
+    deadline: Option<Instant>,
+) -> Result<Option<(Arc<Link>, Channel, Consumer)>> {
+    let mut pause = shared.cfg.reconnect_min;
+    loop {
+        let link = shared
+            .wait_link(min_generation, deadline, "subscribe")
+            .await?;
+        match start_consumer(shared, &link, queue).await {
+            Ok((ch, consumer)) => return Ok(Some((link, ch, consumer))),
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) => match shared.classify(&link, e) {
+                Failure::Connection => min_generation = link.generation + 1,
+                Failure::Refused(e) => {
+                    return Err(Error::Amqp {
+                        op: "basic.consume",
+                        source: e,
+                    });
+                }
+            },
+        }
+        if deadline.is_some_and(|d| Instant::now() + pause > d) {
+            return Err(Error::Timeout {
+                op: "subscribe",
+                after: shared.cfg.op_timeout,
+            });
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(shared.cfg.reconnect_max);
+    }
+}
+
+/// Decrements the active-inbox count when the consumer task ends.
+struct ActiveInbox {
+    shared: Arc<Shared>,
+    user: UserId,
+}
+
+impl Drop for ActiveInbox {
+    fn drop(&mut self) {
+        self.shared.unregister_inbox(&self.user);
+    }
+}
+
+pub(crate) async fn subscribe_inbox(
+    shared: Arc<Shared>,
+    life: Arc<Lifeline>,
+    user: UserId,
+) -> Result<Subscription> {
+    let queue = shared.names.inbox(&user);
+    let deadline = Instant::now() + shared.cfg.op_timeout;
+    shared.handover.wait(&user).await;
+    let Some((link, ch, consumer)) = consume_retrying(&shared, &queue, 0, Some(deadline)).await?
+    else {
+        return Err(Error::UnknownUser(user));
+    };
+    let ticket = shared.handover.ticket(&user);
+    shared.register_inbox(&user);
+    let active = ActiveInbox {
+        shared: shared.clone(),
+        user: user.clone(),
+    };
+    let (tx, rx) = mpsc::channel(usize::from(shared.cfg.prefetch).max(1));
+    let finish = FinishOnDrop(ticket.clone());
+    tokio::spawn(inbox_task(
+        shared,
+        (life, active, finish),
+        queue,
+        tx,
+        (link, ch, consumer),
+    ));
+    Ok(Subscription::new(
+        user,
+        receiver_stream(rx, Some(DropSignal(ticket))),
+    ))
+}
+
+enum Pumped {
+    /// The subscriber is gone.
+    Dropped,
+    /// The consumer ended (connection lost, or cancelled by the server).
+    Ended,
+}
+
+async fn pump_inbox(
+    shared: &Shared,
+    queue: &str,
+    consumer: &mut Consumer,
+    tx: &mpsc::Sender<Result<Delivery>>,
+) -> Pumped {
+    loop {
+        let next = tokio::select! {
+            _ = tx.closed() => return Pumped::Dropped,
+            next = consumer.next() => next,
+        };
+        let d = match next {
+            Some(Ok(d)) => d,
+            Some(Err(e)) => {
+                tracing::debug!(queue, error = %e, "inbox consumer failed");
+                return Pumped::Ended;
+            }
+            None => return Pumped::Ended,
+        };
+        match Envelope::decode(&d.data, shared.cfg.max_body) {
+            Ok(envelope) => {
+                let acker = Acker::new(
+                    envelope.id,
+                    Box::new(AmqpSettle {
+                        id: envelope.id,
+                        acker: d.acker,
+                    }),
+                );
+                let delivery = Delivery::new(envelope, d.redelivered, acker);
+                if tx.send(Ok(delivery)).await.is_err() {
+                    return Pumped::Dropped;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(queue, error = %e, "malformed message dead-lettered");
+                let _ = d.acker.reject(BasicRejectOptions { requeue: false }).await;
+            }
+        }
+    }
+}
+
+async fn inbox_task(
+    shared: Arc<Shared>,
+    _guards: (Arc<Lifeline>, ActiveInbox, FinishOnDrop),
+    queue: String,
+    tx: mpsc::Sender<Result<Delivery>>,
+    first: (Arc<Link>, Channel, Consumer),
+) {
+    let (mut link, mut ch, mut consumer) = first;
+    loop {
+        let pumped = pump_inbox(&shared, &queue, &mut consumer, &tx).await;
+        drop(consumer);
+        if ch.status().connected() {
+            // Closing the channel gives every unacked delivery back to the queue.
+            let _ =
+                tokio::time::timeout(Duration::from_secs(2), ch.close(200, "done".into())).await;
+        }
+        if let Pumped::Dropped = pumped {
+            return;
+        }
+        // Re-subscribe on the same link if it is alive (the server cancelled
+        // the consumer), else on the next one.
+        let min_generation = if link.conn.status().connected() {
+            link.generation
+        } else {
+            shared.report_failure(link.generation);
+            link.generation + 1
+        };
+        let resumed = tokio::select! {
+            _ = tx.closed() => return,
+            r = consume_retrying(&shared, &queue, min_generation, None) => r,
+        };
+        match resumed {
+            Ok(Some((l, c, cons))) => {
+                tracing::debug!(queue, generation = l.generation, "inbox consumer resumed");
+                (link, ch, consumer) = (l, c, cons);
+            }
+            Ok(None) => {
+                let user = UserId::new(queue.rsplit_once(".inbox.").map_or("", |(_, u)| u));
+                let err = match user {
+                    Ok(user) => Error::UnknownUser(user),
+                    Err(e) => Error::Name(e),
+                };
+                let _ = tx.send(Err(err)).await;
+                return;
+            }
+            Err(Error::Closed) => return,
+            Err(e) => {
+                let _ = tx.send(Err(e)).await;
+                return;
+            }
+        }
+    }
+}
+
+async fn start_presence_consumer(
+    shared: &Shared,
+    link: &Link,
+) -> lapin::Result<(Channel, Consumer)> {
+    let ch = link.conn.create_channel().await?;
+    let queue = topology::declare_presence_queue(&ch, &shared.names, &shared.cfg).await?;
+    ch.basic_qos(shared.cfg.prefetch, BasicQosOptions::default())
+        .await?;
+    let consumer = ch
+        .basic_consume(
+            queue.into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    Ok((ch, consumer))
+}
+
+async fn presence_retrying(
+    shared: &Shared,
+    mut min_generation: u64,
+    deadline: Option<Instant>,
+) -> Result<(Arc<Link>, Channel, Consumer)> {
+    let mut pause = shared.cfg.reconnect_min;
+    loop {
+        let link = shared
+            .wait_link(min_generation, deadline, "subscribe_presence")
+            .await?;
+        match start_presence_consumer(shared, &link).await {
+            Ok((ch, consumer)) => return Ok((link, ch, consumer)),
+            Err(e) => match shared.classify(&link, e) {
+                Failure::Connection => min_generation = link.generation + 1,
+                Failure::Refused(e) => {
+                    return Err(Error::Amqp {
+                        op: "presence consume",
+                        source: e,
+                    });
+                }
+            },
+        }
+        if deadline.is_some_and(|d| Instant::now() + pause > d) {
+            return Err(Error::Timeout {
+                op: "subscribe_presence",
+                after: shared.cfg.op_timeout,
+            });
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(shared.cfg.reconnect_max);
+    }
+}
+
+pub(crate) async fn subscribe_presence(
+    shared: Arc<Shared>,
+    life: Arc<Lifeline>,
+) -> Result<PresenceStream> {
+    let deadline = Instant::now() + shared.cfg.op_timeout;
+    let first = presence_retrying(&shared, 0, Some(deadline)).await?;
+    let (tx, rx) = mpsc::channel(usize::from(shared.cfg.prefetch).max(1));
+    tokio::spawn(presence_task(shared, life, tx, first));
+    Ok(PresenceStream::new(receiver_stream(rx, None)))
+}
+
+async fn presence_task(
+    shared: Arc<Shared>,
+    _life: Arc<Lifeline>,
+    tx: mpsc::Sender<PresenceEvent>,
+    first: (Arc<Link>, Channel, Consumer),
+) {
+    let (mut link, mut ch, mut consumer) = first;
+    loop {
+        loop {
+            let next = tokio::select! {
+                _ = tx.closed() => {
+                    let _ = ch.close(200, "done".into()).await;
+                    return;
+                }
+                next = consumer.next() => next,
+            };
+            let Some(Ok(d)) = next else { break };
+            match serde_json::from_slice::<Presence>(&d.data) {
+                Ok(p) => {
+                    if tx.send(PresenceEvent::Changed(p)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "malformed presence message dropped"),
+            }
+            let _ = d.acker.ack(BasicAckOptions::default()).await;
+        }
+        drop(consumer);
+        let min_generation = if link.conn.status().connected() {
+            link.generation
+        } else {
+            shared.report_failure(link.generation);
+            link.generation + 1
+        };
+        let resumed = tokio::select! {
+            _ = tx.closed() => return,
+            r = presence_retrying(&shared, min_generation, None) => r,
+        };
+        match resumed {
+            Ok(r) => (link, ch, consumer) = r,
+            Err(_) => return,
+        }
+        // Events published while no queue was bound are lost. Say so only
+        // now that the new queue is bound: a reader that re-reads its state
+        // on `Lagged` then misses nothing after the re-read.
+        if tx.send(PresenceEvent::Lagged).await.is_err() {
+            return;
+        }
+    }
+}

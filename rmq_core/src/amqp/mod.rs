@@ -1,0 +1,589 @@
+//! [`AmqpBroker`]: the broker on RabbitMQ, shared by any number of nodes.
+//!
+//! # Topology
+//!
+//! Every name starts with the broker's namespace (`im` by default), so several
+//! applications or test runs can share one virtual host:
+//!
+//! | name | kind | purpose |
+//! |---|---|---|
+//! | `<ns>.rooms` | direct exchange | entry for room messages; routes by room id to the room's fanout |
+//! | `<ns>.room.<room>` | fanout exchange | one per room; bound to the members' inboxes and to the room's stream |
+//! | `<ns>.history.<room>` | stream queue | the room's history, read by offset; size- and age-capped |
+//! | `<ns>.direct` | topic exchange | direct messages, routing key `user.<id>` |
+//! | `<ns>.all` | fanout exchange | messages to everyone |
+//! | `<ns>.inbox.<user>` | durable queue (classic or quorum) | one per user, bound to `<ns>.direct` and `<ns>.all` |
+//! | `<ns>.presence` | fanout exchange | presence; each subscriber gets an exclusive bounded queue |
+//! | `<ns>.dead` | fanout exchange + bounded queue | dead letters (malformed messages, overflowing inboxes) |
+//!
+//! Messages are persistent (delivery mode 2) and published with publisher
+//! confirms; [`Broker::publish`] returns once RabbitMQ confirmed. A message to
+//! a room that does not exist, or to a user without an inbox, is returned by
+//! RabbitMQ (mandatory flag) and reported as an error.
+
+mod consume;
+mod history;
+mod link;
+mod topology;
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::FutureExt;
+use lapin::options::{ExchangeDeleteOptions, QueueBindOptions, QueueDeleteOptions};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Confirmation};
+
+use self::link::{Shared, is_not_found};
+use self::topology::Names;
+use crate::{
+    Broker, Envelope, Error, HistoryQuery, Presence, PresenceStream, Result, RoomId, Subscription,
+    To, UserId,
+};
+
+/// The queue type of the user inboxes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum QueueType {
+    /// Classic durable queues: the default, for a single RabbitMQ node.
+    #[default]
+    Classic,
+    /// Quorum queues: replicated, for RabbitMQ clusters.
+    Quorum,
+}
+
+/// Configuration of an [`AmqpBroker`]; see [`AmqpBrokerBuilder`].
+#[derive(Clone)]
+pub(crate) struct AmqpConfig {
+    pub(crate) url: String,
+    pub(crate) namespace: String,
+    pub(crate) connection_name: String,
+    pub(crate) prefetch: u16,
+    pub(crate) confirm_window: usize,
+    pub(crate) max_body: usize,
+    pub(crate) max_history: usize,
+    pub(crate) inbox_queue_type: QueueType,
+    pub(crate) inbox_max_len: Option<u32>,
+    pub(crate) dead_letter_max_len: u32,
+    pub(crate) presence_queue_len: u32,
+    pub(crate) history_max_bytes: u64,
+    pub(crate) history_segment_bytes: u32,
+    pub(crate) history_max_age: Option<Duration>,
+    pub(crate) history_clock_skew: Duration,
+    pub(crate) op_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) reconnect_min: Duration,
+    pub(crate) reconnect_max: Duration,
+}
+
+/// Builds an [`AmqpBroker`]; see [`AmqpBroker::builder`].
+#[must_use = "a builder does nothing until `connect` is called"]
+pub struct AmqpBrokerBuilder {
+    cfg: AmqpConfig,
+}
+
+impl fmt::Debug for AmqpBrokerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AmqpBrokerBuilder")
+            .field("url", &crate::error::redact_url(&self.cfg.url))
+            .field("namespace", &self.cfg.namespace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AmqpBrokerBuilder {
+    /// The namespace prefixed to every exchange and queue (default `im`;
+    /// 1 to 32 bytes of `[A-Za-z0-9_.-]`). Brokers that should see each other's
+    /// messages use the same namespace.
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.cfg.namespace = namespace.into();
+        self
+    }
+
+    /// The connection name shown by RabbitMQ (default `rmq_core <namespace>`).
+    pub fn connection_name(mut self, name: impl Into<String>) -> Self {
+        self.cfg.connection_name = name.into();
+        self
+    }
+
+    /// How many unacked deliveries a subscription may hold (default 64).
+    pub fn prefetch(mut self, prefetch: u16) -> Self {
+        self.cfg.prefetch = prefetch.max(1);
+        self
+    }
+
+    /// How many publishes may wait for their confirm at once (default 256);
+    /// more publishes wait for a slot.
+    pub fn confirm_window(mut self, window: usize) -> Self {
+        self.cfg.confirm_window = window.max(1);
+        self
+    }
+
+    /// The largest envelope body, in bytes (default 64 KiB). Larger publishes
+    /// are refused; larger messages found on a queue are dead-lettered.
+    pub fn max_body_size(mut self, bytes: usize) -> Self {
+        self.cfg.max_body = bytes;
+        self
+    }
+
+    /// The most messages one history query may ask for (default 1000).
+    pub fn max_history(mut self, messages: usize) -> Self {
+        self.cfg.max_history = messages;
+        self
+    }
+
+    /// Classic (default) or quorum inbox queues. Changing it for existing
+    /// inboxes makes RabbitMQ refuse their declaration: delete them first.
+    pub fn inbox_queue_type(mut self, kind: QueueType) -> Self {
+        self.cfg.inbox_queue_type = kind;
+        self
+    }
+
+    /// Cap each inbox at `max` messages, dropping (dead-lettering) the oldest
+    /// (default 10 000; `None` for no cap).
+    pub fn inbox_max_len(mut self, max: Option<u32>) -> Self {
+        self.cfg.inbox_max_len = max;
+        self
+    }
+
+    /// Cap each room's history stream at `bytes` (default 16 MiB), kept in
+    /// segments of `segment_bytes` (default 2 MiB); whole segments are
+    /// dropped, oldest first.
+    pub fn history_max_bytes(mut self, bytes: u64, segment_bytes: u32) -> Self {
+        self.cfg.history_max_bytes = bytes;
+        self.cfg.history_segment_bytes = segment_bytes.max(1);
+        self
+    }
+
+    /// Drop history segments older than `age` (default: kept until the size cap).
+    pub fn history_max_age(mut self, age: Option<Duration>) -> Self {
+        self.cfg.history_max_age = age;
+        self
+    }
+
+    /// How far the clocks of the nodes that create message ids may be ahead
+    /// of RabbitMQ's (default 30 s); `After`/`Before` history queries start
+    /// reading that much earlier than the id's timestamp.
+    pub fn history_clock_skew(mut self, skew: Duration) -> Self {
+        self.cfg.history_clock_skew = skew;
+        self
+    }
+
+    /// How long an operation keeps retrying while RabbitMQ is unreachable
+    /// before failing with [`Error::Timeout`] (default 30 s).
+    pub fn operation_timeout(mut self, timeout: Duration) -> Self {
+        self.cfg.op_timeout = timeout;
+        self
+    }
+
+    /// How long one connection attempt may take (default 5 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.cfg.connect_timeout = timeout;
+        self
+    }
+
+    /// The reconnection backoff: first delay and cap (default 100 ms and 5 s),
+    /// doubled after each failed attempt, plus up to 25 % jitter.
+    pub fn reconnect_backoff(mut self, min: Duration, max: Duration) -> Self {
+        self.cfg.reconnect_min = min.max(Duration::from_millis(1));
+        self.cfg.reconnect_max = max.max(self.cfg.reconnect_min);
+        self
+    }
+
+    /// Connect, declare the namespace's shared exchanges, and start the
+    /// connection supervisor. Fails with [`Error::Connect`] if RabbitMQ cannot
+    /// be reached now; later connection losses are recovered in the background.
+    pub async fn connect(mut self) -> Result<AmqpBroker> {
+        crate::name::validate_namespace(&self.cfg.namespace)?;
+        if self.cfg.connection_name.is_empty() {
+            self.cfg.connection_name = format!("rmq_core {}", self.cfg.namespace);
+        }
+        let shared = link::start(self.cfg).await?;
+        Ok(AmqpBroker {
+            life: Arc::new(Lifeline {
+                shared: shared.clone(),
+            }),
+            shared,
+        })
+    }
+}
+
+/// Shuts the connection down when the last broker handle, subscription and
+/// presence stream is gone.
+pub(crate) struct Lifeline {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Lifeline {
+    fn drop(&mut self) {
+        self.shared.shutdown();
+    }
+}
+
+/// The [`Broker`] on RabbitMQ (lapin), for clusters of chat-server nodes.
+///
+/// Cheap to clone; all clones share one connection, which a background task
+/// re-establishes after a loss (backoff, re-declared topology, resumed
+/// consumers, resent unconfirmed publishes). The connection closes when the
+/// last clone and the last subscription are dropped, or on [`close`](Self::close).
+///
+/// ```no_run
+/// use rmq_core::{AmqpBroker, Broker, Envelope, RoomId, To, UserId};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let broker = AmqpBroker::builder("amqp://guest:guest@127.0.0.1:5672/%2f")
+///     .namespace("im")
+///     .connect()
+///     .await?;
+/// let (alice, rust) = (UserId::new("alice")?, RoomId::new("rust")?);
+/// broker.ensure_inbox(&alice).await?;
+/// broker.create_room(&rust).await?;
+/// broker.join(&rust, &alice).await?;
+/// broker.publish(&Envelope::new(alice.clone(), To::Room(rust), "hi")).await?; // confirmed
+///
+/// let mut inbox = broker.subscribe(&alice).await?;
+/// let delivery = inbox.recv().await.expect("subscription ended")?;
+/// assert_eq!(delivery.envelope().body, b"hi");
+/// delivery.ack().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct AmqpBroker {
+    shared: Arc<Shared>,
+    life: Arc<Lifeline>,
+}
+
+impl fmt::Debug for AmqpBroker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AmqpBroker")
+            .field("url", &crate::error::redact_url(&self.shared.cfg.url))
+            .field("namespace", &self.shared.names.ns())
+            .field("connected", &self.is_connected())
+            .finish()
+    }
+}
+
+fn persistent() -> BasicProperties {
+    BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_content_type("application/vnd.im.envelope".into())
+}
+
+impl AmqpBroker {
+    /// Start configuring a broker for the server at `url`
+    /// (`amqp://user:password@host:port/vhost`, vhost `%2f` for `/`).
+    ///
+    /// A connection closed by the server is noticed at once; a peer that
+    /// silently vanished is noticed by AMQP heartbeats, whose interval the
+    /// server proposes (60 s by default on RabbitMQ) unless the URL asks for
+    /// one, e.g. `amqp://…/%2f?heartbeat=10`.
+    pub fn builder(url: impl Into<String>) -> AmqpBrokerBuilder {
+        AmqpBrokerBuilder {
+            cfg: AmqpConfig {
+                url: url.into(),
+                namespace: "im".into(),
+                connection_name: String::new(),
+                prefetch: 64,
+                confirm_window: 256,
+                max_body: 64 * 1024,
+                max_history: 1000,
+                inbox_queue_type: QueueType::Classic,
+                inbox_max_len: Some(10_000),
+                dead_letter_max_len: 10_000,
+                presence_queue_len: 10_000,
+                history_max_bytes: 16 << 20,
+                history_segment_bytes: 2 << 20,
+                history_max_age: None,
+                history_clock_skew: Duration::from_secs(30),
+                op_timeout: Duration::from_secs(30),
+                connect_timeout: Duration::from_secs(5),
+                reconnect_min: Duration::from_millis(100),
+                reconnect_max: Duration::from_secs(5),
+            },
+        }
+    }
+
+    /// Connect with the default configuration.
+    pub async fn connect(url: impl Into<String>) -> Result<AmqpBroker> {
+        Self::builder(url).connect().await
+    }
+
+    /// The namespace of every exchange and queue of this broker.
+    pub fn namespace(&self) -> &str {
+        self.shared.names.ns()
+    }
+
+    /// Whether the connection is up right now.
+    pub fn is_connected(&self) -> bool {
+        self.shared
+            .current()
+            .is_some_and(|link| link.conn.status().connected())
+    }
+
+    /// How many times the connection was re-established.
+    pub fn reconnections(&self) -> u64 {
+        self.shared.reconnects.load(Ordering::Relaxed)
+    }
+
+    /// Close the connection. Every clone, subscription and presence stream
+    /// of this broker ends; further operations fail with [`Error::Closed`].
+    pub async fn close(&self) {
+        self.shared.shutdown();
+        self.shared.wait_closed().await;
+    }
+
+    /// Delete the namespace's shared exchanges and dead-letter queue. For
+    /// tests and decommissioning: delete rooms and inboxes first, and only
+    /// when no other node uses the namespace.
+    pub async fn delete_namespace(&self) -> Result<()> {
+        let names = self.shared.names.clone();
+        self.shared
+            .with_channel("delete namespace", move |ch| {
+                let names = names.clone();
+                async move {
+                    ch.queue_delete(names.dead().into(), QueueDeleteOptions::default())
+                        .await?;
+                    for ex in [
+                        names.direct(),
+                        names.all(),
+                        names.rooms(),
+                        names.presence(),
+                        names.dead(),
+                    ] {
+                        ch.exchange_delete(ex.into(), ExchangeDeleteOptions::default())
+                            .await?;
+                    }
+                    Ok(())
+                }
+                .boxed()
+            })
+            .await?
+            .map_err(|source| Error::Amqp {
+                op: "delete namespace",
+                source,
+            })
+    }
+
+    fn check_body(&self, envelope: &Envelope) -> Result<()> {
+        if envelope.body.len() > self.shared.cfg.max_body {
+            return Err(Error::BodyTooLarge {
+                size: envelope.body.len(),
+                limit: self.shared.cfg.max_body,
+            });
+        }
+        crate::envelope::check_content_type(envelope)
+    }
+}
+
+#[async_trait]
+impl Broker for AmqpBroker {
+    async fn ensure_inbox(&self, user: &UserId) -> Result<()> {
+        let (names, cfg, user2) = (
+            self.shared.names.clone(),
+            self.shared.cfg.clone(),
+            user.clone(),
+        );
+        self.shared
+            .with_channel("ensure inbox", move |ch| {
+                let (names, cfg, user) = (names.clone(), cfg.clone(), user2.clone());
+                async move { topology::declare_inbox(&ch, &names, &cfg, &user).await }.boxed()
+            })
+            .await?
+            .map_err(|source| Error::Amqp {
+                op: "ensure inbox",
+                source,
+            })
+    }
+
+    async fn delete_inbox(&self, user: &UserId) -> Result<()> {
+        let queue = self.shared.names.inbox(user);
+        let res = self
+            .shared
+            .with_channel("delete inbox", move |ch| {
+                let queue = queue.clone();
+                async move {
+                    ch.queue_delete(queue.into(), QueueDeleteOptions::default())
+                        .await
+                        .map(drop)
+                }
+                .boxed()
+            })
+            .await?;
+        match res {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(source) => Err(Error::Amqp {
+                op: "delete inbox",
+                source,
+            }),
+        }
+    }
+
+    async fn create_room(&self, room: &RoomId) -> Result<()> {
+        let (names, cfg, room2) = (
+            self.shared.names.clone(),
+            self.shared.cfg.clone(),
+            room.clone(),
+        );
+        self.shared
+            .with_channel("create room", move |ch| {
+                let (names, cfg, room) = (names.clone(), cfg.clone(), room2.clone());
+                async move { topology::declare_room(&ch, &names, &cfg, &room).await }.boxed()
+            })
+            .await?
+            .map_err(|source| Error::Amqp {
+                op: "create room",
+                source,
+            })
+    }
+
+    async fn delete_room(&self, room: &RoomId) -> Result<()> {
+        let names = self.shared.names.clone();
+        let room2 = room.clone();
+        let res = self
+            .shared
+            .with_channel("delete room", move |ch| {
+                let (names, room) = (names.clone(), room2.clone());
+                async move {
+                    ch.queue_delete(names.history(&room).into(), QueueDeleteOptions::default())
+                        .await?;
+                    ch.exchange_delete(names.room(&room).into(), ExchangeDeleteOptions::default())
+                        .await
+                }
+                .boxed()
+            })
+            .await?;
+        match res {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(source) => Err(Error::Amqp {
+                op: "delete room",
+                source,
+            }),
+        }
+    }
+
+    async fn join(&self, room: &RoomId, user: &UserId) -> Result<()> {
+        let queue = self.shared.names.inbox(user);
+        let exchange = self.shared.names.room(room);
+        let res = self
+            .shared
+            .with_channel("join", move |ch| {
+                let (queue, exchange) = (queue.clone(), exchange.clone());
+                async move {
+                    ch.queue_bind(
+                        queue.into(),
+                        exchange.into(),
+                        "".into(),
+                        QueueBindOptions::default(),
+                        FieldTable::default(),
+                    )
+                    .await
+                }
+                .boxed()
+            })
+            .await?;
+        match res {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => {
+                if link::amqp_message(&e).contains("no exchange") {
+                    Err(Error::UnknownRoom(room.clone()))
+                } else {
+                    Err(Error::UnknownUser(user.clone()))
+                }
+            }
+            Err(source) => Err(Error::Amqp { op: "join", source }),
+        }
+    }
+
+    async fn leave(&self, room: &RoomId, user: &UserId) -> Result<()> {
+        let queue = self.shared.names.inbox(user);
+        let exchange = self.shared.names.room(room);
+        let res = self
+            .shared
+            .with_channel("leave", move |ch| {
+                let (queue, exchange) = (queue.clone(), exchange.clone());
+                async move {
+                    ch.queue_unbind(
+                        queue.into(),
+                        exchange.into(),
+                        "".into(),
+                        FieldTable::default(),
+                    )
+                    .await
+                }
+                .boxed()
+            })
+            .await?;
+        match res {
+            Ok(()) => Ok(()),
+            // The room or the inbox is gone: the user is not a member.
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(source) => Err(Error::Amqp {
+                op: "leave",
+                source,
+            }),
+        }
+    }
+
+    async fn publish(&self, envelope: &Envelope) -> Result<()> {
+        self.check_body(envelope)?;
+        let names = &self.shared.names;
+        let (exchange, key, mandatory) = match &envelope.to {
+            To::Room(room) => (names.rooms(), room.as_str().to_owned(), true),
+            To::User(user) | To::UserInRoom { user, .. } => {
+                (names.direct(), Names::user_key(user), true)
+            }
+            To::Everyone => (names.all(), String::new(), false),
+        };
+        let props = persistent()
+            .with_message_id(envelope.id.to_string().into())
+            .with_timestamp(envelope.ts / 1000);
+        let confirmation = self
+            .shared
+            .publish_confirmed(&exchange, &key, mandatory, &envelope.encode(), props)
+            .await?;
+        match confirmation {
+            Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
+            Confirmation::Ack(Some(_)) => Err(match &envelope.to {
+                To::Room(room) => Error::UnknownRoom(room.clone()),
+                To::User(user) | To::UserInRoom { user, .. } => Error::UnknownUser(user.clone()),
+                To::Everyone => Error::Rejected { id: envelope.id },
+            }),
+            Confirmation::Nack(_) => Err(Error::Rejected { id: envelope.id }),
+        }
+    }
+
+    async fn subscribe(&self, user: &UserId) -> Result<Subscription> {
+        consume::subscribe_inbox(self.shared.clone(), self.life.clone(), user.clone()).await
+    }
+
+    async fn history(&self, room: &RoomId, query: HistoryQuery) -> Result<Vec<Envelope>> {
+        history::history(&self.shared, room, query).await
+    }
+
+    async fn publish_presence(&self, presence: &Presence) -> Result<()> {
+        let body = serde_json::to_vec(presence).unwrap_or_default();
+        let props = BasicProperties::default()
+            .with_delivery_mode(1)
+            .with_content_type("application/json".into());
+        let exchange = self.shared.names.presence();
+        match self
+            .shared
+            .publish_confirmed(&exchange, "", false, &body, props)
+            .await?
+        {
+            Confirmation::Nack(_) => Err(Error::Rejected {
+                id: uuid::Uuid::nil(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    async fn subscribe_presence(&self) -> Result<PresenceStream> {
+        consume::subscribe_presence(self.shared.clone(), self.life.clone()).await
+    }
+}

@@ -1,0 +1,237 @@
+//! Errors returned by rmq_core.
+//!
+//! [`NameError`] is what validating a user or room id can say, [`DecodeError`]
+//! what parsing an envelope off the wire can say, and [`Error`] is what every
+//! [`Broker`](crate::Broker) operation returns.
+
+use std::time::Duration;
+
+use crate::{RoomId, UserId};
+
+/// A convenience alias for results of rmq_core operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A user id, a room id or a namespace was refused.
+///
+/// Ids become parts of queue, exchange and routing-key names, so only
+/// `[A-Za-z0-9_.-]` is accepted: no AMQP wildcard (`*`, `#`) can be injected and
+/// every derived name stays far below AMQP's 255-byte limit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NameError {
+    /// The name is empty.
+    #[error("{kind} must not be empty")]
+    Empty {
+        /// What was being named: `user id`, `room id` or `namespace`.
+        kind: &'static str,
+    },
+    /// The name is longer than allowed.
+    #[error("{kind} {name:?} is {len} bytes long, more than the {limit}-byte limit")]
+    TooLong {
+        /// What was being named.
+        kind: &'static str,
+        /// The refused name (truncated to 80 characters).
+        name: String,
+        /// Its length in bytes.
+        len: usize,
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The name contains a character outside `[A-Za-z0-9_.-]`.
+    #[error(
+        "{kind} {name:?} contains {ch:?}; expected only ASCII letters, digits, '_', '-' and '.'"
+    )]
+    BadChar {
+        /// What was being named.
+        kind: &'static str,
+        /// The refused name (truncated to 80 characters).
+        name: String,
+        /// The first offending character.
+        ch: char,
+    },
+}
+
+/// Bytes taken off a queue or stream could not be parsed as an [`Envelope`](crate::Envelope).
+///
+/// Brokers never hand such a message to the application: they log it with
+/// `tracing`, dead-letter or drop it, and go on with the next one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The frame is shorter than its fixed header.
+    #[error("envelope frame of {len} bytes is shorter than the {min}-byte header")]
+    Truncated {
+        /// Length of the frame.
+        len: usize,
+        /// Minimum length.
+        min: usize,
+    },
+    /// The frame does not start with the envelope magic bytes.
+    #[error("envelope frame starts with {found:02x?}, expected the magic bytes {expected:02x?}")]
+    BadMagic {
+        /// The first bytes found.
+        found: [u8; 2],
+        /// The expected magic.
+        expected: [u8; 2],
+    },
+    /// The frame is of a format version this build does not understand.
+    #[error(
+        "envelope format version {found} is not supported (this build reads up to {supported})"
+    )]
+    UnsupportedVersion {
+        /// The version in the frame.
+        found: u8,
+        /// The newest version this build reads.
+        supported: u8,
+    },
+    /// The header length points past the end of the frame.
+    #[error("envelope header of {header} bytes does not fit in a frame of {len} bytes")]
+    BadHeaderLength {
+        /// Header length announced by the frame.
+        header: usize,
+        /// Length of the frame.
+        len: usize,
+    },
+    /// The body is larger than the configured limit.
+    #[error("envelope body of {size} bytes exceeds the {limit}-byte limit")]
+    BodyTooLarge {
+        /// Body size in bytes.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The JSON header is invalid (bad JSON, bad id, bad user or room name).
+    #[error("invalid envelope header: {reason}")]
+    BadHeader {
+        /// What the JSON parser said.
+        reason: String,
+    },
+}
+
+/// Everything a [`Broker`](crate::Broker) operation can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A user id, room id or namespace was refused.
+    #[error(transparent)]
+    Name(#[from] NameError),
+    /// An envelope's body is larger than the broker's limit.
+    #[error("envelope body of {size} bytes exceeds the {limit}-byte limit")]
+    BodyTooLarge {
+        /// Body size in bytes.
+        size: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// An envelope field is invalid (for example an over-long content type).
+    #[error("invalid envelope {id}: {reason}")]
+    InvalidEnvelope {
+        /// The envelope id.
+        id: uuid::Uuid,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A history query asked for more messages than the limit.
+    #[error("history query for {requested} messages exceeds the {limit}-message limit")]
+    HistoryTooLarge {
+        /// Number of messages asked for.
+        requested: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The room does not exist (create it first).
+    #[error("room {0} does not exist")]
+    UnknownRoom(RoomId),
+    /// The user has no inbox (call `ensure_inbox` first).
+    #[error("user {0} has no inbox")]
+    UnknownUser(UserId),
+    /// The broker refused to store a published message (a negative publisher
+    /// confirm, for example a full queue with `reject-publish` overflow).
+    #[error("the broker rejected the message {id}")]
+    Rejected {
+        /// The envelope id.
+        id: uuid::Uuid,
+    },
+    /// An operation did not complete in time, usually because the broker stayed
+    /// unreachable for the whole time (the operation was retried meanwhile).
+    #[error("{op} did not complete within {after:?}")]
+    Timeout {
+        /// The operation.
+        op: &'static str,
+        /// How long it was tried.
+        after: Duration,
+    },
+    /// The delivery can no longer be acknowledged: the subscription or the
+    /// connection it came from is gone. The message was or will be delivered
+    /// again.
+    #[error("delivery {id} can no longer be acknowledged: its subscription or connection is gone")]
+    DeliveryGone {
+        /// The envelope id.
+        id: uuid::Uuid,
+    },
+    /// The broker was closed.
+    #[error("the broker is closed")]
+    Closed,
+    /// The first connection to the AMQP server failed.
+    #[error("cannot connect to the AMQP server at {url}: {source}")]
+    Connect {
+        /// The URL, with any password replaced by `***`.
+        url: String,
+        /// The cause.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The AMQP client failed in a way that retrying does not fix.
+    #[error("amqp {op} failed: {source}")]
+    Amqp {
+        /// What was being done.
+        op: &'static str,
+        /// The cause.
+        #[source]
+        source: lapin::Error,
+    },
+    /// The embedded broker's storage failed.
+    #[error("storage failed: {0}")]
+    Storage(#[from] nopi::Error),
+    /// The embedded broker's queues failed.
+    #[error("queue failed: {0}")]
+    Queue(#[from] tiny_q::Error),
+}
+
+/// Replace the password of an AMQP URL by `***`, so URLs can go into errors and logs.
+pub(crate) fn redact_url(url: &str) -> String {
+    // amqp://user:password@host...
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    match (authority.rfind('@'), authority.find(':')) {
+        (Some(at), Some(colon)) if colon < at => format!(
+            "{}{}:***{}",
+            &url[..scheme_end + 3],
+            &authority[..colon],
+            &rest[at..]
+        ),
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_are_redacted() {
+        let check = |url: &str, expected: &str| assert_eq!(redact_url(url), expected, "{url}");
+        check(
+            "amqp://guest:guest@127.0.0.1:5672/%2f",
+            "amqp://guest:***@127.0.0.1:5672/%2f",
+        );
+        check("amqp://127.0.0.1:5672/%2f", "amqp://127.0.0.1:5672/%2f");
+        check("amqp://user@host/", "amqp://user@host/");
+        check("amqps://u:p@w@host", "amqps://u:***@host");
+        check("not a url", "not a url");
+    }
+}

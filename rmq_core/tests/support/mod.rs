@@ -1,0 +1,320 @@
+//! Shared helpers for the integration tests: brokers on every backend with
+//! unique names and cleanup, and delivery assertions with timeouts.
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use rmq_core::{
+    AmqpBroker, AmqpBrokerBuilder, Broker, Delivery, LocalBroker, RoomId, Subscription, UserId,
+};
+
+/// How long a delivery that must arrive may take.
+pub const ARRIVE: Duration = Duration::from_secs(10);
+/// How long to wait before concluding that nothing arrives.
+pub const SILENCE: Duration = Duration::from_millis(400);
+
+pub fn amqp_url() -> String {
+    std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// A namespace no other test run uses.
+pub fn unique_namespace() -> String {
+    format!("t-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+/// A broker on the real RabbitMQ in namespace `ns`. Panics (fails the test)
+/// with instructions if RabbitMQ is unreachable: these tests never skip.
+pub async fn amqp_broker_in(ns: &str) -> AmqpBroker {
+    amqp_broker_with(ns, |b| b).await
+}
+
+/// Like [`amqp_broker_in`], with extra configuration.
+pub async fn amqp_broker_with(
+    ns: &str,
+    configure: impl FnOnce(AmqpBrokerBuilder) -> AmqpBrokerBuilder,
+) -> AmqpBroker {
+    amqp_broker_at(&amqp_url(), ns, configure).await
+}
+
+/// A configured broker for the server at `url`, in namespace `ns`.
+pub async fn amqp_broker_at(
+    url: &str,
+    ns: &str,
+    configure: impl FnOnce(AmqpBrokerBuilder) -> AmqpBrokerBuilder,
+) -> AmqpBroker {
+    let builder = AmqpBroker::builder(url)
+        .namespace(ns)
+        .connection_name(format!("rmq_core-test {ns}"))
+        .operation_timeout(Duration::from_secs(20))
+        .reconnect_backoff(Duration::from_millis(50), Duration::from_millis(500));
+    match configure(builder).connect().await {
+        Ok(b) => b,
+        Err(e) => panic!(
+            "RabbitMQ is required by these tests and is unreachable: {e}\n\
+             start it (`service rabbitmq-server start`, or install the `rabbitmq-server` package), \
+             or point AMQP_URL at a running server"
+        ),
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub enum Backend {
+    Local,
+    Amqp,
+}
+
+/// A broker under test plus what the test created on it, deleted at the end.
+#[derive(Clone)]
+pub struct Fixture {
+    pub broker: Arc<dyn Broker>,
+    pub amqp: Option<AmqpBroker>,
+    pub local: Option<LocalBroker>,
+    users: Arc<Mutex<Vec<UserId>>>,
+    rooms: Arc<Mutex<Vec<RoomId>>>,
+}
+
+impl Fixture {
+    pub async fn new(backend: Backend) -> Fixture {
+        match backend {
+            Backend::Local => {
+                let b = LocalBroker::memory().await.expect("local broker");
+                Fixture::from_parts(Arc::new(b.clone()), None, Some(b))
+            }
+            Backend::Amqp => Fixture::amqp_with(|b| b).await,
+        }
+    }
+
+    /// A fixture on a configured `AmqpBroker` in a fresh namespace.
+    pub async fn amqp_with(
+        configure: impl FnOnce(AmqpBrokerBuilder) -> AmqpBrokerBuilder,
+    ) -> Fixture {
+        Fixture::amqp_at(&amqp_url(), configure).await
+    }
+
+    /// A fixture on a configured `AmqpBroker` for the server at `url`.
+    pub async fn amqp_at(
+        url: &str,
+        configure: impl FnOnce(AmqpBrokerBuilder) -> AmqpBrokerBuilder,
+    ) -> Fixture {
+        let b = amqp_broker_at(url, &unique_namespace(), configure).await;
+        Fixture::from_parts(Arc::new(b.clone()), Some(b), None)
+    }
+
+    fn from_parts(
+        broker: Arc<dyn Broker>,
+        amqp: Option<AmqpBroker>,
+        local: Option<LocalBroker>,
+    ) -> Fixture {
+        Fixture {
+            broker,
+            amqp,
+            local,
+            users: Arc::default(),
+            rooms: Arc::default(),
+        }
+    }
+
+    /// The `AmqpBroker` of an AMQP fixture.
+    pub fn amqp(&self) -> AmqpBroker {
+        self.amqp.clone().expect("an AMQP fixture")
+    }
+
+    /// A user with an inbox.
+    pub async fn user(&self, name: &str) -> UserId {
+        let user = UserId::new(name).unwrap();
+        self.broker.ensure_inbox(&user).await.expect("ensure_inbox");
+        self.users.lock().unwrap().push(user.clone());
+        user
+    }
+
+    /// A room.
+    pub async fn room(&self, name: &str) -> RoomId {
+        let room = RoomId::new(name).unwrap();
+        self.broker.create_room(&room).await.expect("create_room");
+        self.rooms.lock().unwrap().push(room.clone());
+        room
+    }
+
+    pub async fn cleanup(&self) {
+        let users = std::mem::take(&mut *self.users.lock().unwrap());
+        let rooms = std::mem::take(&mut *self.rooms.lock().unwrap());
+        for user in users {
+            let _ = self.broker.delete_inbox(&user).await;
+        }
+        for room in rooms {
+            let _ = self.broker.delete_room(&room).await;
+        }
+        if let Some(amqp) = &self.amqp {
+            let _ = amqp.delete_namespace().await;
+            amqp.close().await;
+        }
+    }
+}
+
+/// Run `test` on a fresh fixture, then clean up, whether the test passed or not.
+pub async fn run<F, Fut>(backend: Backend, test: F)
+where
+    F: FnOnce(Fixture) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    run_on(Fixture::new(backend).await, test).await;
+}
+
+/// Run `test` on `fixture`, then clean up, whether the test passed or not.
+pub async fn run_on<F, Fut>(fixture: Fixture, test: F)
+where
+    F: FnOnce(Fixture) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let outcome = AssertUnwindSafe(test(fixture.clone())).catch_unwind().await;
+    fixture.cleanup().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// The next delivery, which must arrive within [`ARRIVE`].
+pub async fn recv(sub: &mut Subscription) -> Delivery {
+    match tokio::time::timeout(ARRIVE, sub.recv()).await {
+        Ok(Some(Ok(d))) => d,
+        Ok(Some(Err(e))) => panic!("subscription of {} failed: {e}", sub.user()),
+        Ok(None) => panic!("subscription of {} ended", sub.user()),
+        Err(_) => panic!("nothing reached {} within {ARRIVE:?}", sub.user()),
+    }
+}
+
+/// Receive and ack the next delivery; its body as text.
+pub async fn recv_text(sub: &mut Subscription) -> String {
+    let d = recv(sub).await;
+    let text = String::from_utf8(d.envelope().body.clone()).unwrap();
+    d.ack().await.expect("ack");
+    text
+}
+
+/// Nothing reaches `sub` within [`SILENCE`].
+pub async fn assert_silent(sub: &mut Subscription) {
+    if let Ok(Some(item)) = tokio::time::timeout(SILENCE, sub.recv()).await {
+        match item {
+            Ok(d) => panic!(
+                "{} unexpectedly received {:?}",
+                sub.user(),
+                String::from_utf8_lossy(&d.envelope().body)
+            ),
+            Err(e) => panic!("{} unexpectedly failed: {e}", sub.user()),
+        }
+    }
+}
+
+/// Close, from the server side, every connection whose client properties
+/// mention `needle` (e.g. a test's namespace). Returns how many were closed.
+pub fn close_connections_matching(needle: &str) -> usize {
+    let out = Command::new("rabbitmqctl")
+        .args([
+            "list_connections",
+            "-q",
+            "--no-table-headers",
+            "pid",
+            "client_properties",
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run rabbitmqctl (needed to cut connections): {e}"));
+    assert!(
+        out.status.success(),
+        "rabbitmqctl list_connections failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listing = String::from_utf8_lossy(&out.stdout);
+    let mut closed = 0;
+    for line in listing.lines().filter(|l| l.contains(needle)) {
+        let Some(pid) = line.split_whitespace().next() else {
+            continue;
+        };
+        let out = Command::new("rabbitmqctl")
+            .args(["close_connection", pid, "rmq_core fault test"])
+            .output()
+            .expect("rabbitmqctl close_connection");
+        assert!(
+            out.status.success(),
+            "rabbitmqctl close_connection {pid} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        closed += 1;
+    }
+    closed
+}
+
+/// A TCP proxy in front of RabbitMQ that a test can cut (every connection
+/// through it dies and new ones are refused) and restore: a real outage of
+/// the server as far as the broker can tell, without touching the server.
+pub struct Proxy {
+    /// `AMQP_URL` with the proxy's address.
+    pub url: String,
+    up: Arc<std::sync::atomic::AtomicBool>,
+    conns: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    pub async fn start() -> Proxy {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let mut uri: lapin::uri::AMQPUri =
+            amqp_url().parse().expect("AMQP_URL is a valid AMQP URL");
+        let target = format!("{}:{}", uri.authority.host, uri.authority.port);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        uri.authority.host = "127.0.0.1".into();
+        uri.authority.port = listener.local_addr().unwrap().port();
+        let up = Arc::new(AtomicBool::new(true));
+        let conns: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
+        let accept = {
+            let (up, conns) = (up.clone(), conns.clone());
+            tokio::spawn(async move {
+                while let Ok((mut client, _)) = listener.accept().await {
+                    if !up.load(Ordering::SeqCst) {
+                        drop(client);
+                        continue;
+                    }
+                    let target = target.clone();
+                    let conn = tokio::spawn(async move {
+                        if let Ok(mut server) = tokio::net::TcpStream::connect(&target).await {
+                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                        }
+                    });
+                    conns.lock().unwrap().push(conn);
+                }
+            })
+        };
+        Proxy {
+            url: uri.to_string(),
+            up,
+            conns,
+            accept,
+        }
+    }
+
+    /// Kill every connection through the proxy and refuse new ones.
+    pub fn cut(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        for conn in self.conns.lock().unwrap().drain(..) {
+            conn.abort();
+        }
+    }
+
+    /// Accept connections again.
+    pub fn restore(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+        for conn in self.conns.lock().unwrap().drain(..) {
+            conn.abort();
+        }
+    }
+}
