@@ -340,6 +340,13 @@ pub enum SessionError {
     Store(#[from] nopi::Error),
 }
 
+impl SessionError {
+    /// True when the store could not be reached and retrying later may succeed.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, SessionError::Store(e) if e.is_unavailable())
+    }
+}
+
 #[cfg(feature = "sessions")]
 impl From<CookieError> for SessionError {
     fn from(err: CookieError) -> Self {

@@ -74,6 +74,9 @@ pub(crate) struct Inner {
     pub(crate) online: Tree,
     /// Every node's last heartbeat (see `cluster`).
     pub(crate) nodes: Tree,
+    /// Since when (ms) this node has been writing its heartbeat without a
+    /// gap; it judges other nodes only after [`crate::cluster::STALE`] of it.
+    pub(crate) healthy_since: std::sync::atomic::AtomicU64,
     pub(crate) meta: Tree,
     pub(crate) homer: Homer,
     pub(crate) send_rate: SendRate,
@@ -152,6 +155,14 @@ impl Chat {
                 AmqpBroker::builder(url.clone())
                     .connection_name(format!("chat-server {}", config.node_id()))
                     .namespace(config.amqp_namespace.clone())
+                    .operation_timeout(Duration::from_millis(config.broker_timeout_ms))
+                    // Retry often enough that a returning RabbitMQ is found
+                    // well within the time a waiting call allows.
+                    .reconnect_backoff(
+                        Duration::from_millis(100),
+                        Duration::from_millis(config.broker_timeout_ms / 3)
+                            .max(Duration::from_millis(100)),
+                    )
                     .connect()
                     .await?,
             ),
@@ -266,6 +277,7 @@ impl Chat {
             groups,
             homer,
             local: Mutex::new(HashMap::new()),
+            healthy_since: std::sync::atomic::AtomicU64::new(crate::cluster::now_ms()),
         };
         Ok(Chat {
             inner: Arc::new(inner),

@@ -14,11 +14,19 @@
 //! presence within `STALE + BEAT` (8 s) after the last beat. Nodes' clocks must
 //! agree to well under [`STALE`] (NTP is plenty).
 //!
+//! A node judges others only after it has itself been beating without a gap
+//! for [`STALE`]: so a node that just started, or whose store was away (when
+//! everyone's store is away, every beat stops), gives the others the same time
+//! to beat again before it takes them for dead. The bound above therefore
+//! counts from the later of the dead node's last beat and the moment the
+//! observing node's own beats resumed.
+//!
 //! A node that could not beat for a while (its store was away) may have had
 //! its users swept by the others; when it beats again it puts back the online
 //! entries of the users still connected to it, and announces them.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use rmq_core::Presence;
@@ -70,12 +78,21 @@ pub(crate) async fn beats(chat: &Chat) -> nopi::Result<HashMap<String, u64>> {
         .collect())
 }
 
+/// True while this node may not take others for dead: it has not been
+/// beating without a gap for [`STALE`] yet.
+fn judging_withheld(chat: &Chat, now: u64) -> bool {
+    let since = chat.inner.healthy_since.load(Ordering::Relaxed);
+    now.saturating_sub(since) < stale_ms()
+}
+
+/// Whether a heartbeat written at `beat` still counts at `now`.
+fn fresh(chat: &Chat, beat: Option<u64>, now: u64) -> bool {
+    beat.is_some_and(|b| now.saturating_sub(b) <= stale_ms()) || judging_withheld(chat, now)
+}
+
 /// Whether an online entry of `node` counts, given the nodes' beats.
 pub(crate) fn alive(chat: &Chat, node: &str, beats: &HashMap<String, u64>, now: u64) -> bool {
-    node == chat.inner.node
-        || beats
-            .get(node)
-            .is_some_and(|b| now.saturating_sub(*b) <= stale_ms())
+    node == chat.inner.node || fresh(chat, beats.get(node).copied(), now)
 }
 
 /// Whether `node` is alive, reading its heartbeat from the store.
@@ -88,7 +105,7 @@ pub(crate) async fn node_alive(chat: &Chat, node: &str) -> nopi::Result<bool> {
         .as_deref()
         .and_then(|b| std::str::from_utf8(b).ok())
         .and_then(|s| s.parse().ok());
-    Ok(beat.is_some_and(|b| now_ms().saturating_sub(b) <= stale_ms()))
+    Ok(fresh(chat, beat, now_ms()))
 }
 
 /// Write this node's heartbeat once (done at start, before listening).
@@ -108,11 +125,13 @@ pub(crate) async fn run(chat: Chat) {
         tick.tick().await;
         match beat(&chat).await {
             Ok(()) => {
+                let now = now_ms();
                 // Beats were missed long enough for others to sweep us.
-                if now_ms().saturating_sub(last_ok) > stale_ms() / 2 {
+                if now.saturating_sub(last_ok) > stale_ms() / 2 {
+                    chat.inner.healthy_since.store(now, Ordering::Relaxed);
                     reassert(&chat).await;
                 }
-                last_ok = now_ms();
+                last_ok = now;
             }
             Err(e) => tracing::warn!(error = %e, "writing this node's heartbeat"),
         }
@@ -126,6 +145,9 @@ pub(crate) async fn run(chat: Chat) {
 async fn sweep(chat: &Chat) -> nopi::Result<()> {
     let beats = beats(chat).await?;
     let now = now_ms();
+    if judging_withheld(chat, now) {
+        return Ok(());
+    }
     let entries = chat.inner.online.scan(nopi::Scan::all()).await?;
     for (key, value) in entries {
         let Ok(entry) = serde_json::from_slice::<OnlineEntry>(&value) else {

@@ -56,6 +56,11 @@ pub struct Config {
     #[arg(long, env = "CHAT_AMQP_NAMESPACE", default_value = "chat")]
     pub amqp_namespace: String,
 
+    /// How long a call waits for RabbitMQ to come back, when it is away,
+    /// before it is answered 503 `unavailable` (milliseconds; with `--amqp`).
+    #[arg(long, env = "CHAT_BROKER_TIMEOUT_MS", default_value_t = 5000)]
+    pub broker_timeout_ms: u64,
+
     /// This node's name in a cluster (defaults to the HTTP address).
     #[arg(long, env = "CHAT_NODE_ID")]
     pub node_id: Option<String>,
@@ -209,6 +214,7 @@ impl serde::Serialize for Config {
             m.serialize_entry("amqp", a)?;
         }
         m.serialize_entry("amqp_namespace", &self.amqp_namespace)?;
+        m.serialize_entry("broker_timeout_ms", &self.broker_timeout_ms)?;
         if let Some(n) = &self.node_id {
             m.serialize_entry("node_id", n)?;
         }

@@ -74,6 +74,8 @@ impl Node {
             .args(["--http", "127.0.0.1:0", "--tcp", "127.0.0.1:0"])
             .args(["--msgid-json", "127.0.0.1:0", "--type-data", "127.0.0.1:0"])
             .args(["--send-rate", "1000", "--send-burst", "1000"])
+            // Calls wait at most 2 s for a lost RabbitMQ, then answer 503.
+            .args(["--broker-timeout-ms", "2000"])
             .args(["--log", "warn,chat=info,chat_server=info"])
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
@@ -122,27 +124,56 @@ impl Node {
     }
 }
 
-/// Three nodes behind nginx.
+/// Three nodes behind nginx, reaching PostgreSQL through a proxy the test
+/// can cut.
 struct Cluster {
     nodes: Vec<Node>,
     _nginx: Child,
     _nginx_dir: tempfile::TempDir,
     http: SocketAddr,
     tcp: SocketAddr,
+    msgid_json: SocketAddr,
+    type_data: SocketAddr,
+    postgres: nopi::testing::FaultProxy,
     _store: nopi::testing::TempStore,
+}
+
+/// Where `host:port` is in a URL like `scheme://user:pass@host:port/path`.
+fn authority(url: &str) -> std::ops::Range<usize> {
+    let start = url
+        .find('@')
+        .map_or_else(|| url.find("://").map_or(0, |i| i + 3), |i| i + 1);
+    let end = url[start..]
+        .find(['/', '?'])
+        .map_or(url.len(), |i| start + i);
+    start..end
+}
+
+/// `url` with its `host:port` replaced by `addr`.
+fn through(url: &str, addr: SocketAddr) -> String {
+    let at = authority(url);
+    format!("{}{addr}{}", &url[..at.start], &url[at.end..])
 }
 
 impl Cluster {
     async fn start() -> Cluster {
         ensure_nginx();
         let store = nopi::testing::TempStore::postgres();
+        let target = match &store.url()[authority(store.url())] {
+            hp if hp.contains(':') => hp.to_owned(),
+            host => format!("{host}:5432"),
+        };
+        let postgres = nopi::testing::FaultProxy::start(&target)
+            .await
+            .expect("start the PostgreSQL proxy");
+        let store_url = through(store.url(), postgres.addr());
         let ns = format!("ct{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
         let mut nodes = Vec::new();
         // The first node creates the schema's tables; the others follow.
-        nodes.push(Node::start("node1", store.url(), &ns).await);
+        nodes.push(Node::start("node1", &store_url, &ns).await);
         let (b, c) = tokio::join!(
-            Node::start("node2", store.url(), &ns),
-            Node::start("node3", store.url(), &ns)
+            Node::start("node2", &store_url, &ns),
+            Node::start("node3", &store_url, &ns)
         );
         nodes.push(b);
         nodes.push(c);
@@ -165,11 +196,12 @@ impl Cluster {
             }
         }
         let (http, tcp) = (free_port(), free_port());
+        let (msgid_json, type_data) = (free_port(), free_port());
         for (port, addr) in [
             (8080, http),
             (7000, tcp),
-            (6000, free_port()),
-            (8889, free_port()),
+            (6000, msgid_json),
+            (8889, type_data),
         ] {
             let from = format!("listen 127.0.0.1:{port};");
             assert!(conf.contains(&from), "nginx.conf has no `{from}`");
@@ -192,7 +224,12 @@ impl Cluster {
             .spawn()
             .expect("start nginx");
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(tcp).await.is_err() || TcpStream::connect(http).await.is_err() {
+        let listening = |a| async move { TcpStream::connect(a).await.is_ok() };
+        while !(listening(tcp).await
+            && listening(http).await
+            && listening(msgid_json).await
+            && listening(type_data).await)
+        {
             assert!(
                 Instant::now() < deadline,
                 "nginx did not listen within 10 s; see {}",
@@ -207,6 +244,9 @@ impl Cluster {
             _nginx_dir: dir,
             http,
             tcp,
+            msgid_json,
+            type_data,
+            postgres,
             _store: store,
         }
     }
@@ -728,5 +768,181 @@ async fn a_rabbitmq_restart_loses_nothing_and_keeps_connections() {
         0,
         "connections survive a RabbitMQ restart"
     );
+    assert!(
+        unavailable.load(Ordering::Relaxed) > 0,
+        "sends during an outage longer than --broker-timeout-ms are answered 503, not held"
+    );
     assert_delivered(&mut users, &sent).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgresql_outage_answers_503_and_recovers_by_itself() {
+    let _serial = SERIAL.lock().await;
+    let c = Cluster::start().await;
+    let mut watch = User::login(c.nodes[0].tcp, "pgwatch").await;
+    let zed = User::login(c.nodes[2].tcp, "pgzed").await;
+    watch.ok("friend.add", json!({"name": "pgzed"})).await;
+    let users = users(&c, "p").await;
+    let sent: Sent = Arc::default();
+    let reconnects = Arc::new(AtomicUsize::new(0));
+    let unavailable = Arc::new(AtomicUsize::new(0));
+    let tasks = run_traffic(users, c.tcp, 40, &sent, &reconnects, &unavailable).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+
+    // Longer than the liveness bound's STALE (6 s): every node's heartbeat
+    // stops, and none may take the others for dead when the store is back.
+    eprintln!("PostgreSQL cut after {} messages", lock(&sent).len());
+    c.postgres.cut();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let during = watch.call("user.online", json!({})).await;
+    assert_eq!(
+        during.as_ref().map(|r| r["status"].clone()),
+        Some(json!(503)),
+        "a call that needs the store answers 503 while it is away: {during:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    c.postgres.restore();
+    eprintln!("PostgreSQL restored");
+
+    let mut users = Vec::new();
+    for t in tasks {
+        users.push(t.await.expect("traffic task"));
+    }
+    eprintln!(
+        "{} calls answered 503/429 while PostgreSQL was away; {} reconnections",
+        unavailable.load(Ordering::Relaxed),
+        reconnects.load(Ordering::Relaxed)
+    );
+    assert!(
+        unavailable.load(Ordering::Relaxed) > 0,
+        "sends during the outage are answered 503"
+    );
+    assert_eq!(
+        reconnects.load(Ordering::Relaxed),
+        0,
+        "connections survive a PostgreSQL outage"
+    );
+    assert_delivered(&mut users, &sent).await;
+
+    // Nobody was taken for dead: pgzed stayed online throughout.
+    let online = watch.ok("user.online", json!({})).await;
+    assert!(
+        online["users"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|u| u == "pgzed")),
+        "pgzed online after the outage: {online}"
+    );
+    let offline: Vec<Value> = lock(&watch.inbox)
+        .presence
+        .iter()
+        .filter(|p| p["user"] == "pgzed" && p["online"] == false)
+        .cloned()
+        .collect();
+    assert!(
+        offline.is_empty(),
+        "a store outage made a live user look offline: {offline:?}"
+    );
+    drop(zed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_clients_through_nginx_and_the_newer_login_on_another_node() {
+    let _serial = SERIAL.lock().await;
+    let c = Cluster::start().await;
+    let native = |addr: SocketAddr, name: &'static str, number: u64| async move {
+        let mut u = support::Client::tcp(addr).await;
+        let pw = format!("pw-{name}-secret");
+        u.ok(
+            "user.register",
+            json!({"name": name, "password": pw, "number": number}),
+        )
+        .await;
+        u.ok("user.login", json!({"name": name, "password": pw}))
+            .await;
+        u
+    };
+    // Native users directly on node 1 and node 3; legacy clients through
+    // nginx's stream ports, wherever it puts them.
+    let mut ann = native(c.nodes[0].tcp, "ann", 701).await;
+    let mut cid = native(c.nodes[2].tcp, "cid", 703).await;
+
+    let mut mia = support::legacy::MsgidClient::connect(c.msgid_json).await;
+    let m = mia.register("mia", "pw-mia").await;
+    assert_eq!(mia.login(m, "pw-mia").await["errno"], 0);
+    let mut tom = support::legacy::TypeDataClient::connect(c.type_data).await;
+    assert_eq!(
+        tom.register(600, "tom", "pw-tom").await["code"],
+        200,
+        "type-data registration through nginx"
+    );
+    assert_eq!(tom.login(600, "pw-tom").await["code"], 200);
+
+    for (to, text) in [(701, "mia to ann"), (703, "mia to cid")] {
+        mia.send(json!({"msgid": 6, "id": m, "name": "mia", "toid": to, "msg": text, "time": "t"}))
+            .await;
+    }
+    ann.message("mia to ann").await;
+    cid.message("mia to cid").await;
+    for u in [&mut ann, &mut cid] {
+        u.ok(
+            "chat.send",
+            json!({"to": {"user": "mia"}, "text": "native to mia"}),
+        )
+        .await;
+    }
+    for _ in 0..2 {
+        mia.chat(6, "native to mia").await;
+    }
+    tom.send(
+        "SmsMes",
+        json!({"content": "tom to all", "userId": 600, "userPwd": "", "userName": "tom", "userStatus": 0, "sex": ""}),
+    )
+    .await;
+    ann.message("tom to all").await;
+    cid.message("tom to all").await;
+    mia.chat(10, "tom to all").await;
+    cid.ok(
+        "chat.send",
+        json!({"to": {"user": "tom"}, "text": "cid to tom"}),
+    )
+    .await;
+    tom.sms("(private) cid to tom").await;
+
+    // One session per user across the cluster: ann logs in again on node 2;
+    // her session on node 1 is replaced and closed, and the new one gets her
+    // messages.
+    let mut ann2 = support::Client::tcp(c.nodes[1].tcp).await;
+    ann2.ok(
+        "user.login",
+        json!({"name": "ann", "password": "pw-ann-secret"}),
+    )
+    .await;
+    assert_eq!(ann.push("session").await, json!({"event": "replaced"}));
+    assert!(
+        ann.closed().await,
+        "the older session's connection is closed"
+    );
+    cid.ok(
+        "chat.send",
+        json!({"to": {"user": "ann"}, "text": "to the newer ann"}),
+    )
+    .await;
+    ann2.message("to the newer ann").await;
+    let online = cid.ok("user.online", json!({})).await;
+    assert!(
+        online["users"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|u| u == "ann")),
+        "ann is still online, on node 2: {online}"
+    );
+    // A legacy login on another node replaces a native one the same way.
+    let mut mia2 = support::legacy::MsgidClient::connect(c.nodes[2].msgid_json).await;
+    assert_eq!(mia2.login(m, "pw-mia").await["errno"], 0);
+    assert!(mia.closed().await, "the older legacy connection is closed");
+    ann2.ok(
+        "chat.send",
+        json!({"to": {"user": "mia"}, "text": "to the newer mia"}),
+    )
+    .await;
+    mia2.chat(6, "to the newer mia").await;
 }

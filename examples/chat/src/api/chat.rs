@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::group::not_member;
-use super::{api, broker, unavailable};
+use super::{api, broker, denied, unavailable};
 use crate::app::{Chat, perm};
 use crate::session::Login;
 use crate::wire::{LOBBY, Message, Target, route, text_envelope};
@@ -191,15 +191,12 @@ impl Chat {
     /// from a member to a member; a private message goes to an existing user.
     async fn may_send(&self, me: &str, to: &Target) -> Result<(), ApiError> {
         if let Some(group) = &to.group {
-            if group != LOBBY
-                && self
-                    .inner
+            if group != LOBBY {
+                self.inner
                     .auth
                     .check_in(me, perm::GROUP_POST, &super::group::scope(group))
                     .await
-                    .is_err()
-            {
-                return Err(not_member(group));
+                    .map_err(|e| denied(e, || not_member(group)))?;
             }
             if let Some(user) = &to.user
                 && self.role_in(user, group).await?.is_none()

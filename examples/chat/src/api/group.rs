@@ -10,7 +10,7 @@ use rmq_core::{Envelope, RoomId, To, UserId};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{api, auth, broker, fail, unavailable};
+use super::{api, auth, broker, denied, fail, unavailable};
 use crate::app::{Chat, GroupDoc, perm, role};
 use crate::wire::{GROUP_EVENT, GroupEvent, LOBBY};
 
@@ -181,12 +181,15 @@ impl Chat {
                 format!("a description is at most {MAX_DESC} bytes"),
             ));
         }
-        if self.inner.auth.check(me, perm::GROUP_CREATE).await.is_err() {
-            return Err(ApiError::forbidden(
-                "forbidden",
-                "you may not create groups",
-            ));
-        }
+        self.inner
+            .auth
+            .check(me, perm::GROUP_CREATE)
+            .await
+            .map_err(|e| {
+                denied(e, || {
+                    ApiError::forbidden("forbidden", "you may not create groups")
+                })
+            })?;
         let number = self
             .inner
             .meta
@@ -399,18 +402,18 @@ impl Chat {
         }
         let room = room(name)?;
         self.group_doc(name).await?;
-        if self
-            .inner
+        self.inner
             .auth
             .check_in(me, perm::GROUP_KICK, &scope(name))
             .await
-            .is_err()
-        {
-            return Err(ApiError::forbidden(
-                "forbidden",
-                format!("only the owner and admins of {name} may kick"),
-            ));
-        }
+            .map_err(|e| {
+                denied(e, || {
+                    ApiError::forbidden(
+                        "forbidden",
+                        format!("only the owner and admins of {name} may kick"),
+                    )
+                })
+            })?;
         let Some(their_role) = self.role_in(target, name).await? else {
             return Err(ApiError::not_found(
                 "not_member",
@@ -467,18 +470,18 @@ impl Chat {
             ));
         }
         self.group_doc(name).await?;
-        if self
-            .inner
+        self.inner
             .auth
             .check_in(me, perm::GROUP_PROMOTE, &scope(name))
             .await
-            .is_err()
-        {
-            return Err(ApiError::forbidden(
-                "forbidden",
-                format!("only the owner of {name} may change roles"),
-            ));
-        }
+            .map_err(|e| {
+                denied(e, || {
+                    ApiError::forbidden(
+                        "forbidden",
+                        format!("only the owner of {name} may change roles"),
+                    )
+                })
+            })?;
         match self.role_in(target, name).await?.as_deref() {
             None => Err(ApiError::not_found(
                 "not_member",

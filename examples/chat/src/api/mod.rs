@@ -53,52 +53,104 @@ where
     });
 }
 
-/// A failure that is ours, not the caller's: logged, and a 500 without details.
-pub(crate) fn fail(what: &str, e: impl Display) -> ApiError {
-    tracing::error!(error = %e, "{what}");
-    ApiError::internal(format!("{what} failed"))
-}
-
-/// A storage failure: 503 when the store is unreachable (try again later),
-/// 500 otherwise.
-pub(crate) fn unavailable(e: nopi::Error) -> ApiError {
-    if e.is_unavailable() {
-        tracing::warn!(error = %e, "store unavailable");
-        ApiError::new(
-            503,
-            "unavailable",
-            "storage is unavailable; try again shortly",
-        )
-    } else {
-        fail("storage", e)
+/// An error from a crate this app composes, which can tell whether the
+/// service behind it (the store or RabbitMQ) was unreachable.
+pub(crate) trait Failure: Display {
+    /// The unreachable service (`"storage"`, `"messaging"`), if that is the cause.
+    fn unreachable(&self) -> Option<&'static str> {
+        None
     }
 }
 
-/// A broker failure: 503 when RabbitMQ is unreachable, 500 otherwise.
-pub(crate) fn broker(e: rmq_core::Error) -> ApiError {
-    let down = matches!(
-        &e,
-        rmq_core::Error::Timeout { .. }
+impl Failure for nopi::Error {
+    fn unreachable(&self) -> Option<&'static str> {
+        self.is_unavailable().then_some("storage")
+    }
+}
+
+impl Failure for tiny_storage::Error {
+    fn unreachable(&self) -> Option<&'static str> {
+        self.is_unavailable().then_some("storage")
+    }
+}
+
+impl Failure for aucheck::Error {
+    fn unreachable(&self) -> Option<&'static str> {
+        self.is_unavailable().then_some("storage")
+    }
+}
+
+impl Failure for easy_cookie::SessionError {
+    fn unreachable(&self) -> Option<&'static str> {
+        self.is_unavailable().then_some("storage")
+    }
+}
+
+impl Failure for rmq_core::Error {
+    fn unreachable(&self) -> Option<&'static str> {
+        match self {
+            rmq_core::Error::Timeout { .. }
             | rmq_core::Error::Connect { .. }
             | rmq_core::Error::Amqp { .. }
-            | rmq_core::Error::Closed
-    ) || matches!(&e, rmq_core::Error::Storage(s) if s.is_unavailable());
-    if down {
-        tracing::warn!(error = %e, "broker unavailable");
-        ApiError::new(
-            503,
-            "unavailable",
-            "messaging is unavailable; try again shortly",
-        )
-    } else {
-        fail("messaging", e)
+            | rmq_core::Error::Closed => Some("messaging"),
+            rmq_core::Error::Storage(s) if s.is_unavailable() => Some("storage"),
+            _ => None,
+        }
+    }
+}
+
+impl Failure for serde_json::Error {}
+impl Failure for rmq_core::NameError {}
+impl Failure for &str {}
+impl Failure for &String {}
+
+/// A failure that is not the caller's: 503 when a service the call needs is
+/// unreachable (try again shortly), otherwise logged and a 500 without details.
+pub(crate) fn fail(what: &str, e: impl Failure) -> ApiError {
+    match e.unreachable() {
+        Some(service) => {
+            tracing::warn!(error = %e, "{what}: {service} unavailable");
+            ApiError::new(
+                503,
+                "unavailable",
+                format!("{service} is unavailable; try again shortly"),
+            )
+        }
+        None => {
+            tracing::error!(error = %e, "{what}");
+            ApiError::internal(format!("{what} failed"))
+        }
+    }
+}
+
+/// A storage failure.
+pub(crate) fn unavailable(e: nopi::Error) -> ApiError {
+    fail("storage", e)
+}
+
+/// A broker failure.
+pub(crate) fn broker(e: rmq_core::Error) -> ApiError {
+    fail("messaging", e)
+}
+
+/// A refused permission check: 503 when the permissions could not be read
+/// (the store is away: the check failed closed, but the caller should retry,
+/// not be told "no"), `refusal()` otherwise.
+pub(crate) fn denied(e: aucheck::NotAuthorized, refusal: impl FnOnce() -> ApiError) -> ApiError {
+    match e.reason {
+        aucheck::DenyReason::Unavailable(why) => {
+            tracing::warn!(error = %why, "permissions unavailable");
+            ApiError::new(
+                503,
+                "unavailable",
+                "storage is unavailable; try again shortly",
+            )
+        }
+        _ => refusal(),
     }
 }
 
 /// An aucheck failure.
 pub(crate) fn auth(e: aucheck::Error) -> ApiError {
-    match e {
-        aucheck::Error::Store(e) => unavailable(e),
-        other => fail("permissions", other),
-    }
+    fail("permissions", e)
 }
