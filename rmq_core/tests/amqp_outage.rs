@@ -9,7 +9,7 @@ mod support;
 use std::time::Duration;
 
 use rmq_core::{AmqpBroker, Broker, Envelope, Error, To, UserId};
-use support::{Fixture, Proxy, recv_text, run_on};
+use support::{Fixture, amqp_proxy, amqp_url_via, recv_text, run_on};
 
 async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     for _ in 0..200 {
@@ -27,8 +27,8 @@ async fn wait_down(broker: &AmqpBroker) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_publish_during_an_outage_is_delivered_when_the_server_is_back() {
-    let proxy = Proxy::start().await;
-    let fixture = Fixture::amqp_at(&proxy.url, |b| b).await;
+    let proxy = amqp_proxy().await;
+    let fixture = Fixture::amqp_at(&amqp_url_via(&proxy), |b| b).await;
     // Borrowed, so that the proxy outlives the test body and the cleanup
     // (which goes through it) still reaches the server.
     let proxy = &proxy;
@@ -67,8 +67,8 @@ async fn a_publish_during_an_outage_is_delivered_when_the_server_is_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operations_fail_with_timeout_when_the_outage_outlasts_their_deadline() {
-    let proxy = Proxy::start().await;
-    let fixture = Fixture::amqp_at(&proxy.url, |b| {
+    let proxy = amqp_proxy().await;
+    let fixture = Fixture::amqp_at(&amqp_url_via(&proxy), |b| {
         b.operation_timeout(Duration::from_millis(800))
     })
     .await;

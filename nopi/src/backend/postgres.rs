@@ -20,6 +20,15 @@
 //!
 //! An optional `schema=<name>` query parameter in the URL keeps the tables in
 //! that schema (created if missing), so several stores can share a database.
+//!
+//! Outages: an operation whose connection is lost, or that cannot get one,
+//! fails with [`Error::Unavailable`]; the store needs no reopening, as the pool
+//! drops closed connections at checkout and connects anew. Bounds: connecting
+//! (TCP, startup, authentication) gives up after 5 s, waiting for a busy pool
+//! after 10 s; on Linux, data the server leaves unacknowledged for 30 s (dead
+//! host, dropped packets) closes the connection (`tcp_user_timeout`, unless the
+//! URL sets one). A server that stops answering on an established connection
+//! while its host stays up is not bounded by the client.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -28,7 +37,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{
-    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
+    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime, TimeoutType,
 };
 use tokio_postgres::error::SqlState;
 
@@ -39,6 +48,15 @@ use crate::{Batch, CasConflict, Error, Result, Scan};
 
 const NAME: &str = "postgres";
 const RETRIES: usize = 8;
+/// How long a new connection (TCP, startup, authentication) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long an operation waits for a connection when all are busy.
+const WAIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long checking a pooled connection may take.
+const RECYCLE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long sent data may stay unacknowledged before the connection is
+/// closed, unless the URL sets `tcp_user_timeout` (Linux only).
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Table names, qualified by the store's schema.
 #[derive(Debug)]
@@ -63,13 +81,22 @@ impl std::fmt::Debug for PostgresBackend {
     }
 }
 
+/// True when `e` means the connection is gone (or going), not that a
+/// statement failed.
+fn is_lost(e: &tokio_postgres::Error) -> bool {
+    match e.code() {
+        // Class 08: connection exception; 57P0x: the server is shutting down.
+        Some(c) => c.code().starts_with("08") || c.code().starts_with("57P0"),
+        // No SQL state: the connection closed, or an I/O error on its socket
+        // (not, say, a value that does not convert).
+        None => {
+            e.is_closed() || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+        }
+    }
+}
+
 fn fail(e: tokio_postgres::Error) -> Error {
-    let lost = e.is_closed()
-        || e.code().is_none_or(|c| {
-            // Class 08: connection exception; 57P0x: the server is shutting down.
-            c.code().starts_with("08") || c.code().starts_with("57P0")
-        });
-    if lost {
+    if is_lost(&e) {
         Error::Unavailable {
             backend: NAME,
             source: e.into(),
@@ -79,13 +106,38 @@ fn fail(e: tokio_postgres::Error) -> Error {
     }
 }
 
+/// [`fail`], for an error on a connection of `pool`. When that connection was
+/// lost, the pool's idle connections most likely went with it (the server
+/// restarted, the network dropped), even if they have not noticed yet: drop
+/// them, so that the next operations connect anew instead of each failing on
+/// one of them.
+fn fail_on(pool: &Pool) -> impl Fn(tokio_postgres::Error) -> Error + '_ {
+    move |e| {
+        if is_lost(&e) {
+            drop(pool.retain(|_, _| false));
+        }
+        fail(e)
+    }
+}
+
 fn pool_fail(e: PoolError) -> Error {
-    match e {
-        PoolError::Backend(e) => fail(e),
-        other => Error::Unavailable {
-            backend: NAME,
-            source: other.into(),
-        },
+    let source = match e {
+        PoolError::Backend(e) => return fail(e),
+        PoolError::Timeout(TimeoutType::Create) => {
+            format!("could not connect within {CONNECT_TIMEOUT:?}: the server does not answer")
+                .into()
+        }
+        PoolError::Timeout(TimeoutType::Wait) => {
+            format!("every pooled connection stayed busy for {WAIT_TIMEOUT:?}").into()
+        }
+        PoolError::Timeout(TimeoutType::Recycle) => {
+            format!("checking a pooled connection took over {RECYCLE_TIMEOUT:?}").into()
+        }
+        other => other.into(),
+    };
+    Error::Unavailable {
+        backend: NAME,
+        source,
     }
 }
 
@@ -135,18 +187,28 @@ fn split_schema(url: &str) -> Result<(String, Option<String>)> {
     Ok((base, schema))
 }
 
+/// The connection settings of `pg_url` (`url` without nopi's parameters),
+/// with nopi's defaults for what the URL leaves unset.
+fn pg_config(url: &str, pg_url: &str) -> Result<tokio_postgres::Config> {
+    let mut config: tokio_postgres::Config =
+        pg_url
+            .parse()
+            .map_err(|e: tokio_postgres::Error| Error::BadUrl {
+                url: url.to_owned(),
+                reason: e.to_string(),
+            })?;
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(TCP_USER_TIMEOUT);
+    }
+    Ok(config)
+}
+
 impl PostgresBackend {
     /// Connect to `url` with a pool of `pool_size` connections and create the
     /// tables if needed.
     pub async fn open(url: &str, pool_size: usize) -> Result<Self> {
         let (pg_url, schema) = split_schema(url)?;
-        let config: tokio_postgres::Config =
-            pg_url
-                .parse()
-                .map_err(|e: tokio_postgres::Error| Error::BadUrl {
-                    url: url.to_owned(),
-                    reason: e.to_string(),
-                })?;
+        let config = pg_config(url, &pg_url)?;
         let manager = Manager::from_config(
             config,
             tokio_postgres::NoTls,
@@ -157,9 +219,9 @@ impl PostgresBackend {
         let pool = Pool::builder(manager)
             .max_size(pool_size)
             .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(Duration::from_secs(10)))
-            .create_timeout(Some(Duration::from_secs(5)))
-            .recycle_timeout(Some(Duration::from_secs(5)))
+            .wait_timeout(Some(WAIT_TIMEOUT))
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .recycle_timeout(Some(RECYCLE_TIMEOUT))
             .build()
             .map_err(|e| Error::backend(NAME, e))?;
         let prefix = schema.as_ref().map(|s| format!("{s}.")).unwrap_or_default();
@@ -176,18 +238,22 @@ impl PostgresBackend {
         self.pool.get().await.map_err(pool_fail)
     }
 
+    fn fail(&self) -> impl Fn(tokio_postgres::Error) -> Error + '_ {
+        fail_on(&self.pool)
+    }
+
     async fn create_tables(&self, schema: Option<&str>) -> Result<()> {
         let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(fail)?;
+        let tx = client.transaction().await.map_err(self.fail())?;
         // Concurrent `CREATE ... IF NOT EXISTS` can collide in the catalog;
         // serialize the DDL of every process opening a store.
         tx.execute("SELECT pg_advisory_xact_lock(7391662090125541)", &[])
             .await
-            .map_err(fail)?;
+            .map_err(self.fail())?;
         if let Some(schema) = schema {
             tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
                 .await
-                .map_err(fail)?;
+                .map_err(self.fail())?;
         }
         let Tables { trees, kv } = &*self.tables;
         tx.batch_execute(&format!(
@@ -200,8 +266,8 @@ impl PostgresBackend {
              );"
         ))
         .await
-        .map_err(fail)?;
-        tx.commit().await.map_err(fail)
+        .map_err(self.fail())?;
+        tx.commit().await.map_err(self.fail())
     }
 }
 
@@ -217,8 +283,8 @@ impl Backend for PostgresBackend {
             "INSERT INTO {} (name) VALUES ($1) ON CONFLICT DO NOTHING",
             self.tables.trees
         );
-        let stmt = client.prepare_cached(&sql).await.map_err(fail)?;
-        client.execute(&stmt, &[&name]).await.map_err(fail)?;
+        let stmt = client.prepare_cached(&sql).await.map_err(self.fail())?;
+        client.execute(&stmt, &[&name]).await.map_err(self.fail())?;
         Ok(Arc::new(PostgresTree {
             pool: self.pool.clone(),
             tables: self.tables.clone(),
@@ -229,22 +295,22 @@ impl Backend for PostgresBackend {
     async fn tree_names(&self) -> Result<Vec<String>> {
         let client = self.client().await?;
         let sql = format!("SELECT name FROM {} ORDER BY name", self.tables.trees);
-        let rows = client.query(&sql, &[]).await.map_err(fail)?;
+        let rows = client.query(&sql, &[]).await.map_err(self.fail())?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
     async fn drop_tree(&self, name: &str) -> Result<bool> {
         let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(fail)?;
+        let tx = client.transaction().await.map_err(self.fail())?;
         let Tables { trees, kv } = &*self.tables;
         let existed = tx
             .execute(&format!("DELETE FROM {trees} WHERE name = $1"), &[&name])
             .await
-            .map_err(fail)?;
+            .map_err(self.fail())?;
         tx.execute(&format!("DELETE FROM {kv} WHERE tree = $1"), &[&name])
             .await
-            .map_err(fail)?;
-        tx.commit().await.map_err(fail)?;
+            .map_err(self.fail())?;
+        tx.commit().await.map_err(self.fail())?;
         Ok(existed > 0)
     }
 
@@ -273,6 +339,10 @@ impl PostgresTree {
         self.pool.get().await.map_err(pool_fail)
     }
 
+    fn fail(&self) -> impl Fn(tokio_postgres::Error) -> Error + '_ {
+        fail_on(&self.pool)
+    }
+
     /// Run one statement (cached) and return the first column of each row.
     async fn query_values(
         &self,
@@ -280,8 +350,8 @@ impl PostgresTree {
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<Vec<Vec<u8>>> {
         let client = self.client().await?;
-        let stmt = client.prepare_cached(sql).await.map_err(fail)?;
-        let rows = client.query(&stmt, params).await.map_err(fail)?;
+        let stmt = client.prepare_cached(sql).await.map_err(self.fail())?;
+        let rows = client.query(&stmt, params).await.map_err(self.fail())?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
@@ -291,8 +361,8 @@ impl PostgresTree {
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<u64> {
         let client = self.client().await?;
-        let stmt = client.prepare_cached(sql).await.map_err(fail)?;
-        client.execute(&stmt, params).await.map_err(fail)
+        let stmt = client.prepare_cached(sql).await.map_err(self.fail())?;
+        client.execute(&stmt, params).await.map_err(self.fail())
     }
 
     async fn try_apply(&self, batch: &Batch) -> Result<Result<(), tokio_postgres::Error>> {
@@ -497,8 +567,8 @@ impl TreeBackend for PostgresTree {
         }
         params.push(&limit);
         let client = self.client().await?;
-        let stmt = client.prepare_cached(&sql).await.map_err(fail)?;
-        let rows = client.query(&stmt, &params).await.map_err(fail)?;
+        let stmt = client.prepare_cached(&sql).await.map_err(self.fail())?;
+        let rows = client.query(&stmt, &params).await.map_err(self.fail())?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
@@ -507,7 +577,7 @@ impl TreeBackend for PostgresTree {
             match self.try_apply(&batch).await? {
                 Ok(()) => return Ok(()),
                 Err(e) if retryable(&e) => tokio::task::yield_now().await,
-                Err(e) => return Err(fail(e)),
+                Err(e) => return Err(self.fail()(e)),
             }
         }
         Err(Error::Contended {
@@ -519,8 +589,11 @@ impl TreeBackend for PostgresTree {
     async fn len(&self) -> Result<usize> {
         let sql = format!("SELECT count(*) FROM {} WHERE tree = $1", self.tables.kv);
         let client = self.client().await?;
-        let stmt = client.prepare_cached(&sql).await.map_err(fail)?;
-        let row = client.query_one(&stmt, &[&self.tree]).await.map_err(fail)?;
+        let stmt = client.prepare_cached(&sql).await.map_err(self.fail())?;
+        let row = client
+            .query_one(&stmt, &[&self.tree])
+            .await
+            .map_err(self.fail())?;
         let n: i64 = row.get(0);
         Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
@@ -532,7 +605,18 @@ impl TreeBackend for PostgresTree {
 
 #[cfg(test)]
 mod tests {
-    use super::split_schema;
+    use super::{TCP_USER_TIMEOUT, pg_config, split_schema};
+    use std::time::Duration;
+
+    #[test]
+    fn tcp_user_timeout_defaults_unless_the_url_sets_it() {
+        let url = "postgres://u@h/db";
+        let config = pg_config(url, url).unwrap();
+        assert_eq!(config.get_tcp_user_timeout(), Some(&TCP_USER_TIMEOUT));
+        let url = "postgres://u@h/db?tcp_user_timeout=7";
+        let config = pg_config(url, url).unwrap();
+        assert_eq!(config.get_tcp_user_timeout(), Some(&Duration::from_secs(7)));
+    }
 
     #[test]
     fn schema_parameter_is_split_off() {

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::FutureExt;
+pub use nopi::testing::FaultProxy;
 use rmq_core::{
     AmqpBroker, AmqpBrokerBuilder, Broker, Delivery, LocalBroker, RoomId, Subscription, UserId,
 };
@@ -248,73 +249,24 @@ pub fn close_connections_matching(needle: &str) -> usize {
     closed
 }
 
-/// A TCP proxy in front of RabbitMQ that a test can cut (every connection
-/// through it dies and new ones are refused) and restore: a real outage of
-/// the server as far as the broker can tell, without touching the server.
-pub struct Proxy {
-    /// `AMQP_URL` with the proxy's address.
-    pub url: String,
-    up: Arc<std::sync::atomic::AtomicBool>,
-    conns: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
-    accept: tokio::task::JoinHandle<()>,
+/// A [`FaultProxy`] in front of the RabbitMQ at `AMQP_URL`: cutting it is a
+/// real outage of the server as far as a broker connected through it can tell
+/// (see [`amqp_url_via`]), without touching the server other tests share.
+pub async fn amqp_proxy() -> FaultProxy {
+    let uri = amqp_uri();
+    FaultProxy::start(&format!("{}:{}", uri.authority.host, uri.authority.port))
+        .await
+        .expect("start a TCP proxy on the loopback")
 }
 
-impl Proxy {
-    pub async fn start() -> Proxy {
-        use std::sync::atomic::{AtomicBool, Ordering};
-        let mut uri: lapin::uri::AMQPUri =
-            amqp_url().parse().expect("AMQP_URL is a valid AMQP URL");
-        let target = format!("{}:{}", uri.authority.host, uri.authority.port);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        uri.authority.host = "127.0.0.1".into();
-        uri.authority.port = listener.local_addr().unwrap().port();
-        let up = Arc::new(AtomicBool::new(true));
-        let conns: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
-        let accept = {
-            let (up, conns) = (up.clone(), conns.clone());
-            tokio::spawn(async move {
-                while let Ok((mut client, _)) = listener.accept().await {
-                    if !up.load(Ordering::SeqCst) {
-                        drop(client);
-                        continue;
-                    }
-                    let target = target.clone();
-                    let conn = tokio::spawn(async move {
-                        if let Ok(mut server) = tokio::net::TcpStream::connect(&target).await {
-                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                        }
-                    });
-                    conns.lock().unwrap().push(conn);
-                }
-            })
-        };
-        Proxy {
-            url: uri.to_string(),
-            up,
-            conns,
-            accept,
-        }
-    }
-
-    /// Kill every connection through the proxy and refuse new ones.
-    pub fn cut(&self) {
-        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
-        for conn in self.conns.lock().unwrap().drain(..) {
-            conn.abort();
-        }
-    }
-
-    /// Accept connections again.
-    pub fn restore(&self) {
-        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
-    }
+/// `AMQP_URL` with the proxy's address instead of the server's.
+pub fn amqp_url_via(proxy: &FaultProxy) -> String {
+    let mut uri = amqp_uri();
+    uri.authority.host = proxy.addr().ip().to_string();
+    uri.authority.port = proxy.addr().port();
+    uri.to_string()
 }
 
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.accept.abort();
-        for conn in self.conns.lock().unwrap().drain(..) {
-            conn.abort();
-        }
-    }
+fn amqp_uri() -> lapin::uri::AMQPUri {
+    amqp_url().parse().expect("AMQP_URL is a valid AMQP URL")
 }
