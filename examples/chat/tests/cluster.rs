@@ -845,26 +845,98 @@ async fn a_postgresql_outage_answers_503_and_recovers_by_itself() {
     drop(zed);
 }
 
+/// A native user on `addr` (registered if new, with `number` if given), logged in.
+async fn native(addr: SocketAddr, name: &str, number: Option<u64>) -> support::Client {
+    let mut u = support::Client::tcp(addr).await;
+    let pw = format!("pw-{name}-secret");
+    let mut register = json!({"name": name, "password": pw});
+    if let Some(n) = number {
+        register["number"] = json!(n);
+    }
+    let r = u.call("user.register", register).await;
+    assert!(
+        r["status"] == 200 || r["status"] == 409,
+        "register {name}: {r}"
+    );
+    let login = u
+        .ok("user.login", json!({"name": name, "password": pw}))
+        .await;
+    u.token = login["token"].as_str().map(str::to_owned);
+    u
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_delivery_history_idempotency_and_redelivery_across_nodes() {
+    let _serial = SERIAL.lock().await;
+    let c = Cluster::start().await;
+    let [n1, n2, n3] = [c.nodes[0].tcp, c.nodes[1].tcp, c.nodes[2].tcp];
+
+    // bob exists but is offline; alice (node 1) writes to him.
+    drop(native(n2, "bob", None).await);
+    let mut alice = native(n1, "alice", None).await;
+    let send = json!({"to": {"user": "bob"}, "text": "while you were away", "client_id": "c-1"});
+    let first = alice.ok("chat.send", send.clone()).await;
+    // alice's reply was "lost": she retries from node 3 with the same client_id.
+    drop(alice);
+    let mut alice = native(n3, "alice", None).await;
+    let again = alice.ok("chat.send", send).await;
+    assert_eq!(first, again, "a retry on another node gets the first reply");
+
+    // bob logs in on node 3: the offline message, once; he does not ack.
+    let mut bob = native(n3, "bob", None).await;
+    let got = bob.message("while you were away").await;
+    assert_eq!(got["id"], first["id"]);
+    bob.no_push("message", Duration::from_millis(500)).await;
+    let token = bob.token.clone().expect("token");
+    drop(bob);
+    // ... resumes on node 1: it comes back, and he acks it.
+    let mut bob = support::Client::tcp(n1).await;
+    bob.ok("user.resume", json!({"token": token})).await;
+    let again = bob.message("while you were away").await;
+    assert_eq!(again["id"], first["id"], "redelivered with the same id");
+    bob.ok("chat.ack", json!({"ids": [again["id"]]})).await;
+    drop(bob);
+    // ... and on node 2 it is gone.
+    let mut bob = support::Client::tcp(n2).await;
+    bob.ok("user.resume", json!({"token": token})).await;
+    bob.no_push("message", Duration::from_millis(800)).await;
+
+    // Group history written through node 3, read by a late joiner on node 2.
+    alice.ok("group.create", json!({"name": "hist"})).await;
+    for text in ["h1", "h2", "h3"] {
+        alice
+            .ok("chat.send", json!({"to": {"group": "hist"}, "text": text}))
+            .await;
+    }
+    let mut carol = native(n2, "carol", None).await;
+    carol.ok("group.join", json!({"name": "hist"})).await;
+    let history = carol
+        .ok("chat.history", json!({"to": {"group": "hist"}}))
+        .await;
+    let texts: Vec<&str> = history["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter_map(|m| m["text"].as_str())
+        .collect();
+    assert_eq!(texts, ["h1", "h2", "h3"], "history across nodes: {history}");
+    // Live group messages now reach carol on node 2 and bob's group-less
+    // inbox does not get them.
+    alice
+        .ok("chat.send", json!({"to": {"group": "hist"}, "text": "h4"}))
+        .await;
+    carol.message("h4").await;
+    bob.no_push("message", Duration::from_millis(300)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn legacy_clients_through_nginx_and_the_newer_login_on_another_node() {
     let _serial = SERIAL.lock().await;
     let c = Cluster::start().await;
-    let native = |addr: SocketAddr, name: &'static str, number: u64| async move {
-        let mut u = support::Client::tcp(addr).await;
-        let pw = format!("pw-{name}-secret");
-        u.ok(
-            "user.register",
-            json!({"name": name, "password": pw, "number": number}),
-        )
-        .await;
-        u.ok("user.login", json!({"name": name, "password": pw}))
-            .await;
-        u
-    };
     // Native users directly on node 1 and node 3; legacy clients through
     // nginx's stream ports, wherever it puts them.
-    let mut ann = native(c.nodes[0].tcp, "ann", 701).await;
-    let mut cid = native(c.nodes[2].tcp, "cid", 703).await;
+    let mut ann = native(c.nodes[0].tcp, "ann", Some(701)).await;
+    let mut cid = native(c.nodes[2].tcp, "cid", Some(703)).await;
 
     let mut mia = support::legacy::MsgidClient::connect(c.msgid_json).await;
     let m = mia.register("mia", "pw-mia").await;
