@@ -62,29 +62,23 @@ pub(crate) trait Failure: Display {
     }
 }
 
-impl Failure for nopi::Error {
-    fn unreachable(&self) -> Option<&'static str> {
-        self.is_unavailable().then_some("storage")
-    }
+/// Errors of the crates whose only service is the store.
+macro_rules! store_failure {
+    ($($t:ty),*) => {$(
+        impl Failure for $t {
+            fn unreachable(&self) -> Option<&'static str> {
+                self.is_unavailable().then_some("storage")
+            }
+        }
+    )*};
 }
 
-impl Failure for tiny_storage::Error {
-    fn unreachable(&self) -> Option<&'static str> {
-        self.is_unavailable().then_some("storage")
-    }
-}
-
-impl Failure for aucheck::Error {
-    fn unreachable(&self) -> Option<&'static str> {
-        self.is_unavailable().then_some("storage")
-    }
-}
-
-impl Failure for easy_cookie::SessionError {
-    fn unreachable(&self) -> Option<&'static str> {
-        self.is_unavailable().then_some("storage")
-    }
-}
+store_failure!(
+    nopi::Error,
+    tiny_storage::Error,
+    aucheck::Error,
+    easy_cookie::SessionError
+);
 
 impl Failure for rmq_core::Error {
     fn unreachable(&self) -> Option<&'static str> {
