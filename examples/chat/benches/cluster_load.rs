@@ -6,33 +6,45 @@
 //! number of users over the native TCP protocol (JSON lines), spread
 //! round-robin over the nodes, and has every user send private messages at a
 //! fixed offered rate to the next user — who is on another node whenever
-//! N > 1, so every private message crosses nodes. Each message carries its
-//! send time (this process's monotonic clock); the receiver computes the
-//! latency and acks what it got, as a real client does. A short group fan-out
-//! phase follows. Results are printed as markdown tables.
+//! N > 1, so every private message crosses nodes. Sends are open-loop (the
+//! next one does not wait for the reply). Each message carries its send time
+//! (this process's monotonic clock); the receiver computes the latency and
+//! acks what it got every 50 ms, as a real client does. After the private
+//! load, a group fan-out phase: one member sends to a group of every user.
+//! The same runs on one embedded node (sled, in-process broker) give the
+//! baseline without RabbitMQ. Results are printed as markdown tables; the
+//! RabbitMQ namespace is deleted after each run.
 //!
-//! Run: `cargo bench -p chat --bench cluster_load`. Needs PostgreSQL at
+//! Run: `cargo bench -p chat --bench cluster_load` (run directly, the binary
+//! needs the `--bench` flag cargo passes). Needs PostgreSQL at
 //! `DATABASE_URL` and RabbitMQ at `AMQP_URL` (defaults: the local ones) and
-//! fails without them. Knobs (environment): `CLUSTER_LOAD_NODES` (default
-//! `1,2,3`), `CLUSTER_LOAD_USERS` (60), `CLUSTER_LOAD_RATE` (messages per
-//! second per user, 5), `CLUSTER_LOAD_WARMUP` (seconds, 3),
-//! `CLUSTER_LOAD_SECS` (measured seconds, 12), `CLUSTER_LOAD_GROUP_MSGS`
-//! (group messages, 20; 0 skips the fan-out phase).
+//! fails without them. About 3 minutes after the build. Knobs (environment):
+//!
+//! - `CLUSTER_LOAD_NODES`: shapes to run, default `1,2,3,embedded`;
+//! - `CLUSTER_LOAD_RATE`: offered private messages per second per user, one
+//!   run of every shape per value, default `5,40`;
+//! - `CLUSTER_LOAD_USERS` (60), `CLUSTER_LOAD_WARMUP` (seconds, 3),
+//!   `CLUSTER_LOAD_SECS` (measured seconds, 12);
+//! - `CLUSTER_LOAD_GROUP_MSGS`: group messages (one per 200 ms) after the
+//!   first rate's private load, default 20; 0 skips the fan-out phase.
 // A load generator reports on stdout (the tables) and stderr (progress).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+#[allow(dead_code)]
+#[path = "../tests/support/process.rs"]
+mod process;
+
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio::sync::{mpsc, oneshot};
 
 /// How long setup calls (register, login, join) may take.
@@ -82,81 +94,117 @@ struct Node {
 }
 
 impl Node {
-    async fn start(id: &str, store: &str, ns: &str) -> Node {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
-            .args(["--node-id", id, "--store", store, "--amqp", &amqp_url()])
-            .args(["--amqp-namespace", ns])
-            .args(["--http", "127.0.0.1:0", "--tcp", "127.0.0.1:0"])
+    /// Start a node; with `ns` a cluster node on RabbitMQ, without it the
+    /// embedded shape (in-process broker).
+    async fn start(id: &str, store: &str, ns: Option<&str>) -> Node {
+        let mut cmd = process::command();
+        cmd.args(["--node-id", id, "--store", store]);
+        if let Some(ns) = ns {
+            cmd.args(["--amqp", &amqp_url(), "--amqp-namespace", ns]);
+        }
+        cmd.args(["--http", "127.0.0.1:0", "--tcp", "127.0.0.1:0"])
             .args(["--msgid-json", "off", "--type-data", "off"])
             // The rate limiter is not what is measured.
             .args(["--send-rate", "100000", "--send-burst", "100000"])
-            .args(["--log", "warn,chat_server=info"])
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start chat-server");
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let after = |line: &str, marker: &str| -> Option<SocketAddr> {
-            let rest = &line[line.find(marker)? + marker.len()..];
-            let end = rest
-                .find(|c: char| c == '/' || c.is_whitespace())
-                .unwrap_or(rest.len());
-            rest[..end].parse().ok()
-        };
-        let mut tcp = None;
-        let tag = id.to_owned();
-        tokio::time::timeout(Duration::from_secs(60), async {
-            while let Some(line) = lines.next_line().await.expect("read server output") {
-                tcp = tcp.or(after(&line, "native TCP (JSON lines) on "));
-                if line.contains("point a browser at http://") {
-                    return;
-                }
-                if line.contains("WARN") || line.contains("ERROR") {
-                    eprintln!("[{tag}] {line}");
-                }
-            }
-            panic!("chat-server {tag} exited before it was ready");
-        })
-        .await
-        .expect("chat-server ready within 60 s");
-        // Keep draining its output (so it never blocks on a full pipe),
-        // counting and echoing (a few of) its complaints.
+            .args(["--log", "warn,chat_server=info"]);
+        // Count and echo (a few of) its complaints.
         let complaints = Arc::new(AtomicUsize::new(0));
         let count = complaints.clone();
         let tag = id.to_owned();
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = lines.next_line().await {
-                if (line.contains("WARN") || line.contains("ERROR"))
-                    && count.fetch_add(1, Ordering::Relaxed) < ECHO_LINES
-                {
-                    eprintln!("[{tag}] {line}");
-                }
+        let (child, addrs) = process::start(cmd, move |line| {
+            if (line.contains("WARN") || line.contains("ERROR"))
+                && count.fetch_add(1, Ordering::Relaxed) < ECHO_LINES
+            {
+                eprintln!("[{tag}] {line}");
             }
-        });
+        })
+        .await;
         Node {
             child,
-            tcp: tcp.expect("tcp address"),
+            tcp: addrs.tcp,
             complaints,
         }
     }
 
-    /// CPU time (user + system) the process has used so far, from /proc.
     fn cpu(&self) -> Option<Duration> {
-        let pid = self.child.id()?;
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        // Fields after the command name (which is in parentheses).
-        let rest = &stat[stat.rfind(')')? + 2..];
-        let f: Vec<&str> = rest.split(' ').collect();
-        let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-        // USER_HZ is 100 on every Linux this runs on.
-        Some(Duration::from_millis(ticks * 10))
+        proc_cpu(&self.child.id()?.to_string()).map(|(_, t)| t)
     }
 
     async fn stop(mut self) {
         let _ = self.child.start_kill();
         let _ = self.child.wait().await;
+    }
+}
+
+/// The command name and CPU time (user + system) used so far of process
+/// `pid` (a number or `self`), from /proc.
+fn proc_cpu(pid: &str) -> Option<(String, Duration)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let comm = &stat[stat.find('(')? + 1..stat.rfind(')')?];
+    // Fields after the command name: state is field 3, utime 14, stime 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ is 100 on every Linux this runs on.
+    Some((comm.to_owned(), Duration::from_millis(ticks * 10)))
+}
+
+/// CPU used so far by every process named `comm` (all users' processes:
+/// RabbitMQ and PostgreSQL are shared with whatever else runs).
+fn cpu_of(comm: &str) -> Duration {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Duration::ZERO;
+    };
+    dir.filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
+        .filter_map(|p| proc_cpu(&p))
+        .filter(|(c, _)| c == comm)
+        .map(|(_, t)| t)
+        .sum()
+}
+
+/// CPU used so far by the parts of the system under test.
+#[derive(Clone, Copy, Default)]
+struct Cpu {
+    nodes: Duration,
+    rabbitmq: Duration,
+    postgres: Duration,
+    clients: Duration,
+    /// Busy and total jiffies of the machine.
+    machine: Option<(u64, u64)>,
+}
+
+impl Cpu {
+    fn now(nodes: &[Node]) -> Cpu {
+        Cpu {
+            nodes: nodes.iter().filter_map(Node::cpu).sum(),
+            rabbitmq: cpu_of("beam.smp"),
+            postgres: cpu_of("postgres"),
+            clients: proc_cpu("self").map_or(Duration::ZERO, |(_, t)| t),
+            machine: machine_cpu(),
+        }
+    }
+
+    /// What was used between `before` and `self`.
+    fn since(self, before: Cpu) -> Cpu {
+        Cpu {
+            nodes: self.nodes.saturating_sub(before.nodes),
+            rabbitmq: self.rabbitmq.saturating_sub(before.rabbitmq),
+            postgres: self.postgres.saturating_sub(before.postgres),
+            clients: self.clients.saturating_sub(before.clients),
+            machine: match (before.machine, self.machine) {
+                (Some((b0, t0)), Some((b1, t1))) => Some((b1 - b0, t1 - t0)),
+                _ => None,
+            },
+        }
+    }
+
+    fn busy(&self) -> f64 {
+        match self.machine {
+            Some((b, t)) if t > 0 => b as f64 / t as f64,
+            _ => f64::NAN,
+        }
     }
 }
 
@@ -179,6 +227,31 @@ fn load_average() -> String {
         .ok()
         .and_then(|s| s.split_whitespace().next().map(str::to_owned))
         .unwrap_or_else(|| "?".into())
+}
+
+/// Remove what the run left in RabbitMQ: the users' inboxes (durable
+/// queues), the rooms and the namespace's exchanges.
+async fn delete_namespace(ns: &str, users: &[String], rooms: &[&str]) {
+    use rmq_core::{AmqpBroker, Broker, RoomId, UserId};
+    let result = async {
+        let broker = AmqpBroker::builder(amqp_url())
+            .namespace(ns)
+            .connect()
+            .await?;
+        for u in users {
+            broker.delete_inbox(&UserId::new(u.as_str())?).await?;
+        }
+        for r in rooms {
+            broker.delete_room(&RoomId::new(*r)?).await?;
+        }
+        broker.delete_namespace().await?;
+        broker.close().await;
+        Ok::<(), rmq_core::Error>(())
+    }
+    .await;
+    if let Err(e) = result {
+        eprintln!("   could not delete RabbitMQ namespace {ns}: {e}");
+    }
 }
 
 // -------------------------------------------------------------- clients --
@@ -226,11 +299,14 @@ struct Client {
     next: Arc<AtomicU64>,
     waiting: Arc<Mutex<HashMap<u64, Waiting>>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Set when this side closes: what the reader sees after is not news.
+    closing: Arc<AtomicBool>,
 }
 
 impl Drop for Client {
     /// Close the connection: stop its writer, reader and acker.
     fn drop(&mut self) {
+        self.closing.store(true, Ordering::SeqCst);
         for t in &self.tasks {
             t.abort();
         }
@@ -253,11 +329,16 @@ impl Client {
         }));
         let waiting: Arc<Mutex<HashMap<u64, Waiting>>> = Arc::default();
         let unacked: Arc<Mutex<Vec<String>>> = Arc::default();
+        let closing = Arc::new(AtomicBool::new(false));
         {
             let (waiting, unacked, name) = (waiting.clone(), unacked.clone(), name.to_owned());
+            let closing = closing.clone();
             tasks.push(tokio::spawn(async move {
                 let mut lines = BufReader::new(r).lines();
                 while let Ok(Some(line)) = lines.next_line().await {
+                    if closing.load(Ordering::SeqCst) {
+                        return;
+                    }
                     let at = now_us();
                     let Ok(v) = serde_json::from_str::<Value>(&line) else {
                         lock(&stats).odd.push(format!("{name}: not JSON: {line}"));
@@ -277,9 +358,11 @@ impl Client {
                         None => replied(&stats, &waiting, v, at),
                     }
                 }
-                lock(&stats)
-                    .odd
-                    .push(format!("{name}: connection closed by the server"));
+                if !closing.load(Ordering::SeqCst) {
+                    lock(&stats)
+                        .odd
+                        .push(format!("{name}: connection closed by the server"));
+                }
             }));
         }
         let next = Arc::new(AtomicU64::new(1));
@@ -307,6 +390,7 @@ impl Client {
             next,
             waiting,
             tasks,
+            closing,
         };
         let pw = format!("pw-{name}-secret");
         let r = c
@@ -443,7 +527,7 @@ fn received(stats: &Mutex<Stats>, me: &str, m: &Value, at: u64) {
 // ------------------------------------------------------------ one run --
 
 struct Outcome {
-    nodes: usize,
+    shape: Shape,
     cross: f64,
     offered: f64,
     sent_in_window: usize,
@@ -459,8 +543,10 @@ struct Outcome {
     duplicates: usize,
     ack_failed: usize,
     group: Option<(usize, usize, Vec<u64>)>,
-    node_cpu: Duration,
-    machine_busy: f64,
+    /// CPU used over warm-up and window.
+    cpu: Cpu,
+    /// The 1-minute load average at the end of the measured window.
+    load_average: String,
     complaints: usize,
     odd: Vec<String>,
     failure_sample: Vec<String>,
@@ -474,15 +560,49 @@ struct Load {
     group_msgs: usize,
 }
 
-async fn run(n: usize, load: &Load) -> Outcome {
-    // Dropped last: the nodes die before their schema does.
-    let store = nopi::testing::TempStore::postgres();
-    let ns = format!("bench{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-    eprintln!("== {n} node(s): namespace {ns}");
-    let mut nodes = vec![Node::start("node1", store.url(), &ns).await];
+/// What to start: `nodes` cluster nodes on PostgreSQL + RabbitMQ, or one
+/// embedded node (sled, in-process broker).
+#[derive(Clone, Copy)]
+enum Shape {
+    Cluster(usize),
+    Embedded,
+}
+
+impl std::fmt::Display for Shape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Shape::Cluster(n) => write!(f, "{n}"),
+            Shape::Embedded => write!(f, "1, embedded (sled, no RabbitMQ)"),
+        }
+    }
+}
+
+async fn run(shape: Shape, load: &Load) -> Outcome {
+    // Declared first, so dropped last (also on a panic): the nodes die
+    // before their store does.
+    let (store, ns, n) = match shape {
+        Shape::Cluster(n) => {
+            let ns = format!(
+                "chatload{}",
+                &uuid::Uuid::new_v4().simple().to_string()[..12]
+            );
+            eprintln!(
+                "== {n} node(s), {} msgs/s per user: namespace {ns}",
+                load.rate
+            );
+            (nopi::testing::TempStore::postgres(), Some(ns), n)
+        }
+        Shape::Embedded => {
+            eprintln!("== embedded node, {} msgs/s per user", load.rate);
+            let store = nopi::testing::TempStore::sled().expect("temp sled store");
+            (store, None, 1)
+        }
+    };
+    // The first node creates the store's tables; the others follow.
+    let mut nodes = vec![Node::start("node1", store.url(), ns.as_deref()).await];
     let rest = futures_util::future::join_all((2..=n).map(|k| {
         let (url, ns) = (store.url().to_owned(), ns.clone());
-        async move { Node::start(&format!("node{k}"), &url, &ns).await }
+        async move { Node::start(&format!("node{k}"), &url, ns.as_deref()).await }
     }))
     .await;
     nodes.extend(rest);
@@ -512,10 +632,7 @@ async fn run(n: usize, load: &Load) -> Outcome {
         t0_us + us(load.warmup + load.measure),
     );
     let end = t0 + load.warmup + load.measure;
-    let cpu_before = (
-        nodes.iter().filter_map(Node::cpu).sum::<Duration>(),
-        machine_cpu(),
-    );
+    let cpu_before = Cpu::now(&nodes);
     let senders: Vec<_> = clients
         .into_iter()
         .enumerate()
@@ -545,10 +662,8 @@ async fn run(n: usize, load: &Load) -> Outcome {
     for s in senders {
         clients.push(s.await.expect("sender task"));
     }
-    let cpu_after = (
-        nodes.iter().filter_map(Node::cpu).sum::<Duration>(),
-        machine_cpu(),
-    );
+    let cpu = Cpu::now(&nodes).since(cpu_before);
+    let load_average = load_average();
     eprintln!("   sends done; draining for up to {DRAIN:?}");
     let drain_until = Instant::now() + DRAIN;
     loop {
@@ -619,6 +734,9 @@ async fn run(n: usize, load: &Load) -> Outcome {
         node.stop().await;
     }
     drop(store);
+    if let Some(ns) = &ns {
+        delete_namespace(ns, &names, &["lobby", "fan"]).await;
+    }
 
     let s = lock(&stats);
     let (w0, w1) = s.window;
@@ -639,12 +757,8 @@ async fn run(n: usize, load: &Load) -> Outcome {
     }
     let delivered_in_window = s.got_in_window;
     let secs = load.measure.as_secs_f64();
-    let machine_busy = match (cpu_before.1, cpu_after.1) {
-        (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => (b1 - b0) as f64 / (t1 - t0) as f64,
-        _ => f64::NAN,
-    };
     Outcome {
-        nodes: n,
+        shape,
         cross,
         offered: load.users as f64 * load.rate,
         sent_in_window,
@@ -659,8 +773,8 @@ async fn run(n: usize, load: &Load) -> Outcome {
         duplicates: s.duplicates,
         ack_failed: s.ack_failed,
         group,
-        node_cpu: cpu_after.0.saturating_sub(cpu_before.0),
-        machine_busy,
+        cpu,
+        load_average,
         complaints,
         odd: s.odd.clone(),
         failure_sample: s.failure_sample.clone(),
@@ -682,26 +796,30 @@ fn max_ms(v: &[u64]) -> f64 {
     v.iter().max().map_or(f64::NAN, |m| *m as f64 / 1000.0)
 }
 
-fn report(load: &Load, outcomes: &mut [Outcome]) {
+fn report(loads: &[Load], outcomes: &mut [Outcome]) {
+    let Some(load) = loads.first() else { return };
+    let rates: Vec<String> = loads
+        .iter()
+        .map(|l| format!("{} ({} msgs/s offered)", l.rate, l.users as f64 * l.rate))
+        .collect();
     println!();
     println!(
-        "{} users, each sending {} private msgs/s to the next user ({} msgs/s offered), \
-         {:?} warm-up + {:?} measured; machine: {} cores, load average now {}",
+        "{} users, each sending private messages to the next user at {} msgs/s; \
+         {:?} warm-up + {:?} measured per row; machine: {} cores",
         load.users,
-        load.rate,
-        load.users as f64 * load.rate,
+        rates.join(" or "),
         load.warmup,
         load.measure,
         std::thread::available_parallelism().map_or(0, |p| p.get()),
-        load_average(),
     );
     println!();
     println!(
         "| nodes | cross-node | offered msg/s | sent (200) in window | delivered in window | \
          throughput msg/s | latency p50 | p99 | max | `chat.send` RTT p50 / p99 | \
-         failed sends | unanswered | lost | duplicates | nodes' CPU s per 1000 msgs | machine CPU busy |"
+         failed sends | unanswered | lost | duplicates | \
+         CPU ms per msg: nodes / RabbitMQ / PostgreSQL / clients | machine CPU busy | load avg |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for o in outcomes.iter_mut() {
         let failed = if o.failed.is_empty() {
             "0".to_owned()
@@ -712,10 +830,17 @@ fn report(load: &Load, outcomes: &mut [Outcome]) {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        let cpu_per_k = o.node_cpu.as_secs_f64() / (o.sent_all.max(1) as f64 / 1000.0);
+        let per_msg = |d: Duration| d.as_secs_f64() * 1000.0 / o.sent_all.max(1) as f64;
+        let cpu = format!(
+            "{:.2} / {:.2} / {:.2} / {:.2}",
+            per_msg(o.cpu.nodes),
+            per_msg(o.cpu.rabbitmq),
+            per_msg(o.cpu.postgres),
+            per_msg(o.cpu.clients)
+        );
         println!(
-            "| {} | {:.0} % | {:.0} | {} | {} | {:.1} | {:.2} ms | {:.2} ms | {:.1} ms | {:.2} / {:.2} ms | {} | {} | {} | {} | {:.2} | {:.0} % |",
-            o.nodes,
+            "| {} | {:.0} % | {:.0} | {} | {} | {:.1} | {:.2} ms | {:.2} ms | {:.1} ms | {:.2} / {:.2} ms | {} | {} | {} | {} | {} | {:.0} % | {} |",
+            o.shape,
             o.cross * 100.0,
             o.offered,
             o.sent_in_window,
@@ -730,8 +855,9 @@ fn report(load: &Load, outcomes: &mut [Outcome]) {
             o.unanswered,
             o.lost,
             o.duplicates,
-            cpu_per_k,
-            o.machine_busy * 100.0,
+            cpu,
+            o.cpu.busy() * 100.0,
+            o.load_average,
         );
     }
     if outcomes.iter().any(|o| o.group.is_some()) {
@@ -747,7 +873,7 @@ fn report(load: &Load, outcomes: &mut [Outcome]) {
             if let Some((got, want, lat)) = &mut o.group {
                 println!(
                     "| {} | {} / {} | {:.2} ms | {:.2} ms | {:.1} ms |",
-                    o.nodes,
+                    o.shape,
                     got,
                     want,
                     pct(lat, 0.50),
@@ -775,31 +901,67 @@ fn report(load: &Load, outcomes: &mut [Outcome]) {
             notes.push(format!("... and {} more odd events", o.odd.len() - 5));
         }
         if !notes.is_empty() {
-            println!("{} node(s): {}", o.nodes, notes.join("; "));
+            println!(
+                "nodes {} at {:.0} msgs/s: {}",
+                o.shape,
+                o.offered,
+                notes.join("; ")
+            );
         }
     }
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
-    // `cargo bench` passes `--bench` (and any filter): nothing to parse.
-    let _ = now_us();
-    let load = Load {
-        users: env_or("CLUSTER_LOAD_USERS", 60usize).max(2),
-        rate: env_or("CLUSTER_LOAD_RATE", 5.0f64).max(0.1),
-        warmup: Duration::from_secs_f64(env_or("CLUSTER_LOAD_WARMUP", 3.0f64)),
-        measure: Duration::from_secs_f64(env_or("CLUSTER_LOAD_SECS", 12.0f64).max(1.0)),
-        group_msgs: env_or("CLUSTER_LOAD_GROUP_MSGS", 20usize),
-    };
-    let sizes: Vec<usize> = std::env::var("CLUSTER_LOAD_NODES")
-        .unwrap_or_else(|_| "1,2,3".into())
+fn list<T: FromStr>(name: &str, default: &str) -> Vec<T> {
+    std::env::var(name)
+        .unwrap_or_else(|_| default.into())
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
-        .filter(|&n| n > 0)
-        .collect();
-    let mut outcomes = Vec::new();
-    for n in sizes {
-        outcomes.push(run(n, &load).await);
+        .collect()
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` (or
+    // `--all-targets`) runs this without it: a load run of minutes has no
+    // place in a test run.
+    if !std::env::args().any(|a| a == "--bench") {
+        eprintln!(
+            "cluster_load: a load generator; run it with `cargo bench -p chat --bench cluster_load`"
+        );
+        return;
     }
-    report(&load, &mut outcomes);
+    let _ = now_us();
+    let rates: Vec<f64> = list::<f64>("CLUSTER_LOAD_RATE", "5,40")
+        .into_iter()
+        .filter(|r| *r > 0.0)
+        .collect();
+    let shapes: Vec<Shape> = std::env::var("CLUSTER_LOAD_NODES")
+        .unwrap_or_else(|_| "1,2,3,embedded".into())
+        .split(',')
+        .filter_map(|s| match s.trim() {
+            "embedded" | "e" => Some(Shape::Embedded),
+            n => n.parse().ok().filter(|&n| n > 0).map(Shape::Cluster),
+        })
+        .collect();
+    let group_msgs = env_or("CLUSTER_LOAD_GROUP_MSGS", 20usize);
+    let mut loads = Vec::new();
+    for (i, rate) in rates.into_iter().enumerate() {
+        loads.push(Load {
+            users: env_or("CLUSTER_LOAD_USERS", 60usize).max(2),
+            rate,
+            warmup: Duration::from_secs_f64(env_or("CLUSTER_LOAD_WARMUP", 3.0f64)),
+            measure: Duration::from_secs_f64(env_or("CLUSTER_LOAD_SECS", 12.0f64).max(1.0)),
+            // The fan-out phase runs once per shape, after the first load.
+            group_msgs: if i == 0 { group_msgs } else { 0 },
+        });
+    }
+    let started = Instant::now();
+    let mut outcomes = Vec::new();
+    for load in &loads {
+        for &shape in &shapes {
+            outcomes.push(run(shape, load).await);
+        }
+    }
+    report(&loads, &mut outcomes);
+    eprintln!("total {:.0} s", started.elapsed().as_secs_f64());
 }

@@ -17,7 +17,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 
-use support::{Client as Raw, Server};
+use support::{Client as Raw, Server, process, process::free_port};
 
 /// How long a test waits for one event.
 const EVENT_WAIT: Duration = Duration::from_secs(30);
@@ -466,11 +466,6 @@ struct FixedServer {
     _dir: tempfile::TempDir,
 }
 
-fn free_port() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("address")
-}
-
 impl FixedServer {
     async fn start() -> FixedServer {
         let dir = tempfile::tempdir().unwrap();
@@ -486,47 +481,19 @@ impl FixedServer {
     }
 
     async fn spawn(&mut self) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
-            .arg("--store")
+        let mut cmd = process::command();
+        cmd.arg("--store")
             .arg(format!("sled:{}", self.store.display()))
-            .args([
-                "--http",
-                &self.http.to_string(),
-                "--tcp",
-                &self.tcp.to_string(),
-            ])
-            .args(["--msgid-json", "off", "--type-data", "off", "--log", "info"])
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start chat-server");
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        tokio::time::timeout(Duration::from_secs(60), async {
-            while let Some(line) = lines.next_line().await.expect("server output") {
-                eprintln!("[server] {line}");
-                if line.contains("chat server ready") {
-                    return;
-                }
-            }
-            panic!("chat-server exited before it was ready");
-        })
-        .await
-        .expect("chat-server ready within 60 s");
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            .args(["--http", &self.http.to_string()])
+            .args(["--tcp", &self.tcp.to_string()])
+            .args(["--msgid-json", "off", "--type-data", "off", "--log", "info"]);
+        let (child, _) = process::start(cmd, |line| eprintln!("[server] {line}")).await;
         self.child = Some(child);
     }
 
     async fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            if let Some(pid) = child.id() {
-                let _ = std::process::Command::new("kill")
-                    .args(["-INT", &pid.to_string()])
-                    .status();
-            }
-            let _ = tokio::time::timeout(Duration::from_secs(15), child.wait()).await;
-            let _ = child.kill().await;
+            process::interrupt(&mut child).await;
         }
     }
 }

@@ -8,6 +8,8 @@
 
 mod support;
 
+use support::process::{self, free_port};
+
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::process::Stdio;
@@ -52,11 +54,6 @@ fn ensure_nginx() {
     );
 }
 
-fn free_port() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    l.local_addr().expect("local addr")
-}
-
 /// One chat-server node.
 struct Node {
     child: Child,
@@ -68,58 +65,23 @@ struct Node {
 
 impl Node {
     async fn start(id: &str, store: &str, ns: &str) -> Node {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
-            .args(["--node-id", id, "--store", store, "--amqp", &amqp_url()])
+        let mut cmd = process::command();
+        cmd.args(["--node-id", id, "--store", store, "--amqp", &amqp_url()])
             .args(["--amqp-namespace", ns])
             .args(["--http", "127.0.0.1:0", "--tcp", "127.0.0.1:0"])
             .args(["--msgid-json", "127.0.0.1:0", "--type-data", "127.0.0.1:0"])
             .args(["--send-rate", "1000", "--send-burst", "1000"])
             // Calls wait at most 2 s for a lost RabbitMQ, then answer 503.
             .args(["--broker-timeout-ms", "2000"])
-            .args(["--log", "warn,chat=info,chat_server=info"])
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start chat-server");
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let after = |line: &str, marker: &str| -> Option<SocketAddr> {
-            let rest = &line[line.find(marker)? + marker.len()..];
-            let end = rest
-                .find(|c: char| c == '/' || c.is_whitespace())
-                .unwrap_or(rest.len());
-            rest[..end].parse().ok()
-        };
-        let (mut http, mut tcp, mut mj, mut td) = (None, None, None, None);
+            .args(["--log", "warn,chat=info,chat_server=info"]);
         let tag = id.to_owned();
-        tokio::time::timeout(Duration::from_secs(60), async {
-            while let Some(line) = lines.next_line().await.expect("read server output") {
-                eprintln!("[{tag}] {line}");
-                tcp = tcp.or(after(&line, "native TCP (JSON lines) on "));
-                mj = mj.or(after(&line, "legacy msgid-json clients on "));
-                td = td.or(after(&line, "legacy type-data clients on "));
-                if let Some(a) = after(&line, "point a browser at http://") {
-                    http = Some(a);
-                    return;
-                }
-            }
-            panic!("chat-server {tag} exited before it was ready");
-        })
-        .await
-        .expect("chat-server ready within 60 s");
-        let tag = id.to_owned();
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = lines.next_line().await {
-                eprintln!("[{tag}] {line}");
-            }
-        });
+        let (child, addrs) = process::start(cmd, move |line| eprintln!("[{tag}] {line}")).await;
         Node {
             child,
-            http: http.expect("http address"),
-            tcp: tcp.expect("tcp address"),
-            msgid_json: mj.expect("msgid-json address"),
-            type_data: td.expect("type-data address"),
+            http: addrs.http,
+            tcp: addrs.tcp,
+            msgid_json: addrs.msgid_json.expect("msgid-json address"),
+            type_data: addrs.type_data.expect("type-data address"),
         }
     }
 }
@@ -528,29 +490,76 @@ async fn users(c: &Cluster, prefix: &str) -> Vec<User> {
     users
 }
 
-async fn run_traffic(
+/// Every user running [`traffic`] in the background.
+struct Traffic {
+    tasks: Vec<tokio::task::JoinHandle<User>>,
+    sent: Sent,
+    reconnects: Arc<AtomicUsize>,
+    unavailable: Arc<AtomicUsize>,
+}
+
+/// What a [`Traffic`] run ended with.
+struct Finished {
     users: Vec<User>,
-    via: SocketAddr,
-    rounds: usize,
-    sent: &Sent,
-    reconnects: &Arc<AtomicUsize>,
-    unavailable: &Arc<AtomicUsize>,
-) -> Vec<tokio::task::JoinHandle<User>> {
-    let everyone: Vec<String> = users.iter().map(|u| u.name.clone()).collect();
-    users
-        .into_iter()
-        .map(|u| {
-            tokio::spawn(traffic(
-                u,
-                via,
-                everyone.clone(),
-                rounds,
-                sent.clone(),
-                reconnects.clone(),
-                unavailable.clone(),
-            ))
-        })
-        .collect()
+    sent: Sent,
+    /// Connections lost and resumed.
+    reconnects: usize,
+    /// Sends answered 503 or 429 (and retried).
+    unavailable: usize,
+}
+
+impl Traffic {
+    /// 40 rounds of [`traffic`] from every user, through `via`.
+    fn start(users: Vec<User>, via: SocketAddr) -> Traffic {
+        let everyone: Vec<String> = users.iter().map(|u| u.name.clone()).collect();
+        let t = Traffic {
+            tasks: Vec::new(),
+            sent: Sent::default(),
+            reconnects: Arc::default(),
+            unavailable: Arc::default(),
+        };
+        let tasks = users
+            .into_iter()
+            .map(|u| {
+                tokio::spawn(traffic(
+                    u,
+                    via,
+                    everyone.clone(),
+                    40,
+                    t.sent.clone(),
+                    t.reconnects.clone(),
+                    t.unavailable.clone(),
+                ))
+            })
+            .collect();
+        Traffic { tasks, ..t }
+    }
+
+    /// Messages answered 200 so far.
+    fn sent(&self) -> usize {
+        lock(&self.sent).len()
+    }
+
+    /// Wait for every user to finish.
+    async fn finish(self) -> Finished {
+        let mut users = Vec::new();
+        for t in self.tasks {
+            users.push(t.await.expect("traffic task"));
+        }
+        let f = Finished {
+            users,
+            sent: self.sent,
+            reconnects: self.reconnects.load(Ordering::Relaxed),
+            unavailable: self.unavailable.load(Ordering::Relaxed),
+        };
+        eprintln!(
+            "{} messages answered 200, {} answered 503/429 and retried, {} reconnections",
+            lock(&f.sent).len(),
+            f.unavailable,
+            f.reconnects
+        );
+        f
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -655,13 +664,9 @@ async fn three_nodes_behind_nginx_survive_a_sigkill() {
         );
     }
 
-    let sent: Sent = Arc::default();
-    let reconnects = Arc::new(AtomicUsize::new(0));
-    let unavailable = Arc::new(AtomicUsize::new(0));
-    let tasks = run_traffic(users, c.tcp, 40, &sent, &reconnects, &unavailable).await;
-
+    let traffic = Traffic::start(users, c.tcp);
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let before = lock(&sent).len();
+    let before = traffic.sent();
     eprintln!("SIGKILL node3 after {before} messages");
     c.nodes[2].child.start_kill().expect("SIGKILL node3");
     let killed = Instant::now();
@@ -703,16 +708,16 @@ async fn three_nodes_behind_nginx_survive_a_sigkill() {
     );
     drop(zed);
 
-    let mut users = Vec::new();
-    for t in tasks {
-        users.push(t.await.expect("traffic task"));
-    }
-    assert!(lock(&sent).len() > before, "traffic went on after the kill");
+    let mut f = traffic.finish().await;
     assert!(
-        reconnects.load(Ordering::Relaxed) > 0,
+        lock(&f.sent).len() > before,
+        "traffic went on after the kill"
+    );
+    assert!(
+        f.reconnects > 0,
         "some clients were on node3 and reconnected"
     );
-    assert_delivered(&mut users, &sent).await;
+    assert_delivered(&mut f.users, &f.sent).await;
 }
 
 /// Starts RabbitMQ again when dropped, whatever happened.
@@ -740,39 +745,23 @@ fn rabbitmqctl(cmd: &str) {
 async fn a_rabbitmq_restart_loses_nothing_and_keeps_connections() {
     let _serial = SERIAL.lock().await;
     let c = Cluster::start().await;
-    let users = users(&c, "r").await;
-    let sent: Sent = Arc::default();
-    let reconnects = Arc::new(AtomicUsize::new(0));
-    let unavailable = Arc::new(AtomicUsize::new(0));
-    let tasks = run_traffic(users, c.tcp, 40, &sent, &reconnects, &unavailable).await;
+    let traffic = Traffic::start(users(&c, "r").await, c.tcp);
     tokio::time::sleep(Duration::from_millis(1000)).await;
     {
         let _guard = RabbitGuard;
-        eprintln!("rabbitmqctl stop_app after {} messages", lock(&sent).len());
+        eprintln!("rabbitmqctl stop_app after {} messages", traffic.sent());
         rabbitmqctl("stop_app");
         tokio::time::sleep(Duration::from_secs(3)).await;
         rabbitmqctl("start_app");
         eprintln!("rabbitmqctl start_app");
     }
-    let mut users = Vec::new();
-    for t in tasks {
-        users.push(t.await.expect("traffic task"));
-    }
-    eprintln!(
-        "{} sends answered 503/429 while RabbitMQ was away; {} reconnections",
-        unavailable.load(Ordering::Relaxed),
-        reconnects.load(Ordering::Relaxed)
-    );
-    assert_eq!(
-        reconnects.load(Ordering::Relaxed),
-        0,
-        "connections survive a RabbitMQ restart"
-    );
+    let mut f = traffic.finish().await;
+    assert_eq!(f.reconnects, 0, "connections survive a RabbitMQ restart");
     assert!(
-        unavailable.load(Ordering::Relaxed) > 0,
+        f.unavailable > 0,
         "sends during an outage longer than --broker-timeout-ms are answered 503, not held"
     );
-    assert_delivered(&mut users, &sent).await;
+    assert_delivered(&mut f.users, &f.sent).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -782,16 +771,12 @@ async fn a_postgresql_outage_answers_503_and_recovers_by_itself() {
     let mut watch = User::login(c.nodes[0].tcp, "pgwatch").await;
     let zed = User::login(c.nodes[2].tcp, "pgzed").await;
     watch.ok("friend.add", json!({"name": "pgzed"})).await;
-    let users = users(&c, "p").await;
-    let sent: Sent = Arc::default();
-    let reconnects = Arc::new(AtomicUsize::new(0));
-    let unavailable = Arc::new(AtomicUsize::new(0));
-    let tasks = run_traffic(users, c.tcp, 40, &sent, &reconnects, &unavailable).await;
+    let traffic = Traffic::start(users(&c, "p").await, c.tcp);
     tokio::time::sleep(Duration::from_millis(1000)).await;
 
     // Longer than the liveness bound's STALE (6 s): every node's heartbeat
     // stops, and none may take the others for dead when the store is back.
-    eprintln!("PostgreSQL cut after {} messages", lock(&sent).len());
+    eprintln!("PostgreSQL cut after {} messages", traffic.sent());
     c.postgres.cut();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let during = watch.call("user.online", json!({})).await;
@@ -804,25 +789,13 @@ async fn a_postgresql_outage_answers_503_and_recovers_by_itself() {
     c.postgres.restore();
     eprintln!("PostgreSQL restored");
 
-    let mut users = Vec::new();
-    for t in tasks {
-        users.push(t.await.expect("traffic task"));
-    }
-    eprintln!(
-        "{} calls answered 503/429 while PostgreSQL was away; {} reconnections",
-        unavailable.load(Ordering::Relaxed),
-        reconnects.load(Ordering::Relaxed)
-    );
+    let mut f = traffic.finish().await;
     assert!(
-        unavailable.load(Ordering::Relaxed) > 0,
+        f.unavailable > 0,
         "sends during the outage are answered 503"
     );
-    assert_eq!(
-        reconnects.load(Ordering::Relaxed),
-        0,
-        "connections survive a PostgreSQL outage"
-    );
-    assert_delivered(&mut users, &sent).await;
+    assert_eq!(f.reconnects, 0, "connections survive a PostgreSQL outage");
+    assert_delivered(&mut f.users, &f.sent).await;
 
     // Nobody was taken for dead: pgzed stayed online throughout.
     let online = watch.ok("user.online", json!({})).await;

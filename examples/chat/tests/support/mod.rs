@@ -4,11 +4,11 @@
 
 pub(crate) mod browser;
 pub(crate) mod legacy;
+pub(crate) mod process;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 /// How long a test waits for anything before failing.
@@ -51,55 +51,20 @@ impl Server {
     }
 
     async fn spawn(data: &Path, args: &[String]) -> Server {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_chat-server"));
+        let mut cmd = process::command();
         cmd.arg("--store")
             .arg(format!("sled:{}", data.display()))
             .args(["--http", "127.0.0.1:0", "--tcp", "127.0.0.1:0"])
             .args(["--msgid-json", "127.0.0.1:0", "--type-data", "127.0.0.1:0"])
             .args(["--log", "info"])
-            .args(args)
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true);
-        let mut child = cmd.spawn().expect("start chat-server");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let (mut http, mut tcp, mut msgid_json, mut type_data) = (None, None, None, None);
-        let addr_after = |line: &str, marker: &str| -> Option<SocketAddr> {
-            let rest = &line[line.find(marker)? + marker.len()..];
-            let end = rest
-                .find(|c: char| c == '/' || c.is_whitespace())
-                .unwrap_or(rest.len());
-            rest[..end].parse().ok()
-        };
-        let ready = tokio::time::timeout(Duration::from_secs(60), async {
-            while let Some(line) = lines.next_line().await.expect("read server output") {
-                eprintln!("[server] {line}");
-                tcp = tcp.or(addr_after(&line, "native TCP (JSON lines) on "));
-                msgid_json = msgid_json.or(addr_after(&line, "legacy msgid-json clients on "));
-                type_data = type_data.or(addr_after(&line, "legacy type-data clients on "));
-                if let Some(a) = addr_after(&line, "point a browser at http://") {
-                    http = Some(a);
-                    return;
-                }
-            }
-            panic!("chat-server exited before it was ready");
-        })
-        .await;
-        ready.expect("chat-server ready within 60 s");
-        // Keep draining its output so it never blocks on a full pipe.
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = lines.next_line().await {
-                eprintln!("[server] {line}");
-            }
-        });
+            .args(args);
+        let (child, addrs) = process::start(cmd, |line| eprintln!("[server] {line}")).await;
         Server {
             child,
-            http: http.expect("http address"),
-            tcp: tcp.expect("tcp address"),
-            msgid_json,
-            type_data,
+            http: addrs.http,
+            tcp: addrs.tcp,
+            msgid_json: addrs.msgid_json,
+            type_data: addrs.type_data,
             data: data.to_owned(),
             args: args.to_vec(),
             _dir: None,
@@ -118,13 +83,7 @@ impl Server {
 
     /// Ask the server to shut down (SIGINT, like Ctrl-C) and wait for it.
     pub(crate) async fn stop(&mut self) {
-        if let Some(pid) = self.child.id() {
-            let _ = std::process::Command::new("kill")
-                .args(["-INT", &pid.to_string()])
-                .status();
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(15), self.child.wait()).await;
-        let _ = self.child.kill().await;
+        process::interrupt(&mut self.child).await;
     }
 
     pub(crate) async fn tcp(&self) -> Client {
