@@ -196,7 +196,16 @@ impl FaultProxy {
         let accept = {
             let state = state.clone();
             tokio::spawn(async move {
-                while let Ok((mut client, _)) = listener.accept().await {
+                loop {
+                    let mut client = match listener.accept().await {
+                        Ok((client, _)) => client,
+                        Err(_) => {
+                            // Out of descriptors, say: try again shortly.
+                            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                            continue;
+                        }
+                    };
+                    let _ = client.set_nodelay(true);
                     // Checked under the lock that `cut` takes after clearing
                     // `up`: a connection accepted while cutting is either
                     // killed by the cut or refused here, never left alive.
@@ -207,6 +216,7 @@ impl FaultProxy {
                     let target = target.clone();
                     let conn = tokio::spawn(async move {
                         if let Ok(mut server) = tokio::net::TcpStream::connect(&target).await {
+                            let _ = server.set_nodelay(true);
                             let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
                         }
                     });

@@ -150,18 +150,19 @@ impl Chat {
                 url: config.store.clone(),
                 source,
             })?;
+        // At least 100 ms, also when it comes from a config file.
+        let broker_timeout = Duration::from_millis(config.broker_timeout_ms.max(100));
         let broker: Arc<dyn Broker> = match &config.amqp {
             Some(url) => Arc::new(
                 AmqpBroker::builder(url.clone())
                     .connection_name(format!("chat-server {}", config.node_id()))
                     .namespace(config.amqp_namespace.clone())
-                    .operation_timeout(Duration::from_millis(config.broker_timeout_ms))
+                    .operation_timeout(broker_timeout)
                     // Retry often enough that a returning RabbitMQ is found
                     // well within the time a waiting call allows.
                     .reconnect_backoff(
                         Duration::from_millis(100),
-                        Duration::from_millis(config.broker_timeout_ms / 3)
-                            .max(Duration::from_millis(100)),
+                        (broker_timeout / 3).max(Duration::from_millis(100)),
                     )
                     .connect()
                     .await?,

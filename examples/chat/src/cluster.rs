@@ -14,7 +14,7 @@
 //! presence within `STALE + BEAT` (8 s) after the last beat. Nodes' clocks must
 //! agree to well under [`STALE`] (NTP is plenty).
 //!
-//! A node judges others only after it has itself been beating without a gap
+//! A node judges others only after it has itself been beating without a failure
 //! for [`STALE`]: so a node that just started, or whose store was away (when
 //! everyone's store is away, every beat stops), gives the others the same time
 //! to beat again before it takes them for dead. The bound above therefore
@@ -79,7 +79,7 @@ pub(crate) async fn beats(chat: &Chat) -> nopi::Result<HashMap<String, u64>> {
 }
 
 /// True while this node may not take others for dead: it has not been
-/// beating without a gap for [`STALE`] yet.
+/// beating without a failure for [`STALE`] yet.
 fn judging_withheld(chat: &Chat, now: u64) -> bool {
     let since = chat.inner.healthy_since.load(Ordering::Relaxed);
     now.saturating_sub(since) < stale_ms()
@@ -121,19 +121,30 @@ pub(crate) async fn run(chat: Chat) {
     let mut tick = tokio::time::interval(BEAT);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_ok = now_ms();
+    let mut failing = false;
     loop {
         tick.tick().await;
         match beat(&chat).await {
             Ok(()) => {
                 let now = now_ms();
-                // Beats were missed long enough for others to sweep us.
-                if now.saturating_sub(last_ok) > stale_ms() / 2 {
+                if failing {
+                    // Judge others only after they have had STALE to beat again.
                     chat.inner.healthy_since.store(now, Ordering::Relaxed);
+                }
+                // Beats were missed long enough for others to sweep us.
+                if failing || now.saturating_sub(last_ok) > stale_ms() / 2 {
                     reassert(&chat).await;
                 }
+                failing = false;
                 last_ok = now;
             }
-            Err(e) => tracing::warn!(error = %e, "writing this node's heartbeat"),
+            Err(e) => {
+                // Withhold judging at once: the store may come back before
+                // the next beat, showing every other node's beat as old.
+                failing = true;
+                chat.inner.healthy_since.store(u64::MAX, Ordering::Relaxed);
+                tracing::warn!(error = %e, "writing this node's heartbeat");
+            }
         }
         if let Err(e) = sweep(&chat).await {
             tracing::warn!(error = %e, "sweeping the online entries of dead nodes");
@@ -169,14 +180,15 @@ async fn sweep(chat: &Chat) -> nopi::Result<()> {
             continue; // a newer login, or another sweeper, got there first
         }
         tracing::info!(user = %name, node = %entry.node, "node is gone; user offline");
-        if let Some(user) = Chat::user_id(&name)
-            && let Err(e) = chat
-                .inner
-                .broker
-                .publish_presence(&Presence::new(user, false))
-                .await
-        {
-            tracing::warn!(user = %name, error = %e, "announcing presence");
+        if let Some(user) = Chat::user_id(&name) {
+            // Not awaited here: with RabbitMQ away each publish may wait up
+            // to the broker timeout, and the beats must go on meanwhile.
+            let broker = chat.inner.broker.clone();
+            tokio::spawn(async move {
+                if let Err(e) = broker.publish_presence(&Presence::new(user, false)).await {
+                    tracing::warn!(user = %name, error = %e, "announcing presence");
+                }
+            });
         }
     }
     for (node, b) in beats {

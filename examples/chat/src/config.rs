@@ -56,9 +56,12 @@ pub struct Config {
     #[arg(long, env = "CHAT_AMQP_NAMESPACE", default_value = "chat")]
     pub amqp_namespace: String,
 
-    /// How long a call waits for RabbitMQ to come back, when it is away,
-    /// before it is answered 503 `unavailable` (milliseconds; with `--amqp`).
-    #[arg(long, env = "CHAT_BROKER_TIMEOUT_MS", default_value_t = 5000)]
+    /// How long one RabbitMQ operation of a call (a publish and its
+    /// confirmation, a subscription) may take, waiting for a lost RabbitMQ to
+    /// come back, before the call is answered 503 `unavailable`
+    /// (milliseconds, at least 100; with `--amqp`).
+    #[arg(long, env = "CHAT_BROKER_TIMEOUT_MS", default_value_t = 5000,
+          value_parser = clap::value_parser!(u64).range(100..))]
     pub broker_timeout_ms: u64,
 
     /// This node's name in a cluster (defaults to the HTTP address).

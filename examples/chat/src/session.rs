@@ -82,8 +82,19 @@ pub(crate) fn user_topic(name: &str) -> String {
 #[derive(Clone)]
 pub(crate) struct Translate(pub(crate) Arc<TranslateFn>);
 
+/// What a [`Translate`] makes of one delivery: a push, nothing to push
+/// (`Ok(None)`: the delivery is acked), or [`Later`].
+pub(crate) type Translated = Result<Option<Push>, Later>;
 /// The push for one delivery, computed asynchronously.
-pub(crate) type PushFuture = std::pin::Pin<Box<dyn Future<Output = Option<Push>> + Send>>;
+pub(crate) type PushFuture = std::pin::Pin<Box<dyn Future<Output = Translated> + Send>>;
+
+/// A delivery that cannot be translated now (the store is away): it is
+/// given back to the inbox and comes again shortly.
+#[derive(Debug)]
+pub(crate) struct Later;
+
+/// How long the pump pauses after giving a delivery back.
+const RETRY_LATER: Duration = Duration::from_secs(1);
 /// What a [`Translate`] calls.
 pub(crate) type TranslateFn = dyn Fn(&Envelope, &Login) -> PushFuture + Send + Sync;
 
@@ -233,15 +244,13 @@ impl Chat {
 
     /// Whether `name` is online anywhere (on a node that is alive: see
     /// `cluster`).
-    pub(crate) async fn is_online(&self, name: &str) -> bool {
-        let Ok(Some(bytes)) = self.inner.online.get(name).await else {
-            return false;
+    pub(crate) async fn is_online(&self, name: &str) -> nopi::Result<bool> {
+        let Some(bytes) = self.inner.online.get(name).await? else {
+            return Ok(false);
         };
         match serde_json::from_slice::<OnlineEntry>(&bytes) {
-            Ok(entry) => crate::cluster::node_alive(self, &entry.node)
-                .await
-                .unwrap_or(true),
-            Err(_) => true,
+            Ok(entry) => crate::cluster::node_alive(self, &entry.node).await,
+            Err(_) => Ok(true),
         }
     }
 
@@ -320,11 +329,18 @@ async fn pump(
         let push = if let Some(Translate(translate)) = translate {
             let Some(state) = login.upgrade() else { break };
             match translate(&envelope, &Login(state)).await {
-                Some(push) => Some(Ok(push)),
-                None => {
+                Ok(Some(push)) => Some(Ok(push)),
+                Ok(None) => {
                     if let Err(e) = acker.ack().await {
                         tracing::warn!(error = %e, "acking a delivery with nothing to push");
                     }
+                    continue;
+                }
+                Err(Later) => {
+                    if let Err(e) = acker.nack(true).await {
+                        tracing::warn!(error = %e, "giving back a delivery to retry");
+                    }
+                    tokio::time::sleep(RETRY_LATER).await;
                     continue;
                 }
             }

@@ -757,11 +757,20 @@ async fn interactive_screen_under_tmux_keeps_the_input_line_while_messages_arriv
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(status.trim(), "0", "exit status");
-    let after = tmux(&socket, &["capture-pane", "-p", "-t", "main"]);
-    assert!(
-        !after.contains("› #lobby"),
-        "the alternate screen was left on exit:\n{after}"
-    );
+    // tmux may still be drawing the client's last output: give it time to
+    // show the screen from before the client (the alternate screen left).
+    let deadline = tokio::time::Instant::now() + EVENT_WAIT;
+    loop {
+        let after = tmux(&socket, &["capture-pane", "-p", "-t", "main"]);
+        if !after.contains("› #lobby") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the alternate screen was left on exit:\n{after}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// A tmux server of a test's own, killed when dropped (even on failure).

@@ -316,7 +316,16 @@ impl User {
         .await;
         match got {
             Ok(Some(r)) => Some(r),
-            _ => {
+            Ok(None) => {
+                self.w = None;
+                None
+            }
+            Err(_) => {
+                eprintln!(
+                    "{}: {api} got no reply within {:?}",
+                    self.name,
+                    support::WAIT
+                );
                 self.w = None;
                 None
             }
@@ -732,11 +741,14 @@ impl Drop for RabbitGuard {
     }
 }
 
-fn rabbitmqctl(cmd: &str) {
-    let s = std::process::Command::new("rabbitmqctl")
+/// Run `rabbitmqctl <cmd>` without blocking the test's runtime (which also
+/// runs the traffic).
+async fn rabbitmqctl(cmd: &str) {
+    let s = Command::new("rabbitmqctl")
         .arg(cmd)
         .stdout(Stdio::null())
         .status()
+        .await
         .expect("run rabbitmqctl");
     assert!(s.success(), "rabbitmqctl {cmd} failed");
 }
@@ -750,9 +762,9 @@ async fn a_rabbitmq_restart_loses_nothing_and_keeps_connections() {
     {
         let _guard = RabbitGuard;
         eprintln!("rabbitmqctl stop_app after {} messages", traffic.sent());
-        rabbitmqctl("stop_app");
+        rabbitmqctl("stop_app").await;
         tokio::time::sleep(Duration::from_secs(3)).await;
-        rabbitmqctl("start_app");
+        rabbitmqctl("start_app").await;
         eprintln!("rabbitmqctl start_app");
     }
     let mut f = traffic.finish().await;

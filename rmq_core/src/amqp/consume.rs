@@ -27,15 +27,28 @@ use crate::{
 struct AmqpSettle {
     id: uuid::Uuid,
     acker: lapin::Acker,
+    /// The operation timeout: a settle that cannot be sent within it is on a
+    /// connection that is gone (RabbitMQ gives the delivery back).
+    timeout: Duration,
+}
+
+impl AmqpSettle {
+    async fn settle(
+        self: Box<Self>,
+        send: impl Future<Output = lapin::Result<bool>>,
+    ) -> Result<()> {
+        match tokio::time::timeout(self.timeout, send).await {
+            Ok(Ok(true)) => Ok(()),
+            _ => Err(Error::DeliveryGone { id: self.id }),
+        }
+    }
 }
 
 #[async_trait]
 impl Settle for AmqpSettle {
     async fn ack(self: Box<Self>) -> Result<()> {
-        match self.acker.ack(BasicAckOptions::default()).await {
-            Ok(true) => Ok(()),
-            _ => Err(Error::DeliveryGone { id: self.id }),
-        }
+        let acker = self.acker.clone();
+        self.settle(acker.ack(BasicAckOptions::default())).await
     }
 
     async fn nack(self: Box<Self>, requeue: bool) -> Result<()> {
@@ -43,10 +56,8 @@ impl Settle for AmqpSettle {
             requeue,
             multiple: false,
         };
-        match self.acker.nack(options).await {
-            Ok(true) => Ok(()),
-            _ => Err(Error::DeliveryGone { id: self.id }),
-        }
+        let acker = self.acker.clone();
+        self.settle(acker.nack(options)).await
     }
 }
 
@@ -184,6 +195,7 @@ async fn pump_inbox(
                     Box::new(AmqpSettle {
                         id: envelope.id,
                         acker: d.acker,
+                        timeout: shared.cfg.op_timeout,
                     }),
                 );
                 let delivery = Delivery::new(envelope, d.redelivered, acker);

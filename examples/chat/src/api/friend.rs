@@ -119,7 +119,7 @@ impl Chat {
             .map_err(unavailable)?;
         let mut out = Vec::with_capacity(names.len());
         for name in names {
-            let online = self.is_online(&name).await;
+            let online = self.is_online(&name).await.map_err(unavailable)?;
             out.push(json!({ "name": name, "online": online }));
         }
         Ok(out)

@@ -371,7 +371,7 @@ impl Chat {
         };
         let mut members = Vec::with_capacity(list.len());
         for (user, role) in list {
-            let online = self.is_online(&user).await;
+            let online = self.is_online(&user).await.map_err(unavailable)?;
             members.push(json!({ "name": user, "role": role, "online": online }));
         }
         Ok(json!({ "members": members }))

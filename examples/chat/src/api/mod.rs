@@ -98,6 +98,15 @@ impl Failure for rmq_core::NameError {}
 impl Failure for &str {}
 impl Failure for &String {}
 
+/// 503: the store cannot be read now (the cause was logged where it was seen).
+pub(crate) fn unavailable_now() -> ApiError {
+    ApiError::new(
+        503,
+        "unavailable",
+        "storage is unavailable; try again shortly",
+    )
+}
+
 /// A failure that is not the caller's: 503 when a service the call needs is
 /// unreachable (try again shortly), otherwise logged and a 500 without details.
 pub(crate) fn fail(what: &str, e: impl Failure) -> ApiError {
@@ -134,11 +143,7 @@ pub(crate) fn denied(e: aucheck::NotAuthorized, refusal: impl FnOnce() -> ApiErr
     match e.reason {
         aucheck::DenyReason::Unavailable(why) => {
             tracing::warn!(error = %why, "permissions unavailable");
-            ApiError::new(
-                503,
-                "unavailable",
-                "storage is unavailable; try again shortly",
-            )
+            unavailable_now()
         }
         _ => refusal(),
     }

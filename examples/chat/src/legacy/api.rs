@@ -24,7 +24,7 @@ use uuid::Uuid;
 use super::{apis, format_time, msgid_json, pushes, type_data};
 use crate::api::{auth, fail, unavailable};
 use crate::app::{Chat, role};
-use crate::session::{Acks, Login, PushFuture, Translate};
+use crate::session::{Acks, Later, Login, PushFuture, Translate};
 use crate::wire::{LOBBY, Message, Target};
 
 /// Content type of the barrier envelope a legacy login sends to its own
@@ -298,21 +298,28 @@ impl Legacy {
         numbers.insert(name.to_owned(), number);
     }
 
-    /// A user's number; 0 for a user that does not exist (any more).
+    /// A user's number; 0 for a user that does not exist (any more), or
+    /// when it cannot be read now.
     async fn number_of(&self, name: &str) -> u64 {
+        self.try_number_of(name).await.unwrap_or(0)
+    }
+
+    /// A user's number; 0 for a user that does not exist (any more);
+    /// [`Later`] when the store cannot be read.
+    async fn try_number_of(&self, name: &str) -> Result<u64, Later> {
         if let Some(n) = lock(&self.numbers).get(name) {
-            return *n;
+            return Ok(*n);
         }
         match self.chat.inner.auth.users().get(name).await {
             Ok(Some(user)) => {
                 let n = user.number().unwrap_or_default();
                 self.remember(name, n);
-                n
+                Ok(n)
             }
-            Ok(None) => 0,
+            Ok(None) => Ok(0),
             Err(e) => {
                 tracing::warn!(user = name, error = %e, "looking up a user's number");
-                0
+                Err(Later)
             }
         }
     }
@@ -347,16 +354,17 @@ impl Legacy {
         }
     }
 
-    /// A group's number (the lobby's is 0); `None` if it is gone.
-    async fn group_number(&self, name: &str) -> Option<u64> {
+    /// A group's number (the lobby's is 0); `None` if it is gone; [`Later`]
+    /// when the store cannot be read.
+    async fn group_number(&self, name: &str) -> Result<Option<u64>, Later> {
         if name == LOBBY {
-            return Some(0);
+            return Ok(Some(0));
         }
         match self.chat.inner.groups.get(name).await {
-            Ok(doc) => doc.map(|d| d.number),
+            Ok(doc) => Ok(doc.map(|d| d.number)),
             Err(e) => {
                 tracing::warn!(group = name, error = %e, "looking up a group's number");
-                None
+                Err(Later)
             }
         }
     }
@@ -508,8 +516,11 @@ impl Legacy {
             if name == LOBBY {
                 continue;
             }
-            let Some(number) = self.group_number(name).await else {
-                continue;
+            let Ok(number) = self.group_number(name).await else {
+                return Err(crate::api::unavailable_now());
+            };
+            let Some(number) = number else {
+                continue; // deleted meanwhile
             };
             let scope = crate::api::group::scope(name);
             let members = self
@@ -524,7 +535,9 @@ impl Legacy {
                 let user = msgid_json::User {
                     id: self.number_of(&member).await,
                     name: &member,
-                    state: msgid_json::state(self.chat.is_online(&member).await),
+                    state: msgid_json::state(
+                        self.chat.is_online(&member).await.map_err(unavailable)?,
+                    ),
                     role: Some(if member_role == role::OWNER {
                         "creator"
                     } else {
@@ -558,19 +571,21 @@ impl Legacy {
 
     /// The legacy object for a message delivered to `me`; `None` when it
     /// has no legacy shape.
-    async fn translate(&self, flavour: Flavour, m: Message, me: u64) -> Option<String> {
-        let from = self.number_of(&m.from).await;
-        match flavour {
+    async fn translate(
+        &self,
+        flavour: Flavour,
+        m: Message,
+        me: u64,
+    ) -> Result<Option<String>, Later> {
+        let from = self.try_number_of(&m.from).await?;
+        Ok(match flavour {
             Flavour::MsgidJson => {
                 let time = format_time(m.ts);
                 match (&m.to.user, &m.to.group) {
                     (Some(_), _) => Some(msgid_json::one_chat(from, &m.from, me, &m.text, &time)),
-                    (None, Some(group)) => {
-                        let number = self.group_number(group).await?;
-                        Some(msgid_json::group_chat(
-                            from, &m.from, number, &m.text, &time,
-                        ))
-                    }
+                    (None, Some(group)) => self.group_number(group).await?.map(|number| {
+                        msgid_json::group_chat(from, &m.from, number, &m.text, &time)
+                    }),
                     (None, None) => None,
                 }
             }
@@ -579,7 +594,7 @@ impl Legacy {
                     (Some(_), _) => "(private) ".to_owned(),
                     (None, Some(g)) if g == LOBBY => String::new(),
                     (None, Some(g)) => format!("({g}) "),
-                    (None, None) => return None,
+                    (None, None) => return Ok(None),
                 };
                 Some(type_data::sms(
                     &format!("{prefix}{}", m.text),
@@ -587,7 +602,7 @@ impl Legacy {
                     &m.from,
                 ))
             }
-        }
+        })
     }
 }
 
@@ -623,26 +638,28 @@ fn translator(legacy: Arc<Legacy>, flavour: Flavour, shared: Arc<Shared>) -> Tra
             if let Ok(nonce) = Uuid::from_slice(&env.body) {
                 shared.barrier.send_replace(Some(nonce));
             }
-            return Box::pin(std::future::ready(None));
+            return Box::pin(std::future::ready(Ok(None)));
         }
         // Group events have no legacy shape; a member's own group message is
         // not sent back to them.
         let message =
             Message::from_envelope(env).filter(|m| m.to.user.is_some() || m.from != me.name());
         let Some(message) = message else {
-            return Box::pin(std::future::ready(None));
+            return Box::pin(std::future::ready(Ok(None)));
         };
         let (legacy, shared, my_number) = (legacy.clone(), shared.clone(), me.0.number);
         Box::pin(async move {
-            let object = legacy.translate(flavour, message, my_number).await?;
+            let Some(object) = legacy.translate(flavour, message, my_number).await? else {
+                return Ok(None);
+            };
             let mut c = lock(&shared.collected);
             if c.on && c.bytes + object.len() <= MAX_COLLECTED {
                 c.bytes += object.len();
                 c.objects.push(object);
-                return None;
+                return Ok(None);
             }
             drop(c);
-            Some(Push::new(pushes::OBJECT, object))
+            Ok(Some(Push::new(pushes::OBJECT, object)))
         })
     }))
 }
