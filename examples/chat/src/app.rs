@@ -174,6 +174,9 @@ impl Chat {
         crate::cluster::beat(&chat)
             .await
             .map_err(|e| StartError::Other(format!("writing the node heartbeat: {e}")))?;
+        crate::cluster::forget_previous_run(&chat)
+            .await
+            .map_err(|e| StartError::Other(format!("clearing stale online entries: {e}")))?;
         crate::api::register(&chat);
         let c = &chat.inner.config;
         let http = chat.inner.homer.listen_http(c.http).await?;

@@ -116,6 +116,48 @@ pub(crate) async fn beat(chat: &Chat) -> nopi::Result<()> {
         .await
 }
 
+/// Remove the online entries this node left behind when it stopped without
+/// clearing them (killed, crashed, lost power), and announce those users
+/// offline. Called at start, before listening: no entry of this node can be
+/// a live connection yet. (Two live processes must never share a node id.)
+pub(crate) async fn forget_previous_run(chat: &Chat) -> nopi::Result<usize> {
+    let mut forgotten = 0;
+    for (key, value) in chat.inner.online.scan(nopi::Scan::all()).await? {
+        let Ok(entry) = serde_json::from_slice::<OnlineEntry>(&value) else {
+            continue;
+        };
+        if entry.node != chat.inner.node {
+            continue;
+        }
+        if chat
+            .inner
+            .online
+            .compare_and_swap(&key, Some(&value), None)
+            .await?
+            .is_err()
+        {
+            continue;
+        }
+        forgotten += 1;
+        let user = String::from_utf8(key).ok().and_then(|n| Chat::user_id(&n));
+        if let Some(user) = user {
+            let broker = chat.inner.broker.clone();
+            tokio::spawn(async move {
+                if let Err(e) = broker.publish_presence(&Presence::new(user, false)).await {
+                    tracing::warn!(error = %e, "announcing presence");
+                }
+            });
+        }
+    }
+    if forgotten > 0 {
+        tracing::info!(
+            users = forgotten,
+            "cleared online entries left by this node's previous run"
+        );
+    }
+    Ok(forgotten)
+}
+
 /// Beat and sweep forever.
 pub(crate) async fn run(chat: Chat) {
     let mut tick = tokio::time::interval(BEAT);

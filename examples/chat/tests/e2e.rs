@@ -375,6 +375,28 @@ async fn friends_presence_and_who_is_online() {
 }
 
 #[tokio::test]
+async fn users_of_a_killed_server_are_offline_after_its_restart() {
+    // The same node id across the restart, as with a fixed --http address.
+    let server = Server::start_with(&["--node-id", "solo"]).await;
+    let mut watcher = server.user(server.tcp().await, "watcher").await;
+    let bob = server.user(server.tcp().await, "bob").await;
+    assert_eq!(
+        watcher.ok("user.online", json!({})).await["users"],
+        json!(["bob", "watcher"])
+    );
+    // Give the store time to write bob's online entry to disk.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let server = server.crash_and_restart().await;
+    drop((bob, watcher));
+    let mut alice = server.user(server.tcp().await, "alice").await;
+    assert_eq!(
+        alice.ok("user.online", json!({})).await["users"],
+        json!(["alice"]),
+        "nobody is left online by the killed run"
+    );
+}
+
+#[tokio::test]
 async fn offline_messages_survive_a_restart() {
     let server = Server::start().await;
     let mut alice = server.user(server.ws().await, "alice").await;

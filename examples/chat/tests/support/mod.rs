@@ -81,6 +81,16 @@ impl Server {
         s
     }
 
+    /// Kill the server (SIGKILL: no shutdown at all) and start it again on
+    /// the same data and flags (on new ports).
+    pub(crate) async fn crash_and_restart(mut self) -> Server {
+        let _ = self.child.kill().await;
+        let dir = self._dir.take();
+        let mut s = Self::spawn(&self.data, &self.args).await;
+        s._dir = dir;
+        s
+    }
+
     /// Ask the server to shut down (SIGINT, like Ctrl-C) and wait for it.
     pub(crate) async fn stop(&mut self) {
         process::interrupt(&mut self.child).await;
