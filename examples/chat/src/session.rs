@@ -132,6 +132,18 @@ impl Chat {
             .subscribe(&user)
             .await
             .map_err(|e| fail("subscribe", e))?;
+        // Written before the login is installed: if the store is away the
+        // call fails with nothing half done (the subscription is dropped).
+        let entry = OnlineEntry {
+            node: self.inner.node.clone(),
+            since: presence.ts,
+        };
+        let bytes = serde_json::to_vec(&entry).map_err(|e| fail("online entry", e))?;
+        self.inner
+            .online
+            .insert(&name, bytes)
+            .await
+            .map_err(unavailable)?;
         let login = Login(Arc::new(LoginState {
             user,
             number,
@@ -151,16 +163,6 @@ impl Chat {
         ctx.subscribe(&user_topic(&name));
         lock(&self.inner.local).insert(name.clone(), ctx.conn_id());
 
-        let entry = OnlineEntry {
-            node: self.inner.node.clone(),
-            since: presence.ts,
-        };
-        let bytes = serde_json::to_vec(&entry).map_err(|e| fail("online entry", e))?;
-        self.inner
-            .online
-            .insert(&name, bytes)
-            .await
-            .map_err(unavailable)?;
         if let Err(e) = self.inner.broker.publish_presence(&presence).await {
             tracing::warn!(user = %name, error = %e, "announcing presence");
         }
