@@ -121,34 +121,7 @@ pub(crate) async fn beat(chat: &Chat) -> nopi::Result<()> {
 /// offline. Called at start, before listening: no entry of this node can be
 /// a live connection yet. (Two live processes must never share a node id.)
 pub(crate) async fn forget_previous_run(chat: &Chat) -> nopi::Result<usize> {
-    let mut forgotten = 0;
-    for (key, value) in chat.inner.online.scan(nopi::Scan::all()).await? {
-        let Ok(entry) = serde_json::from_slice::<OnlineEntry>(&value) else {
-            continue;
-        };
-        if entry.node != chat.inner.node {
-            continue;
-        }
-        if chat
-            .inner
-            .online
-            .compare_and_swap(&key, Some(&value), None)
-            .await?
-            .is_err()
-        {
-            continue;
-        }
-        forgotten += 1;
-        let user = String::from_utf8(key).ok().and_then(|n| Chat::user_id(&n));
-        if let Some(user) = user {
-            let broker = chat.inner.broker.clone();
-            tokio::spawn(async move {
-                if let Err(e) = broker.publish_presence(&Presence::new(user, false)).await {
-                    tracing::warn!(error = %e, "announcing presence");
-                }
-            });
-        }
-    }
+    let forgotten = clear_entries(chat, |entry| entry.node == chat.inner.node).await?;
     if forgotten > 0 {
         tracing::info!(
             users = forgotten,
@@ -156,6 +129,46 @@ pub(crate) async fn forget_previous_run(chat: &Chat) -> nopi::Result<usize> {
         );
     }
     Ok(forgotten)
+}
+
+/// Remove every online entry for which `gone` holds, each with a
+/// compare-and-swap (a newer login, or another node sweeping, wins), and
+/// announce those users offline. The announcements are not awaited: with
+/// RabbitMQ away each may wait up to the broker timeout, and the caller (the
+/// beat loop) must go on meanwhile.
+async fn clear_entries(chat: &Chat, gone: impl Fn(&OnlineEntry) -> bool) -> nopi::Result<usize> {
+    let mut cleared = 0;
+    for (key, value) in chat.inner.online.scan(nopi::Scan::all()).await? {
+        let Ok(entry) = serde_json::from_slice::<OnlineEntry>(&value) else {
+            continue;
+        };
+        if !gone(&entry) {
+            continue;
+        }
+        let Ok(name) = String::from_utf8(key) else {
+            continue;
+        };
+        if chat
+            .inner
+            .online
+            .compare_and_swap(&name, Some(&value), None)
+            .await?
+            .is_err()
+        {
+            continue;
+        }
+        cleared += 1;
+        tracing::info!(user = %name, node = %entry.node, "user offline: their node is gone");
+        if let Some(user) = Chat::user_id(&name) {
+            let broker = chat.inner.broker.clone();
+            tokio::spawn(async move {
+                if let Err(e) = broker.publish_presence(&Presence::new(user, false)).await {
+                    tracing::warn!(user = %name, error = %e, "announcing presence");
+                }
+            });
+        }
+    }
+    Ok(cleared)
 }
 
 /// Beat and sweep forever.
@@ -201,38 +214,7 @@ async fn sweep(chat: &Chat) -> nopi::Result<()> {
     if judging_withheld(chat, now) {
         return Ok(());
     }
-    let entries = chat.inner.online.scan(nopi::Scan::all()).await?;
-    for (key, value) in entries {
-        let Ok(entry) = serde_json::from_slice::<OnlineEntry>(&value) else {
-            continue;
-        };
-        if alive(chat, &entry.node, &beats, now) {
-            continue;
-        }
-        let Ok(name) = String::from_utf8(key) else {
-            continue;
-        };
-        if chat
-            .inner
-            .online
-            .compare_and_swap(&name, Some(&value), None)
-            .await?
-            .is_err()
-        {
-            continue; // a newer login, or another sweeper, got there first
-        }
-        tracing::info!(user = %name, node = %entry.node, "node is gone; user offline");
-        if let Some(user) = Chat::user_id(&name) {
-            // Not awaited here: with RabbitMQ away each publish may wait up
-            // to the broker timeout, and the beats must go on meanwhile.
-            let broker = chat.inner.broker.clone();
-            tokio::spawn(async move {
-                if let Err(e) = broker.publish_presence(&Presence::new(user, false)).await {
-                    tracing::warn!(user = %name, error = %e, "announcing presence");
-                }
-            });
-        }
-    }
+    clear_entries(chat, |entry| !alive(chat, &entry.node, &beats, now)).await?;
     for (node, b) in beats {
         if node != chat.inner.node && now.saturating_sub(b) > FORGET.as_millis() as u64 {
             let old = b.to_string();
