@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use rmq_core::Broker;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -97,6 +98,7 @@ struct Cluster {
     msgid_json: SocketAddr,
     type_data: SocketAddr,
     postgres: nopi::testing::FaultProxy,
+    namespace: String,
     _store: nopi::testing::TempStore,
 }
 
@@ -209,6 +211,7 @@ impl Cluster {
             msgid_json,
             type_data,
             postgres,
+            namespace: ns,
             _store: store,
         }
     }
@@ -220,6 +223,54 @@ struct Inbox {
     got: HashSet<String>,
     unacked: Vec<String>,
     presence: Vec<Value>,
+}
+
+impl Cluster {
+    /// Delete what this run left in RabbitMQ — its inbox queues, its rooms'
+    /// exchanges and history streams, its shared exchanges — so repeated
+    /// runs do not pile up durable queues. Best effort: it never fails a
+    /// test (a failed test skips it; the namespace is unique anyway).
+    async fn clean_up(self) {
+        let ns = self.namespace.clone();
+        drop(self);
+        let out = Command::new("rabbitmqctl")
+            .args(["list_queues", "name", "--no-table-headers", "-q"])
+            .output()
+            .await;
+        let Ok(out) = out else { return };
+        let names = String::from_utf8_lossy(&out.stdout).into_owned();
+        let broker = match rmq_core::AmqpBroker::builder(amqp_url())
+            .namespace(ns.clone())
+            .connect()
+            .await
+        {
+            Ok(b) => b,
+            Err(e) => return eprintln!("cleaning up RabbitMQ namespace {ns}: {e}"),
+        };
+        let (inbox, history) = (format!("{ns}.inbox."), format!("{ns}.history."));
+        for name in names.lines().map(str::trim) {
+            let done = if let Some(user) = name.strip_prefix(&inbox) {
+                match rmq_core::UserId::new(user) {
+                    Ok(u) => broker.delete_inbox(&u).await,
+                    Err(_) => continue,
+                }
+            } else if let Some(room) = name.strip_prefix(&history) {
+                match rmq_core::RoomId::new(room) {
+                    Ok(r) => broker.delete_room(&r).await,
+                    Err(_) => continue,
+                }
+            } else {
+                continue;
+            };
+            if let Err(e) = done {
+                eprintln!("cleaning up {name}: {e}");
+            }
+        }
+        if let Err(e) = broker.delete_namespace().await {
+            eprintln!("cleaning up RabbitMQ namespace {ns}: {e}");
+        }
+        broker.close().await;
+    }
 }
 
 /// A native-protocol client over TCP whose reader runs in the background.
@@ -727,6 +778,7 @@ async fn three_nodes_behind_nginx_survive_a_sigkill() {
         "some clients were on node3 and reconnected"
     );
     assert_delivered(&mut f.users, &f.sent).await;
+    c.clean_up().await;
 }
 
 /// Starts RabbitMQ again when dropped, whatever happened.
@@ -774,6 +826,7 @@ async fn a_rabbitmq_restart_loses_nothing_and_keeps_connections() {
         "sends during an outage longer than --broker-timeout-ms are answered 503, not held"
     );
     assert_delivered(&mut f.users, &f.sent).await;
+    c.clean_up().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -828,6 +881,7 @@ async fn a_postgresql_outage_answers_503_and_recovers_by_itself() {
         "a store outage made a live user look offline: {offline:?}"
     );
     drop(zed);
+    c.clean_up().await;
 }
 
 /// A native user on `addr` (registered if new, with `number` if given), logged in.
@@ -912,6 +966,7 @@ async fn offline_delivery_history_idempotency_and_redelivery_across_nodes() {
         .await;
     carol.message("h4").await;
     bob.no_push("message", Duration::from_millis(300)).await;
+    c.clean_up().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1002,4 +1057,5 @@ async fn legacy_clients_through_nginx_and_the_newer_login_on_another_node() {
     )
     .await;
     mia2.chat(6, "to the newer mia").await;
+    c.clean_up().await;
 }
