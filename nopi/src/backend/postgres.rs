@@ -85,8 +85,10 @@ impl std::fmt::Debug for PostgresBackend {
 /// statement failed.
 fn is_lost(e: &tokio_postgres::Error) -> bool {
     match e.code() {
-        // Class 08: connection exception; 57P0x: the server is shutting down.
-        Some(c) => c.code().starts_with("08") || c.code().starts_with("57P0"),
+        // Class 08: connection exception; 57P0x: the server is shutting
+        // down; class 53: insufficient resources (too many connections,
+        // disk full, out of memory) — all worth retrying later.
+        Some(c) => ["08", "57P0", "53"].iter().any(|p| c.code().starts_with(p)),
         // No SQL state: the connection closed, or an I/O error on its socket
         // (not, say, a value that does not convert).
         None => {
