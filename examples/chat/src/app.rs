@@ -75,7 +75,8 @@ pub(crate) struct Inner {
     /// Every node's last heartbeat (see `cluster`).
     pub(crate) nodes: Tree,
     /// Since when (ms) this node has been writing its heartbeat without a
-    /// gap; it judges other nodes only after [`crate::cluster::STALE`] of it.
+    /// failure (`u64::MAX` while it fails); it judges other nodes only after
+    /// [`crate::cluster::STALE`] of it.
     pub(crate) healthy_since: std::sync::atomic::AtomicU64,
     pub(crate) meta: Tree,
     pub(crate) homer: Homer,

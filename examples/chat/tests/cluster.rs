@@ -102,6 +102,13 @@ struct Cluster {
     _store: nopi::testing::TempStore,
 }
 
+/// Whether a `user.online` reply lists `name`.
+fn lists(online: &Value, name: &str) -> bool {
+    online["users"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|u| u == name))
+}
+
 /// Where `host:port` is in a URL like `scheme://user:pass@host:port/path`.
 fn authority(url: &str) -> std::ops::Range<usize> {
     let start = url
@@ -716,12 +723,7 @@ async fn three_nodes_behind_nginx_survive_a_sigkill() {
     let users = users(&c, "k").await;
     let online = watch.ok("user.online", json!({})).await;
     for n in ["zed", "k0", "k3", "k5", "watch"] {
-        assert!(
-            online["users"]
-                .as_array()
-                .is_some_and(|a| a.iter().any(|u| u == n)),
-            "{n} not in {online}"
-        );
+        assert!(lists(&online, n), "{n} not in {online}");
     }
 
     let traffic = Traffic::start(users, c.tcp);
@@ -736,10 +738,7 @@ async fn three_nodes_behind_nginx_survive_a_sigkill() {
     let mut gone = None;
     while gone.is_none() {
         let online = watch.ok("user.online", json!({})).await;
-        if !online["users"]
-            .as_array()
-            .is_some_and(|a| a.iter().any(|u| u == "zed"))
-        {
+        if !lists(&online, "zed") {
             gone = Some(killed.elapsed());
         } else {
             assert!(
@@ -865,9 +864,7 @@ async fn a_postgresql_outage_answers_503_and_recovers_by_itself() {
     // Nobody was taken for dead: pgzed stayed online throughout.
     let online = watch.ok("user.online", json!({})).await;
     assert!(
-        online["users"]
-            .as_array()
-            .is_some_and(|a| a.iter().any(|u| u == "pgzed")),
+        lists(&online, "pgzed"),
         "pgzed online after the outage: {online}"
     );
     let offline: Vec<Value> = lock(&watch.inbox)
@@ -1042,9 +1039,7 @@ async fn legacy_clients_through_nginx_and_the_newer_login_on_another_node() {
     ann2.message("to the newer ann").await;
     let online = cid.ok("user.online", json!({})).await;
     assert!(
-        online["users"]
-            .as_array()
-            .is_some_and(|a| a.iter().any(|u| u == "ann")),
+        lists(&online, "ann"),
         "ann is still online, on node 2: {online}"
     );
     // A legacy login on another node replaces a native one the same way.

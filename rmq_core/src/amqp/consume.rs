@@ -33,10 +33,7 @@ struct AmqpSettle {
 }
 
 impl AmqpSettle {
-    async fn settle(
-        self: Box<Self>,
-        send: impl Future<Output = lapin::Result<bool>>,
-    ) -> Result<()> {
+    async fn settle(&self, send: impl Future<Output = lapin::Result<bool>>) -> Result<()> {
         match tokio::time::timeout(self.timeout, send).await {
             Ok(Ok(true)) => Ok(()),
             _ => Err(Error::DeliveryGone { id: self.id }),
@@ -47,8 +44,8 @@ impl AmqpSettle {
 #[async_trait]
 impl Settle for AmqpSettle {
     async fn ack(self: Box<Self>) -> Result<()> {
-        let acker = self.acker.clone();
-        self.settle(acker.ack(BasicAckOptions::default())).await
+        self.settle(self.acker.ack(BasicAckOptions::default()))
+            .await
     }
 
     async fn nack(self: Box<Self>, requeue: bool) -> Result<()> {
@@ -56,8 +53,7 @@ impl Settle for AmqpSettle {
             requeue,
             multiple: false,
         };
-        let acker = self.acker.clone();
-        self.settle(acker.nack(options)).await
+        self.settle(self.acker.nack(options)).await
     }
 }
 

@@ -98,12 +98,13 @@ impl Failure for rmq_core::NameError {}
 impl Failure for &str {}
 impl Failure for &String {}
 
-/// 503: the store cannot be read now (the cause was logged where it was seen).
-pub(crate) fn unavailable_now() -> ApiError {
+/// 503: `service` (`"storage"`, `"messaging"`) cannot be reached now (the
+/// cause is logged where it was seen).
+pub(crate) fn down(service: &str) -> ApiError {
     ApiError::new(
         503,
         "unavailable",
-        "storage is unavailable; try again shortly",
+        format!("{service} is unavailable; try again shortly"),
     )
 }
 
@@ -113,11 +114,7 @@ pub(crate) fn fail(what: &str, e: impl Failure) -> ApiError {
     match e.unreachable() {
         Some(service) => {
             tracing::warn!(error = %e, "{what}: {service} unavailable");
-            ApiError::new(
-                503,
-                "unavailable",
-                format!("{service} is unavailable; try again shortly"),
-            )
+            down(service)
         }
         None => {
             tracing::error!(error = %e, "{what}");
@@ -143,7 +140,7 @@ pub(crate) fn denied(e: aucheck::NotAuthorized, refusal: impl FnOnce() -> ApiErr
     match e.reason {
         aucheck::DenyReason::Unavailable(why) => {
             tracing::warn!(error = %why, "permissions unavailable");
-            unavailable_now()
+            down("storage")
         }
         _ => refusal(),
     }

@@ -517,7 +517,7 @@ impl Legacy {
                 continue;
             }
             let Ok(number) = self.group_number(name).await else {
-                return Err(crate::api::unavailable_now());
+                return Err(crate::api::down("storage"));
             };
             let Some(number) = number else {
                 continue; // deleted meanwhile
@@ -570,7 +570,7 @@ impl Legacy {
     }
 
     /// The legacy object for a message delivered to `me`; `None` when it
-    /// has no legacy shape.
+    /// has no legacy shape; [`Later`] when the store cannot be read now.
     async fn translate(
         &self,
         flavour: Flavour,
