@@ -60,6 +60,7 @@
 pub mod backend;
 mod batch;
 mod collection;
+mod commit;
 mod error;
 mod scan;
 mod store;
@@ -69,6 +70,7 @@ mod tree;
 
 pub use batch::{Batch, Op};
 pub use collection::{Collection, CollectionBuilder};
+pub use commit::GroupCommit;
 pub use error::{CasConflict, DisplayKey, Error, Result};
 pub use scan::Scan;
 pub use store::{Limits, MAX_TREE_NAME, Store, StoreBuilder};

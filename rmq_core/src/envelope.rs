@@ -363,12 +363,12 @@ impl EnvelopeBuilder {
 }
 
 /// Serde helper: bytes as standard base64 with padding.
-mod b64 {
+pub(crate) mod b64 {
     use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
 
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-    pub(super) fn encode(bytes: &[u8]) -> String {
+    pub(crate) fn encode(bytes: &[u8]) -> String {
         let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
         for chunk in bytes.chunks(3) {
             let b = [
@@ -388,7 +388,7 @@ mod b64 {
         out
     }
 
-    pub(super) fn decode(text: &str) -> Result<Vec<u8>, &'static str> {
+    pub(crate) fn decode(text: &str) -> Result<Vec<u8>, &'static str> {
         let bytes = text.as_bytes();
         if !bytes.len().is_multiple_of(4) {
             return Err("base64 length is not a multiple of 4");
@@ -422,11 +422,11 @@ mod b64 {
         Ok(out)
     }
 
-    pub(super) fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&encode(bytes))
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
         decode(&text).map_err(D::Error::custom)
     }

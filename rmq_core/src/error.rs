@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crate::{RoomId, UserId};
+use crate::{ConversationId, RoomId, UserId};
 
 /// A convenience alias for results of rmq_core operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -48,6 +48,14 @@ pub enum NameError {
         name: String,
         /// The first offending character.
         ch: char,
+    },
+    /// The text is not a conversation id (`r:<room>` or `d:<a>:<b>` with `a <= b`).
+    #[error(
+        "{text:?} is not a conversation id; expected r:<room> or d:<user>:<user> in sorted order"
+    )]
+    BadConversation {
+        /// The refused text (truncated to 140 characters).
+        text: String,
     },
 }
 
@@ -190,6 +198,102 @@ pub enum Error {
         #[source]
         source: lapin::Error,
     },
+    /// A builder setting was refused.
+    #[error("invalid setting {setting}: {reason}")]
+    InvalidConfig {
+        /// The setting.
+        setting: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// The conversation has never been created.
+    #[error("conversation {0} does not exist")]
+    UnknownConversation(ConversationId),
+    /// The user is not a member of the conversation.
+    #[error("user {user} is not a member of conversation {conversation}")]
+    NotMember {
+        /// The user.
+        user: UserId,
+        /// The conversation.
+        conversation: ConversationId,
+    },
+    /// A position past the newest entry of a conversation.
+    #[error("seq {seq} is beyond the head {head} of conversation {conversation}")]
+    BeyondHead {
+        /// The conversation.
+        conversation: ConversationId,
+        /// The position asked for.
+        seq: u64,
+        /// The newest entry's seq.
+        head: u64,
+    },
+    /// Entries after `after` were trimmed by retention: the oldest one kept is
+    /// `first`. Read from `first - 1` to go on; the entries between are gone.
+    #[error(
+        "conversation {conversation} was trimmed: entries after {after} up to {first} are gone; the oldest kept is {first}"
+    )]
+    Trimmed {
+        /// The conversation.
+        conversation: ConversationId,
+        /// The position the reader asked to read after.
+        after: u64,
+        /// The oldest entry kept.
+        first: u64,
+    },
+    /// An edit, delete or reaction names an entry that is not a message of the
+    /// conversation (never written, trimmed, or itself an event).
+    #[error("conversation {conversation} has no message at seq {seq}")]
+    NoSuchMessage {
+        /// The conversation.
+        conversation: ConversationId,
+        /// The seq named.
+        seq: u64,
+    },
+    /// Only a message's sender may edit it.
+    #[error("user {user} may not edit message {seq} of {conversation}: it was sent by {sender}")]
+    NotSender {
+        /// The conversation.
+        conversation: ConversationId,
+        /// The message.
+        seq: u64,
+        /// Who tried.
+        user: UserId,
+        /// Who sent it.
+        sender: UserId,
+    },
+    /// The message was deleted; it can no longer be edited or reacted to.
+    #[error("message {seq} of {conversation} was deleted")]
+    MessageDeleted {
+        /// The conversation.
+        conversation: ConversationId,
+        /// The message.
+        seq: u64,
+    },
+    /// A reaction that is empty, too long or contains control characters, or
+    /// one more distinct reaction than a message may carry.
+    #[error("invalid reaction: {reason}")]
+    InvalidReaction {
+        /// What is wrong.
+        reason: String,
+    },
+    /// Appends to one conversation from several nodes kept colliding.
+    #[error("conversation {0} is contended: the append was retried too often; try again")]
+    Contended(ConversationId),
+    /// Stored bytes could not be parsed (a store written by a newer build, or
+    /// damaged). Nothing was changed.
+    #[error("corrupt {what} in conversation {conversation}: {reason}")]
+    Corrupt {
+        /// The conversation.
+        conversation: ConversationId,
+        /// Which record (`head`, `entry 12`, ...).
+        what: String,
+        /// What the decoder said.
+        reason: String,
+    },
+    /// The flush that makes a conversation write durable failed; the write
+    /// may be lost at a crash.
+    #[error("durability flush failed: {0}")]
+    Flush(std::sync::Arc<nopi::Error>),
     /// The embedded broker's storage failed.
     #[error("storage failed: {0}")]
     Storage(#[from] nopi::Error),

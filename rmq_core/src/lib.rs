@@ -117,6 +117,7 @@
 
 pub mod amqp;
 mod broker;
+pub mod conversation;
 mod delivery;
 pub mod envelope;
 mod error;
@@ -126,8 +127,9 @@ mod name;
 
 pub use amqp::{AmqpBroker, AmqpBrokerBuilder, QueueType};
 pub use broker::{Broker, HistoryQuery, Presence, PresenceEvent};
+pub use conversation::{ConversationId, Conversations};
 pub use delivery::{Acker, Delivery, PresenceStream, Settle, Subscription};
 pub use envelope::{Envelope, EnvelopeBuilder, To};
 pub use error::{DecodeError, Error, NameError, Result};
 pub use local::{LocalBroker, LocalBrokerBuilder};
-pub use name::{MAX_ID_LEN, MAX_NAMESPACE_LEN, RoomId, UserId};
+pub use name::{DeviceId, MAX_ID_LEN, MAX_NAMESPACE_LEN, RoomId, UserId};

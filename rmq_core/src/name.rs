@@ -141,6 +141,21 @@ id_type!(
     "room id"
 );
 
+id_type!(
+    /// A device id: one of a user's clients (a phone, a browser profile), with
+    /// its own cursors in each conversation.
+    ///
+    /// Same rules as [`UserId`]: 1 to 64 bytes of `[A-Za-z0-9_.-]`.
+    ///
+    /// ```
+    /// use rmq_core::DeviceId;
+    /// assert!(DeviceId::new("phone-1").is_ok());
+    /// assert!(DeviceId::new("a/b").is_err());
+    /// ```
+    DeviceId,
+    "device id"
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,6 +163,7 @@ mod tests {
     fn check(name: &str, ok: bool) {
         assert_eq!(UserId::new(name).is_ok(), ok, "user {name:?}");
         assert_eq!(RoomId::new(name).is_ok(), ok, "room {name:?}");
+        assert_eq!(DeviceId::new(name).is_ok(), ok, "device {name:?}");
     }
 
     #[test]

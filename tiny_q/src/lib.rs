@@ -130,7 +130,6 @@
 //! | `sled` | yes | `sled:<dir>` stores (the embedded, crash-safe one) |
 //! | `postgres` | no | `postgres://` stores |
 
-mod commit;
 mod error;
 mod frame;
 mod keys;

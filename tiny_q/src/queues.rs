@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use nopi::{Batch, Scan, Store, Tree};
 
-use crate::commit::GroupCommit;
 use crate::options::StoredMeta;
 use crate::queue::{SCAN_ENTRIES, Shared, next_scan_limit};
 use crate::{Error, Queue, QueueOptions, Result, frame, keys};
+use nopi::GroupCommit;
 
 /// Longest queue name, in bytes.
 pub const MAX_QUEUE_NAME: usize = 200;

@@ -4,7 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use futures_util::{FutureExt, StreamExt};
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, BasicRejectOptions,
 };
@@ -261,12 +262,18 @@ async fn inbox_task(
     }
 }
 
-async fn start_presence_consumer(
+/// Declares the queue of an ephemeral consumer on a fresh channel (and binds
+/// it); returns the queue's name. Runs again after every reconnection.
+pub(crate) type Declare =
+    Arc<dyn Fn(Channel) -> BoxFuture<'static, lapin::Result<String>> + Send + Sync>;
+
+async fn start_ephemeral_consumer(
     shared: &Shared,
     link: &Link,
+    declare: &Declare,
 ) -> lapin::Result<(Channel, Consumer)> {
     let ch = link.conn.create_channel().await?;
-    let queue = topology::declare_presence_queue(&ch, &shared.names, &shared.cfg).await?;
+    let queue = declare(ch.clone()).await?;
     ch.basic_qos(shared.cfg.prefetch, BasicQosOptions::default())
         .await?;
     let consumer = ch
@@ -280,31 +287,26 @@ async fn start_presence_consumer(
     Ok((ch, consumer))
 }
 
-async fn presence_retrying(
+async fn ephemeral_retrying(
     shared: &Shared,
     mut min_generation: u64,
     deadline: Option<Instant>,
+    op: &'static str,
+    declare: &Declare,
 ) -> Result<(Arc<Link>, Channel, Consumer)> {
     let mut pause = shared.cfg.reconnect_min;
     loop {
-        let link = shared
-            .wait_link(min_generation, deadline, "subscribe_presence")
-            .await?;
-        match start_presence_consumer(shared, &link).await {
+        let link = shared.wait_link(min_generation, deadline, op).await?;
+        match start_ephemeral_consumer(shared, &link, declare).await {
             Ok((ch, consumer)) => return Ok((link, ch, consumer)),
             Err(e) => match shared.classify(&link, e) {
                 Failure::Connection => min_generation = link.generation + 1,
-                Failure::Refused(e) => {
-                    return Err(Error::Amqp {
-                        op: "presence consume",
-                        source: e,
-                    });
-                }
+                Failure::Refused(e) => return Err(Error::Amqp { op, source: e }),
             },
         }
         if deadline.is_some_and(|d| Instant::now() + pause > d) {
             return Err(Error::Timeout {
-                op: "subscribe_presence",
+                op,
                 after: shared.cfg.op_timeout,
             });
         }
@@ -313,64 +315,94 @@ async fn presence_retrying(
     }
 }
 
+/// A consumer of a server-named, exclusive queue that is declared anew on
+/// every link (presence, live fan-out): it forwards each message as `map`
+/// makes it, and after a reconnection sends `lagged`, because what was
+/// published while no queue was bound is lost.
+pub(crate) async fn subscribe_ephemeral<T: Clone + Send + 'static>(
+    shared: Arc<Shared>,
+    life: Arc<Lifeline>,
+    op: &'static str,
+    declare: Declare,
+    map: fn(&[u8]) -> Option<T>,
+    lagged: T,
+) -> Result<mpsc::Receiver<T>> {
+    let deadline = Instant::now() + shared.cfg.op_timeout;
+    let first = ephemeral_retrying(&shared, 0, Some(deadline), op, &declare).await?;
+    let (tx, rx) = mpsc::channel(usize::from(shared.cfg.prefetch).max(1));
+    tokio::spawn(async move {
+        let _life = life;
+        let (mut link, mut ch, mut consumer) = first;
+        loop {
+            loop {
+                let next = tokio::select! {
+                    _ = tx.closed() => {
+                        let _ = ch.close(200, "done".into()).await;
+                        return;
+                    }
+                    next = consumer.next() => next,
+                };
+                let Some(Ok(d)) = next else { break };
+                match map(&d.data) {
+                    Some(item) => {
+                        if tx.send(item).await.is_err() {
+                            return;
+                        }
+                    }
+                    None => tracing::warn!(op, "malformed message dropped"),
+                }
+                let _ = d.acker.ack(BasicAckOptions::default()).await;
+            }
+            drop(consumer);
+            let min_generation = if link.conn.status().connected() {
+                link.generation
+            } else {
+                shared.report_failure(link.generation);
+                link.generation + 1
+            };
+            let resumed = tokio::select! {
+                _ = tx.closed() => return,
+                r = ephemeral_retrying(&shared, min_generation, None, op, &declare) => r,
+            };
+            match resumed {
+                Ok(r) => (link, ch, consumer) = r,
+                Err(_) => return,
+            }
+            // Say so only now that the new queue is bound: a reader that
+            // re-reads its state on `lagged` then misses nothing after it.
+            if tx.send(lagged.clone()).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(rx)
+}
+
 pub(crate) async fn subscribe_presence(
     shared: Arc<Shared>,
     life: Arc<Lifeline>,
 ) -> Result<PresenceStream> {
-    let deadline = Instant::now() + shared.cfg.op_timeout;
-    let first = presence_retrying(&shared, 0, Some(deadline)).await?;
-    let (tx, rx) = mpsc::channel(usize::from(shared.cfg.prefetch).max(1));
-    tokio::spawn(presence_task(shared, life, tx, first));
+    let declare: Declare = {
+        let shared = shared.clone();
+        Arc::new(move |ch| {
+            let shared = shared.clone();
+            async move { topology::declare_presence_queue(&ch, &shared.names, &shared.cfg).await }
+                .boxed()
+        })
+    };
+    let map = |data: &[u8]| {
+        serde_json::from_slice::<Presence>(data)
+            .ok()
+            .map(PresenceEvent::Changed)
+    };
+    let rx = subscribe_ephemeral(
+        shared,
+        life,
+        "subscribe_presence",
+        declare,
+        map,
+        PresenceEvent::Lagged,
+    )
+    .await?;
     Ok(PresenceStream::new(receiver_stream(rx, None)))
-}
-
-async fn presence_task(
-    shared: Arc<Shared>,
-    _life: Arc<Lifeline>,
-    tx: mpsc::Sender<PresenceEvent>,
-    first: (Arc<Link>, Channel, Consumer),
-) {
-    let (mut link, mut ch, mut consumer) = first;
-    loop {
-        loop {
-            let next = tokio::select! {
-                _ = tx.closed() => {
-                    let _ = ch.close(200, "done".into()).await;
-                    return;
-                }
-                next = consumer.next() => next,
-            };
-            let Some(Ok(d)) = next else { break };
-            match serde_json::from_slice::<Presence>(&d.data) {
-                Ok(p) => {
-                    if tx.send(PresenceEvent::Changed(p)).await.is_err() {
-                        return;
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "malformed presence message dropped"),
-            }
-            let _ = d.acker.ack(BasicAckOptions::default()).await;
-        }
-        drop(consumer);
-        let min_generation = if link.conn.status().connected() {
-            link.generation
-        } else {
-            shared.report_failure(link.generation);
-            link.generation + 1
-        };
-        let resumed = tokio::select! {
-            _ = tx.closed() => return,
-            r = presence_retrying(&shared, min_generation, None) => r,
-        };
-        match resumed {
-            Ok(r) => (link, ch, consumer) = r,
-            Err(_) => return,
-        }
-        // Events published while no queue was bound are lost. Say so only
-        // now that the new queue is bound: a reader that re-reads its state
-        // on `Lagged` then misses nothing after the re-read.
-        if tx.send(PresenceEvent::Lagged).await.is_err() {
-            return;
-        }
-    }
 }

@@ -14,6 +14,7 @@
 //! | `<ns>.all` | fanout exchange | messages to everyone |
 //! | `<ns>.inbox.<user>` | durable queue (classic or quorum) | one per user, bound to `<ns>.direct` and `<ns>.all` |
 //! | `<ns>.presence` | fanout exchange | presence; each subscriber gets an exclusive bounded queue |
+//! | `<ns>.live` | direct exchange | live entries of [conversations](crate::conversation), routing key = conversation; each node binds its exclusive bounded queue to the conversations its readers watch |
 //! | `<ns>.dead` | fanout exchange + bounded queue | dead letters (malformed messages, overflowing inboxes) |
 //!
 //! Messages are persistent (delivery mode 2) and published with publisher
@@ -24,6 +25,7 @@
 mod consume;
 mod history;
 mod link;
+mod live;
 mod topology;
 
 use std::fmt;
@@ -351,6 +353,7 @@ impl AmqpBroker {
                         names.all(),
                         names.rooms(),
                         names.presence(),
+                        names.live(),
                         names.dead(),
                     ] {
                         ch.exchange_delete(ex.into(), ExchangeDeleteOptions::default())

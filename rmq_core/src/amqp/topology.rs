@@ -12,6 +12,7 @@
 //!                                                              (durable, classic or quorum;
 //!                                                               dead letters ─▶ <ns>.dead)
 //!  <ns>.presence (fanout) ──▶ one exclusive, bounded queue per presence subscriber
+//!  <ns>.live (direct) ──<conversation>──▶ one exclusive, bounded queue per node (live entries)
 //! ```
 //!
 //! Room messages enter through the `<ns>.rooms` direct exchange, bound to each
@@ -53,6 +54,9 @@ impl Names {
     pub(crate) fn presence(&self) -> String {
         format!("{}.presence", self.ns)
     }
+    pub(crate) fn live(&self) -> String {
+        format!("{}.live", self.ns)
+    }
     pub(crate) fn dead(&self) -> String {
         format!("{}.dead", self.ns)
     }
@@ -92,6 +96,7 @@ pub(crate) async fn declare_shared(
         (names.all(), ExchangeKind::Fanout),
         (names.rooms(), ExchangeKind::Direct),
         (names.presence(), ExchangeKind::Fanout),
+        (names.live(), ExchangeKind::Direct),
         (names.dead(), ExchangeKind::Fanout),
     ] {
         ch.exchange_declare(name.into(), kind, durable_exchange(), FieldTable::default())

@@ -19,9 +19,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
 
-/// Flushes something on behalf of many writers.
+/// Flushes something on behalf of many writers: each caller of
+/// [`sync`](GroupCommit::sync) returns once a flush that started after its
+/// call has ended.
 #[derive(Debug, Default)]
-pub(crate) struct GroupCommit {
+pub struct GroupCommit {
     state: Mutex<Generations>,
     finished: Notify,
 }
@@ -35,7 +37,7 @@ struct Generations {
     /// The latest flush that succeeded.
     succeeded: u64,
     /// The latest failure, with its generation.
-    failed: Option<(u64, Arc<nopi::Error>)>,
+    failed: Option<(u64, Arc<crate::Error>)>,
     /// A flush is running.
     flushing: bool,
 }
@@ -48,17 +50,16 @@ impl GroupCommit {
     }
 
     /// Flushes started so far.
-    #[cfg(test)]
-    pub(crate) fn flushes(&self) -> u64 {
+    pub fn flushes(&self) -> u64 {
         self.lock().started
     }
 
     /// Return once a flush that started after this call has ended, running
     /// it (`flush`) if no other caller is; its error if it failed.
-    pub(crate) async fn sync<F, Fut>(&self, flush: F) -> Result<(), Arc<nopi::Error>>
+    pub async fn sync<F, Fut>(&self, flush: F) -> Result<(), Arc<crate::Error>>
     where
         F: Fn() -> Fut,
-        Fut: Future<Output = nopi::Result<()>>,
+        Fut: Future<Output = crate::Result<()>>,
     {
         let target = self.lock().started + 1;
         loop {
@@ -109,7 +110,7 @@ struct Leader<'a> {
 }
 
 impl Leader<'_> {
-    fn finish(mut self, outcome: Result<(), Arc<nopi::Error>>) {
+    fn finish(mut self, outcome: Result<(), Arc<crate::Error>>) {
         {
             let mut g = self.commit.lock();
             g.flushing = false;
@@ -186,8 +187,8 @@ mod tests {
                     .sync(|| async {
                         tokio::time::sleep(Duration::from_millis(5)).await;
                         if fail.load(Ordering::SeqCst) {
-                            Err(nopi::Error::Conflict {
-                                key: nopi::DisplayKey(b"disk".to_vec()),
+                            Err(crate::Error::Conflict {
+                                key: crate::DisplayKey(b"disk".to_vec()),
                             })
                         } else {
                             Ok(())

@@ -1,0 +1,690 @@
+//! The conversation-log conformance suite, run unchanged on both shapes, each
+//! with two nodes sharing one store and one fan-out:
+//!
+//! - `local`: a sled store and an [`InProcessFanout`];
+//! - `amqp`: the real PostgreSQL (a fresh schema) and the real RabbitMQ
+//!   (two `AmqpBroker` connections in a fresh namespace).
+#![allow(missing_docs)]
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nopi::testing::TempStore;
+use rmq_core::conversation::{
+    Conversations, Event, FeedItem, InProcessFanout, ListQuery, LogQuery, Retention,
+};
+use rmq_core::{AmqpBroker, ConversationId, DeviceId, Envelope, Error, RoomId, To, UserId};
+use support::{ARRIVE, SILENCE, amqp_broker_in, unique_namespace};
+
+/// Two nodes on one store and one fan-out.
+struct Nodes {
+    a: Conversations,
+    b: Conversations,
+    amqp: Vec<AmqpBroker>,
+    _store: TempStore,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Shape {
+    Local,
+    Amqp,
+}
+
+impl Nodes {
+    async fn new(shape: Shape) -> Nodes {
+        match shape {
+            Shape::Local => {
+                let temp = TempStore::sled().unwrap();
+                let store = temp.open().await.unwrap();
+                let fanout = InProcessFanout::new();
+                let node = || {
+                    Conversations::builder(&store)
+                        .fanout(Arc::new(fanout.clone()))
+                        .build()
+                };
+                let (a, b) = (node().await.unwrap(), node().await.unwrap());
+                Nodes {
+                    a,
+                    b,
+                    amqp: Vec::new(),
+                    _store: temp,
+                }
+            }
+            Shape::Amqp => {
+                let temp = TempStore::postgres();
+                let ns = unique_namespace();
+                let (ba, bb) = (amqp_broker_in(&ns).await, amqp_broker_in(&ns).await);
+                let a = Conversations::builder(&temp.open().await.unwrap())
+                    .fanout(Arc::new(ba.clone()))
+                    .build()
+                    .await
+                    .unwrap();
+                let b = Conversations::builder(&temp.open().await.unwrap())
+                    .fanout(Arc::new(bb.clone()))
+                    .build()
+                    .await
+                    .unwrap();
+                Nodes {
+                    a,
+                    b,
+                    amqp: vec![ba, bb],
+                    _store: temp,
+                }
+            }
+        }
+    }
+}
+
+fn user(name: &str) -> UserId {
+    UserId::new(name).unwrap()
+}
+
+fn device(name: &str) -> DeviceId {
+    DeviceId::new(name).unwrap()
+}
+
+/// A room with members, on node `a`.
+async fn room(log: &Conversations, name: &str, members: &[&UserId]) -> (RoomId, ConversationId) {
+    let room = RoomId::new(name).unwrap();
+    log.create_room(&room, Retention::All).await.unwrap();
+    for m in members {
+        log.join(&room, m).await.unwrap();
+    }
+    (room.clone(), ConversationId::room(room))
+}
+
+fn text(from: &UserId, to: To, body: &str) -> Envelope {
+    Envelope::builder(from.clone(), to)
+        .content_type("text/plain")
+        .body(body)
+        .build()
+}
+
+fn body_of(event: &Event) -> String {
+    match event {
+        Event::Message(env) => String::from_utf8_lossy(&env.body).into_owned(),
+        other => format!("{other:?}"),
+    }
+}
+
+async fn next_entry(
+    feed: &mut rmq_core::conversation::Feed,
+) -> Arc<rmq_core::conversation::LogEntry> {
+    match tokio::time::timeout(ARRIVE, feed.next()).await {
+        Ok(Ok(FeedItem::Entry(e))) => e,
+        Ok(Ok(other)) => panic!("expected an entry, got {other:?}"),
+        Ok(Err(e)) => panic!("feed failed: {e}"),
+        Err(_) => panic!(
+            "nothing reached the feed of {} within {ARRIVE:?}",
+            feed.reader()
+        ),
+    }
+}
+
+async fn assert_feed_silent(feed: &mut rmq_core::conversation::Feed) {
+    if let Ok(item) = tokio::time::timeout(SILENCE, feed.next()).await {
+        panic!(
+            "the feed of {} unexpectedly yielded {item:?}",
+            feed.reader()
+        );
+    }
+}
+
+async fn seqs_are_gapless_under_concurrent_appends_on_two_nodes(n: Nodes) {
+    let (alice, bob) = (user("alice"), user("bob"));
+    let (r, c) = room(&n.a, "race", &[&alice, &bob]).await;
+    let mut tasks = Vec::new();
+    for (i, node) in [n.a.clone(), n.b.clone(), n.a.clone(), n.b.clone()]
+        .into_iter()
+        .enumerate()
+    {
+        let (r, from) = (
+            r.clone(),
+            if i % 2 == 0 {
+                alice.clone()
+            } else {
+                bob.clone()
+            },
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut seqs = Vec::new();
+            for k in 0..25 {
+                let sent = node
+                    .append(&text(&from, To::Room(r.clone()), &format!("{i}-{k}")))
+                    .await
+                    .unwrap();
+                seqs.push(sent.seq);
+            }
+            seqs
+        }));
+    }
+    let mut returned = BTreeSet::new();
+    for t in tasks {
+        for seq in t.await.unwrap() {
+            assert!(returned.insert(seq), "seq {seq} returned twice");
+        }
+    }
+    assert_eq!(
+        returned,
+        (1..=100).collect::<BTreeSet<_>>(),
+        "gapless from 1"
+    );
+    let mut seen = Vec::new();
+    let mut after = 0;
+    loop {
+        let page =
+            n.b.read(&c, &alice, LogQuery::after(after, 30))
+                .await
+                .unwrap();
+        assert_eq!(page.head, 100);
+        let Some(last) = page.entries.last() else {
+            break;
+        };
+        after = last.seq;
+        seen.extend(page.entries.iter().map(|e| (e.seq, body_of(&e.event))));
+    }
+    assert_eq!(
+        seen.iter().map(|s| s.0).collect::<Vec<_>>(),
+        (1..=100).collect::<Vec<_>>()
+    );
+    let bodies: BTreeSet<_> = seen.into_iter().map(|s| s.1).collect();
+    assert_eq!(bodies.len(), 100, "every message stored once");
+}
+
+async fn live_entries_reach_each_watcher_once_on_the_other_node(n: Nodes) {
+    let (alice, bob, carol, dave) = (user("alice"), user("bob"), user("carol"), user("dave"));
+    let (r, c) = room(&n.a, "live", &[&alice, &bob, &carol, &dave]).await;
+    let (_, other) = room(&n.a, "other", &[&alice, &dave]).await;
+    let mut bob_feed = n.b.feed(&bob);
+    let mut carol_feed = n.b.feed(&carol);
+    let mut dave_feed = n.b.feed(&dave);
+    bob_feed.watch(&c, 0).await.unwrap();
+    carol_feed.watch(&c, 0).await.unwrap();
+    dave_feed.watch(&other, 0).await.unwrap();
+    for i in 1..=10 {
+        let sent =
+            n.a.append(&text(&alice, To::Room(r.clone()), &format!("m{i}")))
+                .await
+                .unwrap();
+        assert!(sent.live, "published live");
+    }
+    for feed in [&mut bob_feed, &mut carol_feed] {
+        for i in 1..=10u64 {
+            let e = next_entry(feed).await;
+            assert_eq!((e.seq, body_of(&e.event)), (i, format!("m{i}")));
+        }
+        assert_feed_silent(feed).await;
+    }
+    assert_feed_silent(&mut dave_feed).await; // watches another conversation only
+}
+
+async fn a_device_catches_up_from_its_cursor_then_follows_live(n: Nodes) {
+    let (alice, bob) = (user("alice"), user("bob"));
+    let (r, c) = room(&n.a, "catchup", &[&alice, &bob]).await;
+    let phone = device("phone");
+    for i in 1..=5 {
+        n.a.append(&text(&alice, To::Room(r.clone()), &format!("m{i}")))
+            .await
+            .unwrap();
+    }
+    n.a.mark_delivered(&bob, &phone, &c, 3).await.unwrap();
+    n.a.mark_delivered(&bob, &phone, &c, 2).await.unwrap(); // backwards: ignored
+    assert_eq!(n.b.cursor(&bob, &phone, &c).await.unwrap().delivered, 3);
+    let mut feed = n.b.feed(&bob);
+    assert_eq!(feed.watch_all(&phone).await.unwrap(), 1);
+    assert_eq!(next_entry(&mut feed).await.seq, 4);
+    assert_eq!(next_entry(&mut feed).await.seq, 5);
+    n.a.append(&text(&alice, To::Room(r.clone()), "m6"))
+        .await
+        .unwrap();
+    let live = next_entry(&mut feed).await;
+    assert_eq!((live.seq, body_of(&live.event)), (6, "m6".into()));
+    assert_feed_silent(&mut feed).await;
+}
+
+async fn unread_counts_follow_reads_on_any_device(n: Nodes) {
+    let (alice, bob) = (user("alice"), user("bob"));
+    let (r, c) = room(&n.a, "unread", &[&alice, &bob]).await;
+    let (phone, laptop) = (device("phone"), device("laptop"));
+    for i in 1..=3 {
+        n.a.append(&text(&alice, To::Room(r.clone()), &format!("m{i}")))
+            .await
+            .unwrap();
+    }
+    n.a.edit(&c, &alice, 3, b"m3!".to_vec()).await.unwrap(); // an event: not unread
+    let bob_list = n.b.list(&bob, ListQuery::default()).await.unwrap();
+    assert_eq!(bob_list.len(), 1);
+    assert_eq!(
+        (bob_list[0].head, bob_list[0].unread, bob_list[0].read),
+        (4, 3, 0)
+    );
+    let last = bob_list[0].last.as_ref().expect("last message");
+    assert_eq!((last.seq, last.body()), (3, &b"m3!"[..]));
+    let alice_list =
+        n.a.list(&alice, ListQuery::default().without_last())
+            .await
+            .unwrap();
+    assert_eq!(
+        alice_list[0].unread, 0,
+        "the sender has read what they sent"
+    );
+    assert!(alice_list[0].last.is_none());
+
+    let state = n.b.mark_read(&bob, &phone, &c, 2).await.unwrap();
+    assert_eq!((state.read, state.unread), (2, 1));
+    // The laptop reads less: the user's position does not go back.
+    let state = n.a.mark_read(&bob, &laptop, &c, 1).await.unwrap();
+    assert_eq!((state.read, state.unread), (2, 1));
+    assert_eq!(
+        n.a.list(&bob, ListQuery::default()).await.unwrap()[0].unread,
+        1
+    );
+    assert_eq!(n.a.cursor(&bob, &phone, &c).await.unwrap().read, 2);
+    assert_eq!(n.a.cursor(&bob, &laptop, &c).await.unwrap().read, 1);
+    let state = n.a.mark_read(&bob, &laptop, &c, 4).await.unwrap();
+    assert_eq!((state.read, state.unread), (4, 0));
+    assert_eq!(
+        n.b.list(&bob, ListQuery::default()).await.unwrap()[0].unread,
+        0
+    );
+}
+
+async fn direct_conversations_belong_to_their_pair_only(n: Nodes) {
+    let (alice, bob, carol) = (user("alice"), user("bob"), user("carol"));
+    let group = RoomId::new("g").unwrap();
+    n.a.append(&text(&alice, To::User(bob.clone()), "psst"))
+        .await
+        .unwrap();
+    let whisper = Envelope::builder(
+        bob.clone(),
+        To::UserInRoom {
+            user: alice.clone(),
+            room: group.clone(),
+        },
+    )
+    .body("in the group")
+    .build();
+    let sent = n.b.append(&whisper).await.unwrap();
+    let dm = ConversationId::direct(&alice, &bob);
+    assert_eq!((sent.conversation.clone(), sent.seq), (dm.clone(), 2));
+    for who in [&alice, &bob] {
+        let list = n.a.list(who, ListQuery::default()).await.unwrap();
+        assert_eq!(
+            list.iter().map(|s| &s.conversation).collect::<Vec<_>>(),
+            [&dm]
+        );
+    }
+    let page = n.a.read(&dm, &bob, LogQuery::last(10)).await.unwrap();
+    let Event::Message(env) = &page.entries[1].event else {
+        panic!()
+    };
+    assert_eq!(
+        env.to,
+        To::UserInRoom {
+            user: alice.clone(),
+            room: group
+        },
+        "the group tag is kept"
+    );
+    assert!(matches!(
+        n.a.read(&dm, &carol, LogQuery::last(10)).await,
+        Err(Error::NotMember { .. })
+    ));
+    assert!(matches!(
+        n.a.mark_read(&carol, &device("x"), &dm, 1).await,
+        Err(Error::NotMember { .. })
+    ));
+    assert!(
+        n.a.list(&carol, ListQuery::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(n.a.members(&dm, None, 10).await.unwrap(), [alice, bob]);
+}
+
+async fn edits_deletes_and_reactions_fold_into_history_and_travel_live(n: Nodes) {
+    let (alice, bob) = (user("alice"), user("bob"));
+    let (r, c) = room(&n.a, "events", &[&alice, &bob]).await;
+    let mut feed = n.b.feed(&bob);
+    feed.watch(&c, 0).await.unwrap();
+    n.a.append(&text(&alice, To::Room(r.clone()), "helo"))
+        .await
+        .unwrap();
+    n.a.append(&text(&bob, To::Room(r.clone()), "second"))
+        .await
+        .unwrap();
+
+    let err = n.a.edit(&c, &bob, 1, b"hijack".to_vec()).await.unwrap_err();
+    assert!(matches!(err, Error::NotSender { seq: 1, .. }), "{err}");
+    assert_eq!(
+        n.a.edit(&c, &alice, 1, b"hello".to_vec())
+            .await
+            .unwrap()
+            .seq,
+        3
+    );
+    let (sent, now) = n.b.react(&c, &bob, 1, "👍").await.unwrap();
+    assert_eq!((sent.seq, now.as_deref()), (4, Some("👍")));
+    n.a.react(&c, &alice, 1, "👍").await.unwrap();
+    let (_, now) = n.a.react(&c, &alice, 1, "👍").await.unwrap(); // toggled off
+    assert_eq!(now, None);
+    n.a.react(&c, &alice, 1, "🎉").await.unwrap();
+    n.b.delete_message(&c, &bob, 2).await.unwrap();
+
+    let history = n.b.messages(&c, &bob, LogQuery::last(50)).await.unwrap();
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[0].body(), b"hello");
+    assert_eq!(history[0].edited.as_ref().map(|e| e.seq), Some(3));
+    assert_eq!(
+        history[0]
+            .reactions
+            .iter()
+            .map(|(k, v)| (k.as_str(), *v))
+            .collect::<Vec<_>>(),
+        [("🎉", 1), ("👍", 1)]
+    );
+    assert!(history[1].deleted.is_some());
+    assert!(
+        history[1].body().is_empty() && history[1].envelope.body.is_empty(),
+        "redacted in the store"
+    );
+
+    // The log carries every event, in order, live as in history.
+    let mut live = Vec::new();
+    for _ in 0..8 {
+        live.push(next_entry(&mut feed).await);
+    }
+    assert_eq!(
+        live.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        (1..=8).collect::<Vec<_>>()
+    );
+    assert!(matches!(live[2].event, Event::Edit { target: 1, .. }));
+    assert!(
+        matches!(&live[3].event, Event::React { target: 1, reaction: Some(r), .. } if r == "👍")
+    );
+    assert!(matches!(live[5].event, Event::React { reaction: None, .. }));
+    assert!(matches!(live[7].event, Event::Delete { target: 2, .. }));
+
+    // Events on what cannot take them change nothing.
+    let head = n.a.read(&c, &alice, LogQuery::last(1)).await.unwrap().head;
+    let refused = [
+        n.a.edit(&c, &bob, 2, b"x".to_vec()).await.unwrap_err(),
+        n.a.react(&c, &alice, 2, "👍").await.unwrap_err(),
+        n.a.react(&c, &alice, 99, "👍").await.unwrap_err(),
+        n.a.react(&c, &alice, 3, "👍").await.unwrap_err(), // an event, not a message
+        n.a.react(&c, &alice, 1, &"x".repeat(65)).await.unwrap_err(),
+        n.a.react(&c, &alice, 1, "").await.unwrap_err(),
+        n.a.react(&c, &alice, 1, "a\u{7}").await.unwrap_err(),
+        n.a.delete_message(&c, &alice, 2).await.unwrap_err(),
+    ];
+    assert!(
+        matches!(refused[0], Error::MessageDeleted { seq: 2, .. }),
+        "{}",
+        refused[0]
+    );
+    assert!(matches!(refused[1], Error::MessageDeleted { .. }));
+    assert!(
+        matches!(refused[2], Error::NoSuchMessage { seq: 99, .. }),
+        "{}",
+        refused[2]
+    );
+    assert!(matches!(refused[3], Error::NoSuchMessage { seq: 3, .. }));
+    for e in &refused[4..7] {
+        assert!(matches!(e, Error::InvalidReaction { .. }), "{e}");
+    }
+    assert!(
+        refused[4]
+            .to_string()
+            .contains("65 bytes exceeds the 64-byte limit")
+    );
+    assert!(matches!(refused[7], Error::MessageDeleted { .. }));
+    assert_eq!(
+        n.a.read(&c, &alice, LogQuery::last(1)).await.unwrap().head,
+        head
+    );
+}
+
+async fn bad_input_gets_typed_errors_and_changes_nothing(n: Nodes) {
+    let (alice, bob, eve) = (user("alice"), user("bob"), user("eve"));
+    let (r, c) = room(&n.a, "strict", &[&alice, &bob]).await;
+    n.a.append(&text(&alice, To::Room(r.clone()), "one"))
+        .await
+        .unwrap();
+    let nowhere = RoomId::new("nowhere").unwrap();
+    let err =
+        n.a.append(&text(&alice, To::Room(nowhere.clone()), "x"))
+            .await
+            .unwrap_err();
+    assert_eq!(err.to_string(), "conversation r:nowhere does not exist");
+    let err =
+        n.a.append(&text(&eve, To::Room(r.clone()), "x"))
+            .await
+            .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "user eve is not a member of conversation r:strict"
+    );
+    let err =
+        n.a.read(&c, &alice, LogQuery::after(5, 10))
+            .await
+            .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "seq 5 is beyond the head 1 of conversation r:strict"
+    );
+    let err = n.a.mark_read(&bob, &device("p"), &c, 2).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::BeyondHead {
+                seq: 2,
+                head: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err =
+        n.a.read(&c, &alice, LogQuery::last(1001))
+            .await
+            .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::HistoryTooLarge {
+                requested: 1001,
+                limit: 1000
+            }
+        ),
+        "{err}"
+    );
+    let big = Envelope::new(
+        alice.clone(),
+        To::Room(r.clone()),
+        vec![b'x'; 64 * 1024 + 1],
+    );
+    assert!(matches!(
+        n.a.append(&big).await,
+        Err(Error::BodyTooLarge { .. })
+    ));
+    let err =
+        n.a.append(&text(&alice, To::Everyone, "x"))
+            .await
+            .unwrap_err();
+    assert!(matches!(err, Error::InvalidEnvelope { .. }), "{err}");
+    let mut feed = n.b.feed(&eve);
+    assert!(matches!(
+        feed.watch(&c, 0).await,
+        Err(Error::NotMember { .. })
+    ));
+    let mut feed = n.b.feed(&bob);
+    assert!(matches!(
+        feed.watch(&c, 7).await,
+        Err(Error::BeyondHead { .. })
+    ));
+    // Nothing changed.
+    let page = n.b.read(&c, &bob, LogQuery::after(0, 10)).await.unwrap();
+    assert_eq!((page.head, page.entries.len()), (1, 1));
+    assert_eq!(
+        n.b.list(&bob, ListQuery::default()).await.unwrap()[0].read,
+        0
+    );
+    assert!(
+        n.a.read(&ConversationId::room(nowhere), &alice, LogQuery::last(1))
+            .await
+            .is_err()
+    );
+}
+
+async fn retention_trims_and_readers_are_told(n: Nodes) {
+    let alice = user("alice");
+    let r = RoomId::new("short").unwrap();
+    n.a.create_room(&r, Retention::Last(10)).await.unwrap();
+    n.a.join(&r, &alice).await.unwrap();
+    let c = ConversationId::room(r.clone());
+    let mut behind = n.b.feed(&alice);
+    behind.watch(&c, 0).await.unwrap();
+    for i in 1..=130 {
+        n.a.append(&text(&alice, To::Room(r.clone()), &format!("m{i}")))
+            .await
+            .unwrap();
+    }
+    // Trimmed at seq 128: the newest 10 then were 119..=128.
+    let page = n.b.read(&c, &alice, LogQuery::last(1000)).await.unwrap();
+    assert_eq!((page.first, page.head), (119, 130));
+    assert_eq!(page.entries.len(), 12);
+    let err =
+        n.b.read(&c, &alice, LogQuery::after(5, 10))
+            .await
+            .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Trimmed {
+                after: 5,
+                first: 119,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // A feed that fell behind hears of it, then goes on from the first kept
+    // (it may first yield what it read before the trims).
+    let mut told = false;
+    let mut last = 0;
+    while last < 130 {
+        match tokio::time::timeout(ARRIVE, behind.next())
+            .await
+            .expect("feed")
+            .unwrap()
+        {
+            FeedItem::Trimmed { first, .. } => {
+                told = true;
+                last = first - 1;
+            }
+            FeedItem::Entry(e) => {
+                assert_eq!(e.seq, last + 1, "in order, no gap except the trimmed one");
+                last = e.seq;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(told, "the feed was told of the trim");
+    // Unread counts still hold after trimming.
+    let s = &n.b.list(&alice, ListQuery::default()).await.unwrap()[0];
+    assert_eq!((s.head, s.unread), (130, 0));
+}
+
+async fn lists_page_and_members_leave(n: Nodes) {
+    let (alice, bob) = (user("alice"), user("bob"));
+    for name in ["r1", "r2", "r3", "r4", "r5"] {
+        room(&n.a, name, &[&alice, &bob]).await;
+    }
+    let first = n.b.list(&alice, ListQuery::first(2)).await.unwrap();
+    let rest =
+        n.b.list(&alice, ListQuery::after(first[1].conversation.clone(), 10))
+            .await
+            .unwrap();
+    let all: Vec<_> = first
+        .iter()
+        .chain(&rest)
+        .map(|s| s.conversation.key())
+        .collect();
+    assert_eq!(all, ["r:r1", "r:r2", "r:r3", "r:r4", "r:r5"]);
+    let r3 = RoomId::new("r3").unwrap();
+    let c3 = ConversationId::room(r3.clone());
+    assert_eq!(
+        n.a.members(&c3, None, 10).await.unwrap(),
+        [alice.clone(), bob.clone()]
+    );
+    n.a.leave(&r3, &bob).await.unwrap();
+    n.a.leave(&r3, &bob).await.unwrap(); // idempotent
+    assert_eq!(
+        n.a.members(&c3, None, 10).await.unwrap(),
+        std::slice::from_ref(&alice)
+    );
+    assert!(!n.b.is_member(&c3, &bob).await.unwrap());
+    assert_eq!(n.b.list(&bob, ListQuery::default()).await.unwrap().len(), 4);
+    assert!(matches!(
+        n.a.append(&text(&bob, To::Room(r3), "x")).await,
+        Err(Error::NotMember { .. })
+    ));
+}
+
+async fn run<F, Fut>(shape: Shape, test: F)
+where
+    F: FnOnce(Nodes) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    use futures_util::FutureExt;
+    let nodes = Nodes::new(shape).await;
+    let brokers = nodes.amqp.clone();
+    let outcome = std::panic::AssertUnwindSafe(test(nodes))
+        .catch_unwind()
+        .await;
+    if let Some(first) = brokers.first() {
+        let _ = first.delete_namespace().await;
+    }
+    for broker in &brokers {
+        broker.close().await;
+    }
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+macro_rules! conformance {
+    ($shape:ident, $kind:expr) => {
+        mod $shape {
+            use super::*;
+            conformance!(@tests $kind;
+                seqs_are_gapless_under_concurrent_appends_on_two_nodes,
+                live_entries_reach_each_watcher_once_on_the_other_node,
+                a_device_catches_up_from_its_cursor_then_follows_live,
+                unread_counts_follow_reads_on_any_device,
+                direct_conversations_belong_to_their_pair_only,
+                edits_deletes_and_reactions_fold_into_history_and_travel_live,
+                bad_input_gets_typed_errors_and_changes_nothing,
+                retention_trims_and_readers_are_told,
+                lists_page_and_members_leave,
+            );
+        }
+    };
+    (@tests $kind:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                tokio::time::timeout(Duration::from_secs(120), run($kind, super::$name))
+                    .await
+                    .expect("the case finished within 120 s");
+            }
+        )*
+    };
+}
+
+conformance!(local, Shape::Local);
+conformance!(amqp, Shape::Amqp);
