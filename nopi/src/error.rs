@@ -168,6 +168,8 @@ impl Error {
         matches!(self, Error::Unavailable { .. })
     }
 
+    // Only the sled and PostgreSQL engines have errors of their own.
+    #[cfg(any(feature = "sled", feature = "postgres"))]
     pub(crate) fn backend(
         backend: &'static str,
         source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
