@@ -17,7 +17,8 @@ pub enum Error {
     /// that was not compiled in.
     #[error("unsupported store url {url:?}: {reason}")]
     BadUrl {
-        /// The URL as given.
+        /// The URL as given, its password replaced by `***`
+        /// ([`redact_url`](crate::redact_url)).
         url: String,
         /// What is wrong with it.
         reason: String,

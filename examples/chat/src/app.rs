@@ -93,7 +93,8 @@ pub enum StartError {
     /// The store could not be opened.
     #[error("cannot open store {url}: {source}")]
     Store {
-        /// The store URL.
+        /// The store URL, its password replaced by `***`
+        /// ([`nopi::redact_url`]).
         url: String,
         /// What went wrong.
         source: nopi::Error,
@@ -148,7 +149,7 @@ impl Chat {
         let store = nopi::open(&config.store)
             .await
             .map_err(|source| StartError::Store {
-                url: config.store.clone(),
+                url: nopi::redact_url(&config.store),
                 source,
             })?;
         // At least 100 ms, also when it comes from a config file.
@@ -212,7 +213,7 @@ impl Chat {
         let other =
             |what: &str, e: &dyn std::fmt::Display| StartError::Other(format!("{what}: {e}"));
         let nopi_err = |e: nopi::Error| StartError::Store {
-            url: config.store.clone(),
+            url: nopi::redact_url(&config.store),
             source: e,
         };
         let meta = store.tree("chat.inner.meta").await.map_err(nopi_err)?;
@@ -335,6 +336,33 @@ async fn cookie_key(meta: &Tree) -> nopi::Result<Key> {
             .is_ok()
         {
             return Ok(fresh);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_store_that_cannot_be_opened_is_named_without_its_password() {
+        // Nothing listens on port 1: opening the store fails at once.
+        let config = Config::load_from([
+            "chat-server",
+            "--store",
+            "postgres://chat:hunter2@127.0.0.1:1/chat",
+        ])
+        .unwrap();
+        let Err(err) = Chat::start(config).await else {
+            panic!("a store on port 1 opened");
+        };
+        assert!(matches!(err, StartError::Store { .. }), "{err:?}");
+        for shown in [err.to_string(), format!("{err:?}")] {
+            assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(
+                shown.contains("postgres://chat:***@127.0.0.1:1/chat"),
+                "{shown}"
+            );
         }
     }
 }

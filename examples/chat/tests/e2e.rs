@@ -680,3 +680,37 @@ async fn late_joiners_read_history_oldest_first() {
 /// A `Client` that is never used keeps the import honest across edits.
 #[allow(dead_code)]
 fn _uses(_: Client) {}
+
+#[tokio::test]
+async fn the_start_log_and_start_error_show_no_store_password() {
+    // A PostgreSQL URL with a password, on a port nothing listens on: the
+    // server logs its start line, then fails to open the store and says so.
+    let mut cmd = support::process::command();
+    cmd.args(["--store", "postgres://chat:hunter2@127.0.0.1:1/chat"])
+        .args(["--http", "127.0.0.1:0", "--tcp", "127.0.0.1:0"])
+        .args(["--msgid-json", "off", "--type-data", "off", "--log", "info"])
+        .stderr(std::process::Stdio::piped());
+    let out = tokio::time::timeout(Duration::from_secs(30), cmd.output())
+        .await
+        .expect("chat-server exits within 30 s")
+        .expect("run chat-server");
+    assert!(!out.status.success(), "started on an unreachable store");
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = |marker: &str| {
+        log.lines()
+            .find(|l| l.contains(marker))
+            .unwrap_or_else(|| panic!("no line with {marker:?} in:\n{log}"))
+            .to_owned()
+    };
+    let redacted = "postgres://chat:***@127.0.0.1:1/chat";
+    assert!(line("starting the chat server").contains(redacted), "{log}");
+    assert!(line("cannot start").contains(redacted), "{log}");
+    assert!(
+        !log.contains("hunter2"),
+        "the password is in the log:\n{log}"
+    );
+}
