@@ -37,15 +37,46 @@ async fn lobby_message_between_websocket_and_tcp_users() {
     .await;
     assert_eq!(alice.message("hi alice").await["from"], "bob");
 
-    // Nobody can send as someone else: `from` is not a parameter.
+    // Nobody can send as someone else or from elsewhere: `from` and `ip`
+    // are accepted (a client may send a whole message object back) and the
+    // server's values win.
+    let sent = bob
+        .ok(
+            "chat.send",
+            json!({"to": {"group": "lobby"}, "text": "as alice?", "from": "alice", "ip": "10.9.8.7"}),
+        )
+        .await;
+    let got = alice.message("as alice?").await;
+    assert_eq!(got["from"], "bob", "the server's from wins");
+    assert_eq!(got["ip"], "127.0.0.1", "the server's ip wins");
+    assert_eq!(got["id"], sent["id"]);
+    // A message object as delivered, sent back whole except its id and ts.
+    let mut echo = got.clone();
+    echo["text"] = json!("echoed");
+    let echo = serde_json::Value::Object(
+        echo.as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "id" | "ts"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    );
+    alice.ok("chat.send", echo).await;
+    assert_eq!(bob.message("echoed").await["from"], "alice");
+
+    // Other unknown fields are still refused, by name.
     let e = bob
         .err(
             "chat.send",
-            json!({"to": {"group": "lobby"}, "text": "x", "from": "alice"}),
+            json!({"to": {"group": "lobby"}, "text": "x", "sender": "alice"}),
             400,
         )
         .await;
     assert_eq!(e["code"], "bad_params");
+    assert!(
+        e["message"].as_str().unwrap_or("").contains("sender"),
+        "the refusal names the field: {e}"
+    );
 }
 
 #[tokio::test]
