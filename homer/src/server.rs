@@ -271,6 +271,48 @@ impl Homer {
         self.inner.registry.remove(name)
     }
 
+    /// Serves `GET` and `HEAD` of the exact path `path` (such as
+    /// `/healthz`) on every HTTP listener with `route`, replacing any route
+    /// of that path; returns whether one was replaced. Works while the server
+    /// runs. Routes come after the built-in ones (`/api/<name>`, `/events`,
+    /// `/poll`, `/ws`), which they cannot shadow, and before static files;
+    /// other methods get 405. Responses are sent with `Cache-Control:
+    /// no-store`; a route that panics is answered 500.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use homer::HttpResponse;
+    /// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    ///
+    /// let homer = homer::Homer::builder().build();
+    /// homer.http_get("/healthz", |_req| async { HttpResponse::text(200, "ok\n") });
+    /// let addr = homer.listen_http("127.0.0.1:0").await?;
+    ///
+    /// let mut s = tokio::net::TcpStream::connect(addr).await?;
+    /// s.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await?;
+    /// let mut response = String::new();
+    /// s.read_to_string(&mut response).await?;
+    /// assert!(response.starts_with("HTTP/1.1 200 OK"));
+    /// assert!(response.ends_with("\r\n\r\nok\n"));
+    /// # homer.shutdown(std::time::Duration::from_secs(1)).await;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }
+    /// ```
+    pub fn http_get<F, Fut>(&self, path: impl Into<String>, route: F) -> bool
+    where
+        F: Fn(Arc<HttpRequest>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = crate::HttpResponse> + Send + 'static,
+    {
+        self.inner.http.routes.insert(path.into(), route)
+    }
+
+    /// Removes the `GET` route of `path`; returns whether it existed. Later
+    /// requests go to the static files.
+    pub fn remove_http_get(&self, path: &str) -> bool {
+        self.inner.http.routes.remove(path)
+    }
+
     /// The registered API names, sorted.
     pub fn api_names(&self) -> Vec<String> {
         self.inner.registry.names()

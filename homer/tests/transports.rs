@@ -214,3 +214,57 @@ async fn static_files_are_served_and_confined_to_their_directory() {
     );
     assert_eq!(http.fetch("GET", "/.hidden", &[], "").await.status, 404);
 }
+
+#[tokio::test]
+async fn get_routes_answer_before_static_files_and_change_at_run_time() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("healthz"), "a file").unwrap();
+    let s = Server::start(homer::Homer::builder().static_dir(dir.path())).await;
+    let ready = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = ready.clone();
+    assert!(!s.homer.http_get("/healthz", move |req| {
+        let up = flag.load(std::sync::atomic::Ordering::Relaxed);
+        let who = req.header("x-probe").unwrap_or("nobody").to_owned();
+        async move {
+            if up {
+                homer::HttpResponse::text(200, format!("ok {who}"))
+            } else {
+                homer::HttpResponse::json(503, &json!({"ready": false}))
+            }
+        }
+    }));
+    let mut http = s.http().await;
+    let r = http.fetch("GET", "/healthz", &[], "").await;
+    assert_eq!(r.status, 503, "the route wins over the file of that name");
+    assert_eq!(r.json(), json!({"ready": false}));
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+
+    ready.store(true, std::sync::atomic::Ordering::Relaxed);
+    let r = http
+        .fetch("GET", "/healthz", &[("x-probe", "lb")], "")
+        .await;
+    assert_eq!((r.status, &r.body[..]), (200, &b"ok lb"[..]));
+    let r = http.fetch("HEAD", "/healthz", &[], "").await;
+    assert_eq!((r.status, r.body.len()), (200, 0));
+    let r = http.fetch("POST", "/healthz", &[], "").await;
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow"), Some("GET, HEAD"));
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("/healthz"),
+        "{:?}",
+        r.json()
+    );
+
+    // Built-in routes cannot be shadowed.
+    s.homer
+        .http_get("/events", |_| async { homer::HttpResponse::text(200, "") });
+    assert_eq!(http.fetch("GET", "/events", &[], "").await.status, 401);
+
+    assert!(s.homer.remove_http_get("/healthz"));
+    let r = http.fetch("GET", "/healthz", &[], "").await;
+    assert_eq!((r.status, &r.body[..]), (200, &b"a file"[..]));
+}
