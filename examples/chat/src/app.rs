@@ -68,6 +68,8 @@ pub(crate) struct Inner {
     pub(crate) auth: AuthManager,
     pub(crate) sessions: Sessions<SessionData>,
     pub(crate) broker: Arc<dyn Broker>,
+    /// The same broker when it is RabbitMQ, for its connection state.
+    pub(crate) amqp: Option<AmqpBroker>,
     pub(crate) groups: Collection<GroupDoc>,
     pub(crate) friends: Tree,
     pub(crate) sent: Tree,
@@ -154,8 +156,8 @@ impl Chat {
             })?;
         // At least 100 ms, also when it comes from a config file.
         let broker_timeout = Duration::from_millis(config.broker_timeout_ms.max(100));
-        let broker: Arc<dyn Broker> = match &config.amqp {
-            Some(url) => Arc::new(
+        let amqp = match &config.amqp {
+            Some(url) => Some(
                 AmqpBroker::builder(url.clone())
                     .connection_name(format!("chat-server {}", config.node_id()))
                     .namespace(config.amqp_namespace.clone())
@@ -169,9 +171,13 @@ impl Chat {
                     .connect()
                     .await?,
             ),
+            None => None,
+        };
+        let broker: Arc<dyn Broker> = match &amqp {
+            Some(b) => Arc::new(b.clone()),
             None => Arc::new(LocalBroker::builder(store.clone()).build().await?),
         };
-        let chat = Chat::compose(config, store, broker).await?;
+        let chat = Chat::compose(config, store, broker, amqp).await?;
         chat.ensure_lobby().await?;
         crate::cluster::beat(&chat)
             .await
@@ -180,6 +186,7 @@ impl Chat {
             .await
             .map_err(|e| StartError::Other(format!("clearing stale online entries: {e}")))?;
         crate::api::register(&chat);
+        crate::health::register(&chat);
         let c = &chat.inner.config;
         let http = chat.inner.homer.listen_http(c.http).await?;
         let tcp = chat
@@ -209,6 +216,7 @@ impl Chat {
         config: Config,
         store: Store,
         broker: Arc<dyn Broker>,
+        amqp: Option<AmqpBroker>,
     ) -> Result<Chat, StartError> {
         let other =
             |what: &str, e: &dyn std::fmt::Display| StartError::Other(format!("{what}: {e}"));
@@ -280,6 +288,7 @@ impl Chat {
             auth,
             sessions,
             broker,
+            amqp,
             groups,
             homer,
             local: Mutex::new(HashMap::new()),

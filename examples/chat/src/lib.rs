@@ -27,6 +27,7 @@ mod api;
 mod app;
 mod cluster;
 mod config;
+mod health;
 mod legacy;
 mod limits;
 mod presence;

@@ -745,3 +745,23 @@ async fn the_start_log_and_start_error_show_no_store_password() {
         "the password is in the log:\n{log}"
     );
 }
+
+#[tokio::test]
+async fn health_and_readiness_of_an_embedded_server() {
+    let server = Server::start().await;
+    let (status, _, body) = support::http(server.http, "GET", "/healthz", &[], "").await;
+    assert_eq!(status, 200, "{body}");
+    let (status, head, body) = support::http(server.http, "GET", "/readyz", &[], "").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap(),
+        json!({"ready": true, "store": "ok", "broker": "ok"})
+    );
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("cache-control: no-store"),
+        "{head}"
+    );
+    let (status, _, _) = support::http(server.http, "HEAD", "/readyz", &[], "").await;
+    assert_eq!(status, 200);
+}
