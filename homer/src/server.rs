@@ -27,7 +27,7 @@ use crate::message::{Call, Push, Reply};
 use crate::outbox::Receiver;
 use crate::protocol::MakeProtocol;
 use crate::registry::{BoxFuture, Handler, Registry, Typed};
-use crate::transport_http::{HttpRequest, HttpState};
+use crate::transport_http::{HttpRequest, HttpState, Statics};
 
 type OpenHook = Arc<dyn Fn(Context) -> BoxFuture<()> + Send + Sync>;
 type CloseHook = Arc<dyn Fn(Context, CloseReason) -> BoxFuture<()> + Send + Sync>;
@@ -42,7 +42,7 @@ struct Hooks {
 
 pub(crate) struct Shared {
     pub(crate) limits: Limits,
-    pub(crate) static_dir: Option<PathBuf>,
+    pub(crate) statics: Option<Statics>,
     pub(crate) session_cookie: String,
     registry: Registry,
     hub: Hub,
@@ -71,7 +71,7 @@ pub(crate) struct Shared {
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct HomerBuilder {
     limits: Limits,
-    static_dir: Option<PathBuf>,
+    statics: Option<Statics>,
     session_cookie: String,
 }
 
@@ -86,7 +86,7 @@ impl HomerBuilder {
     pub fn new() -> Self {
         Self {
             limits: Limits::default(),
-            static_dir: None,
+            statics: None,
             session_cookie: "session".to_owned(),
         }
     }
@@ -170,9 +170,33 @@ impl HomerBuilder {
     }
 
     /// Serve the files under `dir` for `GET` paths no route takes (`/` is
-    /// `index.html`).
+    /// `index.html`), read at each request. Replaces
+    /// [`static_files`](Self::static_files).
     pub fn static_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.static_dir = Some(dir.into());
+        self.statics = Some(Statics::Dir(dir.into()));
+        self
+    }
+
+    /// Serve `files` — relative paths such as `index.html` or `css/app.css`,
+    /// and their contents — from memory for `GET` paths no route takes, with
+    /// the same rules as [`static_dir`](Self::static_dir): `/` and a path
+    /// ending in `/` are that directory's `index.html`, the content type
+    /// follows the extension. For files built into the binary
+    /// (`include_bytes!`, `include_dir`). Replaces `static_dir`.
+    ///
+    /// ```
+    /// let homer = homer::Homer::builder()
+    ///     .static_files([("index.html", &b"<h1>hi</h1>"[..]), ("app.js", b"let x;")])
+    ///     .build();
+    /// # let _ = homer;
+    /// ```
+    pub fn static_files<I, P, B>(mut self, files: I) -> Self
+    where
+        I: IntoIterator<Item = (P, B)>,
+        P: Into<String>,
+        B: Into<bytes::Bytes>,
+    {
+        self.statics = Some(Statics::memory(files));
         self
     }
 
@@ -192,7 +216,7 @@ impl HomerBuilder {
             inner: Arc::new(Shared {
                 http: HttpState::new(),
                 limits: self.limits,
-                static_dir: self.static_dir,
+                statics: self.statics,
                 session_cookie: self.session_cookie,
                 registry: Registry::default(),
                 hub: Hub::default(),

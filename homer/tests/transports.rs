@@ -268,3 +268,53 @@ async fn get_routes_answer_before_static_files_and_change_at_run_time() {
     let r = http.fetch("GET", "/healthz", &[], "").await;
     assert_eq!((r.status, &r.body[..]), (200, &b"a file"[..]));
 }
+
+#[tokio::test]
+async fn static_files_from_memory_follow_the_directory_rules() {
+    let s = Server::start(homer::Homer::builder().max_static_file(64).static_files([
+        ("index.html", &b"<h1>chat</h1>"[..]),
+        ("app.js", b"let x = 1;"),
+        ("docs/index.html", b"docs"),
+        ("big.txt", &[b'x'; 65]),
+    ]))
+    .await;
+    let mut http = s.http().await;
+    let check = |path: &'static str, status: u16, body: &'static [u8], ty: Option<&'static str>| {
+        (path, status, body, ty)
+    };
+    for (path, status, body, ty) in [
+        check("/", 200, b"<h1>chat</h1>", Some("text/html; charset=utf-8")),
+        check(
+            "/index.html",
+            200,
+            b"<h1>chat</h1>",
+            Some("text/html; charset=utf-8"),
+        ),
+        check(
+            "/app.js",
+            200,
+            b"let x = 1;",
+            Some("text/javascript; charset=utf-8"),
+        ),
+        check("/docs/", 200, b"docs", Some("text/html; charset=utf-8")),
+        check("/docs", 200, b"docs", Some("text/html; charset=utf-8")),
+        check(
+            "//app.js",
+            200,
+            b"let x = 1;",
+            Some("text/javascript; charset=utf-8"),
+        ),
+    ] {
+        let r = http.fetch("GET", path, &[], "").await;
+        assert_eq!((r.status, &r.body[..]), (status, body), "{path}");
+        assert_eq!(r.header("content-type"), ty, "{path}");
+        assert_eq!(r.header("cache-control"), Some("no-cache"), "{path}");
+    }
+    for path in ["/missing.css", "/../app.js", "/.hidden", "/docs/../app.js"] {
+        assert_eq!(http.fetch("GET", path, &[], "").await.status, 404, "{path}");
+    }
+    assert_eq!(http.fetch("GET", "/big.txt", &[], "").await.status, 413);
+    let r = http.fetch("HEAD", "/app.js", &[], "").await;
+    assert_eq!((r.status, r.body.len()), (200, 0));
+    assert_eq!(http.fetch("DELETE", "/app.js", &[], "").await.status, 405);
+}

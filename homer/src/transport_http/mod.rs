@@ -42,6 +42,7 @@ use crate::outbox::Receiver;
 use crate::rate::TokenBucket;
 use crate::server::Homer;
 
+pub(crate) use files::Statics;
 pub use routes::HttpResponse;
 pub(crate) use routes::Routes;
 pub(crate) use session::Sessions;
