@@ -261,7 +261,12 @@ impl Chat {
             .open()
             .await
             .map_err(nopi_err)?;
-        let homer = Homer::builder()
+        let builder = Homer::builder();
+        let builder = match &config.web_dir {
+            Some(dir) => builder.static_dir(dir.clone()),
+            None => builder.static_files(crate::web::files()),
+        };
+        let homer = builder
             .max_connections(config.max_connections)
             .max_sessions(config.max_connections)
             // Legacy clients never send heartbeats; an idle but logged-in
@@ -272,7 +277,6 @@ impl Chat {
             // routed in the order it sent them, and a login sent right after
             // its register sees the account.
             .max_in_flight(1)
-            .static_dir(config.web_dir.clone())
             .build();
         let inner = Inner {
             node: config.node_id(),

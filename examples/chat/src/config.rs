@@ -71,9 +71,10 @@ pub struct Config {
     #[arg(long, env = "CHAT_NODE_ID")]
     pub node_id: Option<String>,
 
-    /// Directory of the web client's files.
-    #[arg(long, env = "CHAT_WEB_DIR", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/web"))]
-    pub web_dir: PathBuf,
+    /// Serve the web client from this directory instead of the copy built
+    /// into the binary (for editing the UI without rebuilding).
+    #[arg(long, env = "CHAT_WEB_DIR")]
+    pub web_dir: Option<PathBuf>,
 
     /// Largest message text, in bytes.
     #[arg(long, env = "CHAT_MAX_TEXT", default_value_t = 4096)]
@@ -267,7 +268,9 @@ impl serde::Serialize for Config {
         if let Some(n) = &self.node_id {
             m.serialize_entry("node_id", n)?;
         }
-        m.serialize_entry("web_dir", &self.web_dir)?;
+        if let Some(d) = &self.web_dir {
+            m.serialize_entry("web_dir", d)?;
+        }
         m.serialize_entry("max_text", &self.max_text)?;
         m.serialize_entry("send_rate", &self.send_rate)?;
         m.serialize_entry("send_burst", &self.send_burst)?;

@@ -32,6 +32,7 @@ mod legacy;
 mod limits;
 mod presence;
 mod session;
+mod web;
 mod wire;
 
 pub use app::{Chat, Running, StartError};

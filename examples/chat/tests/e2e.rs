@@ -765,3 +765,70 @@ async fn health_and_readiness_of_an_embedded_server() {
     let (status, _, _) = support::http(server.http, "HEAD", "/readyz", &[], "").await;
     assert_eq!(status, 200);
 }
+
+#[tokio::test]
+async fn the_built_in_web_client_is_served_from_an_empty_directory() {
+    // No --web-dir, started in an empty directory: the web client comes from
+    // the binary itself.
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path().join("empty");
+    std::fs::create_dir(&cwd).unwrap();
+    let mut cmd = support::process::command();
+    cmd.current_dir(&cwd)
+        .arg("--store")
+        .arg(format!("sled:{}", dir.path().join("data").display()))
+        .args(["--http", "127.0.0.1:0", "--tcp", "127.0.0.1:0"])
+        .args(["--msgid-json", "off", "--type-data", "off", "--log", "info"]);
+    let (_child, addrs) = support::process::start(cmd, support::echo).await;
+
+    let web = concat!(env!("CARGO_MANIFEST_DIR"), "/web");
+    let index = std::fs::read_to_string(format!("{web}/index.html")).unwrap();
+    let (status, head, body) = support::http(addrs.http, "GET", "/", &[], "").await;
+    assert_eq!(status, 200, "{head}");
+    assert_eq!(body, index);
+    assert!(head.contains("text/html"), "{head}");
+    // Every asset the page links to.
+    let assets: Vec<&str> = index
+        .split(['"', '\''])
+        .filter(|s| s.starts_with('/') && s.len() > 1)
+        .collect();
+    assert!(
+        assets.contains(&"/app.js") && assets.contains(&"/style.css"),
+        "{assets:?}"
+    );
+    for asset in assets {
+        let (status, head, body) = support::http(addrs.http, "GET", asset, &[], "").await;
+        assert_eq!(status, 200, "{asset}: {head}");
+        let on_disk = std::fs::read_to_string(format!("{web}{asset}")).unwrap();
+        assert_eq!(body, on_disk, "{asset}");
+    }
+    assert!(
+        std::fs::read_dir(&cwd).unwrap().next().is_none(),
+        "the server wrote nothing in its working directory"
+    );
+}
+
+#[tokio::test]
+async fn web_dir_overrides_the_built_in_client_and_help_bakes_in_no_path() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("index.html"), "<h1>edited</h1>").unwrap();
+    let server = Server::start_with(&["--web-dir", dir.path().to_str().unwrap()]).await;
+    let (status, _, body) = support::http(server.http, "GET", "/", &[], "").await;
+    assert_eq!((status, body.as_str()), (200, "<h1>edited</h1>"));
+    let (status, _, _) = support::http(server.http, "GET", "/app.js", &[], "").await;
+    assert_eq!(status, 404, "only the given directory is served");
+
+    // The option has no default: no build machine path in the binary's help.
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_chat-server"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    let option = help
+        .split("--web-dir")
+        .nth(1)
+        .and_then(|rest| rest.split("\n      --").next())
+        .unwrap_or_else(|| panic!("--web-dir in the help:\n{help}"));
+    assert!(!option.contains("[default"), "{option}");
+    assert!(!help.contains(env!("CARGO_MANIFEST_DIR")), "{help}");
+}
