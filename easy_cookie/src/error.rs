@@ -340,6 +340,7 @@ pub enum SessionError {
     Store(#[from] nopi::Error),
 }
 
+#[cfg(feature = "sessions")]
 impl SessionError {
     /// True when the store could not be reached and retrying later may succeed.
     pub fn is_unavailable(&self) -> bool {

@@ -138,7 +138,7 @@ pub use protocol::{
 pub use registry::Handler;
 pub use server::{Homer, HomerBuilder};
 pub use session::Session;
-pub use transport_http::HttpRequest;
+pub use transport_http::{HttpRequest, HttpResponse};
 
 /// The `cookie` crate, for [`Context::set_cookie`].
 pub use cookie;

@@ -27,7 +27,7 @@ use crate::message::{Call, Push, Reply};
 use crate::outbox::Receiver;
 use crate::protocol::MakeProtocol;
 use crate::registry::{BoxFuture, Handler, Registry, Typed};
-use crate::transport_http::{HttpRequest, HttpState};
+use crate::transport_http::{HttpRequest, HttpState, Statics};
 
 type OpenHook = Arc<dyn Fn(Context) -> BoxFuture<()> + Send + Sync>;
 type CloseHook = Arc<dyn Fn(Context, CloseReason) -> BoxFuture<()> + Send + Sync>;
@@ -42,7 +42,7 @@ struct Hooks {
 
 pub(crate) struct Shared {
     pub(crate) limits: Limits,
-    pub(crate) static_dir: Option<PathBuf>,
+    pub(crate) statics: Option<Statics>,
     pub(crate) session_cookie: String,
     registry: Registry,
     hub: Hub,
@@ -71,7 +71,7 @@ pub(crate) struct Shared {
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct HomerBuilder {
     limits: Limits,
-    static_dir: Option<PathBuf>,
+    statics: Option<Statics>,
     session_cookie: String,
 }
 
@@ -86,7 +86,7 @@ impl HomerBuilder {
     pub fn new() -> Self {
         Self {
             limits: Limits::default(),
-            static_dir: None,
+            statics: None,
             session_cookie: "session".to_owned(),
         }
     }
@@ -170,9 +170,33 @@ impl HomerBuilder {
     }
 
     /// Serve the files under `dir` for `GET` paths no route takes (`/` is
-    /// `index.html`).
+    /// `index.html`), read at each request. Replaces
+    /// [`static_files`](Self::static_files).
     pub fn static_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.static_dir = Some(dir.into());
+        self.statics = Some(Statics::Dir(dir.into()));
+        self
+    }
+
+    /// Serve `files` — relative paths such as `index.html` or `css/app.css`,
+    /// and their contents — from memory for `GET` paths no route takes, with
+    /// the same rules as [`static_dir`](Self::static_dir): `/` and a path
+    /// ending in `/` are that directory's `index.html`, the content type
+    /// follows the extension. For files built into the binary
+    /// (`include_bytes!`, `include_dir`). Replaces `static_dir`.
+    ///
+    /// ```
+    /// let homer = homer::Homer::builder()
+    ///     .static_files([("index.html", &b"<h1>hi</h1>"[..]), ("app.js", b"let x;")])
+    ///     .build();
+    /// # let _ = homer;
+    /// ```
+    pub fn static_files<I, P, B>(mut self, files: I) -> Self
+    where
+        I: IntoIterator<Item = (P, B)>,
+        P: Into<String>,
+        B: Into<bytes::Bytes>,
+    {
+        self.statics = Some(Statics::memory(files));
         self
     }
 
@@ -192,7 +216,7 @@ impl HomerBuilder {
             inner: Arc::new(Shared {
                 http: HttpState::new(),
                 limits: self.limits,
-                static_dir: self.static_dir,
+                statics: self.statics,
                 session_cookie: self.session_cookie,
                 registry: Registry::default(),
                 hub: Hub::default(),
@@ -269,6 +293,48 @@ impl Homer {
     /// 404.
     pub fn remove_api(&self, name: &str) -> bool {
         self.inner.registry.remove(name)
+    }
+
+    /// Serves `GET` and `HEAD` of the exact path `path` (such as
+    /// `/healthz`) on every HTTP listener with `route`, replacing any route
+    /// of that path; returns whether one was replaced. Works while the server
+    /// runs. Routes come after the built-in ones (`/api/<name>`, `/events`,
+    /// `/poll`, `/ws`), which they cannot shadow, and before static files;
+    /// other methods get 405. Responses are sent with `Cache-Control:
+    /// no-store`; a route that panics is answered 500.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use homer::HttpResponse;
+    /// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    ///
+    /// let homer = homer::Homer::builder().build();
+    /// homer.http_get("/healthz", |_req| async { HttpResponse::text(200, "ok\n") });
+    /// let addr = homer.listen_http("127.0.0.1:0").await?;
+    ///
+    /// let mut s = tokio::net::TcpStream::connect(addr).await?;
+    /// s.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await?;
+    /// let mut response = String::new();
+    /// s.read_to_string(&mut response).await?;
+    /// assert!(response.starts_with("HTTP/1.1 200 OK"));
+    /// assert!(response.ends_with("\r\n\r\nok\n"));
+    /// # homer.shutdown(std::time::Duration::from_secs(1)).await;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }
+    /// ```
+    pub fn http_get<F, Fut>(&self, path: impl Into<String>, route: F) -> bool
+    where
+        F: Fn(Arc<HttpRequest>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = crate::HttpResponse> + Send + 'static,
+    {
+        self.inner.http.routes.insert(path.into(), route)
+    }
+
+    /// Removes the `GET` route of `path`; returns whether it existed. Later
+    /// requests go to the static files.
+    pub fn remove_http_get(&self, path: &str) -> bool {
+        self.inner.http.routes.remove(path)
     }
 
     /// The registered API names, sorted.

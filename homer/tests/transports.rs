@@ -214,3 +214,107 @@ async fn static_files_are_served_and_confined_to_their_directory() {
     );
     assert_eq!(http.fetch("GET", "/.hidden", &[], "").await.status, 404);
 }
+
+#[tokio::test]
+async fn get_routes_answer_before_static_files_and_change_at_run_time() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("healthz"), "a file").unwrap();
+    let s = Server::start(homer::Homer::builder().static_dir(dir.path())).await;
+    let ready = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = ready.clone();
+    assert!(!s.homer.http_get("/healthz", move |req| {
+        let up = flag.load(std::sync::atomic::Ordering::Relaxed);
+        let who = req.header("x-probe").unwrap_or("nobody").to_owned();
+        async move {
+            if up {
+                homer::HttpResponse::text(200, format!("ok {who}"))
+            } else {
+                homer::HttpResponse::json(503, &json!({"ready": false}))
+            }
+        }
+    }));
+    let mut http = s.http().await;
+    let r = http.fetch("GET", "/healthz", &[], "").await;
+    assert_eq!(r.status, 503, "the route wins over the file of that name");
+    assert_eq!(r.json(), json!({"ready": false}));
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+
+    ready.store(true, std::sync::atomic::Ordering::Relaxed);
+    let r = http
+        .fetch("GET", "/healthz", &[("x-probe", "lb")], "")
+        .await;
+    assert_eq!((r.status, &r.body[..]), (200, &b"ok lb"[..]));
+    let r = http.fetch("HEAD", "/healthz", &[], "").await;
+    assert_eq!((r.status, r.body.len()), (200, 0));
+    let r = http.fetch("POST", "/healthz", &[], "").await;
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow"), Some("GET, HEAD"));
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("/healthz"),
+        "{:?}",
+        r.json()
+    );
+
+    // Built-in routes cannot be shadowed.
+    s.homer
+        .http_get("/events", |_| async { homer::HttpResponse::text(200, "") });
+    assert_eq!(http.fetch("GET", "/events", &[], "").await.status, 401);
+
+    assert!(s.homer.remove_http_get("/healthz"));
+    let r = http.fetch("GET", "/healthz", &[], "").await;
+    assert_eq!((r.status, &r.body[..]), (200, &b"a file"[..]));
+}
+
+#[tokio::test]
+async fn static_files_from_memory_follow_the_directory_rules() {
+    let s = Server::start(homer::Homer::builder().max_static_file(64).static_files([
+        ("index.html", &b"<h1>chat</h1>"[..]),
+        ("app.js", b"let x = 1;"),
+        ("docs/index.html", b"docs"),
+        ("big.txt", &[b'x'; 65]),
+    ]))
+    .await;
+    let mut http = s.http().await;
+    let check = |path: &'static str, status: u16, body: &'static [u8], ty: Option<&'static str>| {
+        (path, status, body, ty)
+    };
+    for (path, status, body, ty) in [
+        check("/", 200, b"<h1>chat</h1>", Some("text/html; charset=utf-8")),
+        check(
+            "/index.html",
+            200,
+            b"<h1>chat</h1>",
+            Some("text/html; charset=utf-8"),
+        ),
+        check(
+            "/app.js",
+            200,
+            b"let x = 1;",
+            Some("text/javascript; charset=utf-8"),
+        ),
+        check("/docs/", 200, b"docs", Some("text/html; charset=utf-8")),
+        check("/docs", 200, b"docs", Some("text/html; charset=utf-8")),
+        check(
+            "//app.js",
+            200,
+            b"let x = 1;",
+            Some("text/javascript; charset=utf-8"),
+        ),
+    ] {
+        let r = http.fetch("GET", path, &[], "").await;
+        assert_eq!((r.status, &r.body[..]), (status, body), "{path}");
+        assert_eq!(r.header("content-type"), ty, "{path}");
+        assert_eq!(r.header("cache-control"), Some("no-cache"), "{path}");
+    }
+    for path in ["/missing.css", "/../app.js", "/.hidden", "/docs/../app.js"] {
+        assert_eq!(http.fetch("GET", path, &[], "").await.status, 404, "{path}");
+    }
+    assert_eq!(http.fetch("GET", "/big.txt", &[], "").await.status, 413);
+    let r = http.fetch("HEAD", "/app.js", &[], "").await;
+    assert_eq!((r.status, r.body.len()), (200, 0));
+    assert_eq!(http.fetch("DELETE", "/app.js", &[], "").await.status, 405);
+}

@@ -17,7 +17,8 @@ pub enum Error {
     /// that was not compiled in.
     #[error("unsupported store url {url:?}: {reason}")]
     BadUrl {
-        /// The URL as given.
+        /// The URL as given, its password replaced by `***`
+        /// ([`redact_url`](crate::redact_url)).
         url: String,
         /// What is wrong with it.
         reason: String,
@@ -168,6 +169,8 @@ impl Error {
         matches!(self, Error::Unavailable { .. })
     }
 
+    // Only the sled and PostgreSQL engines have errors of their own.
+    #[cfg(any(feature = "sled", feature = "postgres"))]
     pub(crate) fn backend(
         backend: &'static str,
         source: impl Into<Box<dyn std::error::Error + Send + Sync>>,

@@ -40,6 +40,9 @@
 //! # }
 //! ```
 //!
+//! A store URL may carry a password; [`redact_url`] gives the URL to show in
+//! logs and errors (nopi's own errors already show it so).
+//!
 //! # Backends
 //!
 //! The engines implement the small [`backend::Backend`] and
@@ -62,6 +65,7 @@ mod batch;
 mod collection;
 mod commit;
 mod error;
+mod redact;
 mod scan;
 mod store;
 #[cfg(feature = "testing")]
@@ -72,6 +76,7 @@ pub use batch::{Batch, Op};
 pub use collection::{Collection, CollectionBuilder};
 pub use commit::GroupCommit;
 pub use error::{CasConflict, DisplayKey, Error, Result};
+pub use redact::redact_url;
 pub use scan::Scan;
 pub use store::{Limits, MAX_TREE_NAME, Store, StoreBuilder};
 pub use tree::Tree;

@@ -158,7 +158,7 @@ impl StoreBuilder {
     pub async fn open(self) -> Result<Store> {
         let url = self.url.as_str();
         let bad = |reason: &str| Error::BadUrl {
-            url: url.to_owned(),
+            url: crate::redact_url(url),
             reason: reason.to_owned(),
         };
         let backend: Arc<dyn Backend> = if url == "memory:" {

@@ -34,7 +34,9 @@ pub struct TempStore {
 
 impl std::fmt::Debug for TempStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TempStore").field("url", &self.url).finish()
+        f.debug_struct("TempStore")
+            .field("url", &crate::redact_url(&self.url))
+            .finish()
     }
 }
 

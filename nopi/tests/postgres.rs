@@ -24,6 +24,38 @@ async fn bad_schema_parameter_is_refused() {
     ));
 }
 
+#[tokio::test]
+async fn errors_never_show_the_url_password() {
+    // Refused URLs (nopi's own parameter, then one tokio-postgres refuses),
+    // and an unreachable server.
+    for url in [
+        "postgres://chat:hunter2@127.0.0.1:5432/test?schema=Bad",
+        "postgres://chat:hunter2@127.0.0.1:notaport/test",
+        "postgresql://127.0.0.1:5432/test?user=chat&password=hunter2&schema=Bad",
+        "postgres://chat:hunter2@127.0.0.1:1/test",
+    ] {
+        let err = nopi::open(url).await.unwrap_err();
+        for shown in [err.to_string(), format!("{err:?}")] {
+            assert!(
+                !shown.contains("hunter2"),
+                "{url} shows its password: {shown}"
+            );
+        }
+        if let nopi::Error::BadUrl { url: named, .. } = &err {
+            assert!(named.contains("***"), "{url}: the error names {named}");
+            assert!(named.contains("chat"), "{url}: the user is kept in {named}");
+        }
+    }
+}
+
+#[test]
+fn temp_store_debug_hides_the_password() {
+    let temp = nopi::testing::TempStore::postgres_at("postgres://u:hunter2@127.0.0.1:1/db");
+    let shown = format!("{temp:?}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(shown.contains("postgres://u:***@127.0.0.1:1/db"), "{shown}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn temp_store_schema_is_dropped_with_it() {
     let temp = nopi::testing::TempStore::postgres();

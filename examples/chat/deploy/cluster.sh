@@ -76,7 +76,9 @@ start() {
     store=$(with_schema)
     for i in $(seq 1 "$n"); do
         say "node $i: http 127.0.0.1:$((8080 + i)), tcp $((7000 + i)), msgid-json $((6000 + i)), type-data $((8890 + i))"
-        NO_COLOR=1 "$bin" --node-id "node$i" --store "$store" --amqp "$amqp" --amqp-namespace "$ns" \
+        # The URLs (passwords included) go in the environment, not in
+        # arguments that every user of the machine sees in `ps`.
+        CHAT_STORE="$store" CHAT_AMQP="$amqp" NO_COLOR=1 "$bin" --node-id "node$i" --amqp-namespace "$ns" \
             --http "127.0.0.1:$((8080 + i))" --tcp "127.0.0.1:$((7000 + i))" \
             --msgid-json "127.0.0.1:$((6000 + i))" --type-data "127.0.0.1:$((8890 + i))" \
             >"$dir/node$i.log" 2>&1 &

@@ -68,6 +68,8 @@ pub(crate) struct Inner {
     pub(crate) auth: AuthManager,
     pub(crate) sessions: Sessions<SessionData>,
     pub(crate) broker: Arc<dyn Broker>,
+    /// The same broker when it is RabbitMQ, for its connection state.
+    pub(crate) amqp: Option<AmqpBroker>,
     pub(crate) groups: Collection<GroupDoc>,
     pub(crate) friends: Tree,
     pub(crate) sent: Tree,
@@ -93,7 +95,8 @@ pub enum StartError {
     /// The store could not be opened.
     #[error("cannot open store {url}: {source}")]
     Store {
-        /// The store URL.
+        /// The store URL, its password replaced by `***`
+        /// ([`nopi::redact_url`]).
         url: String,
         /// What went wrong.
         source: nopi::Error,
@@ -148,13 +151,13 @@ impl Chat {
         let store = nopi::open(&config.store)
             .await
             .map_err(|source| StartError::Store {
-                url: config.store.clone(),
+                url: nopi::redact_url(&config.store),
                 source,
             })?;
         // At least 100 ms, also when it comes from a config file.
         let broker_timeout = Duration::from_millis(config.broker_timeout_ms.max(100));
-        let broker: Arc<dyn Broker> = match &config.amqp {
-            Some(url) => Arc::new(
+        let amqp = match &config.amqp {
+            Some(url) => Some(
                 AmqpBroker::builder(url.clone())
                     .connection_name(format!("chat-server {}", config.node_id()))
                     .namespace(config.amqp_namespace.clone())
@@ -168,9 +171,13 @@ impl Chat {
                     .connect()
                     .await?,
             ),
+            None => None,
+        };
+        let broker: Arc<dyn Broker> = match &amqp {
+            Some(b) => Arc::new(b.clone()),
             None => Arc::new(LocalBroker::builder(store.clone()).build().await?),
         };
-        let chat = Chat::compose(config, store, broker).await?;
+        let chat = Chat::compose(config, store, broker, amqp).await?;
         chat.ensure_lobby().await?;
         crate::cluster::beat(&chat)
             .await
@@ -179,6 +186,7 @@ impl Chat {
             .await
             .map_err(|e| StartError::Other(format!("clearing stale online entries: {e}")))?;
         crate::api::register(&chat);
+        crate::health::register(&chat);
         let c = &chat.inner.config;
         let http = chat.inner.homer.listen_http(c.http).await?;
         let tcp = chat
@@ -208,11 +216,12 @@ impl Chat {
         config: Config,
         store: Store,
         broker: Arc<dyn Broker>,
+        amqp: Option<AmqpBroker>,
     ) -> Result<Chat, StartError> {
         let other =
             |what: &str, e: &dyn std::fmt::Display| StartError::Other(format!("{what}: {e}"));
         let nopi_err = |e: nopi::Error| StartError::Store {
-            url: config.store.clone(),
+            url: nopi::redact_url(&config.store),
             source: e,
         };
         let meta = store.tree("chat.inner.meta").await.map_err(nopi_err)?;
@@ -252,7 +261,12 @@ impl Chat {
             .open()
             .await
             .map_err(nopi_err)?;
-        let homer = Homer::builder()
+        let builder = Homer::builder();
+        let builder = match &config.web_dir {
+            Some(dir) => builder.static_dir(dir.clone()),
+            None => builder.static_files(crate::web::files()),
+        };
+        let homer = builder
             .max_connections(config.max_connections)
             .max_sessions(config.max_connections)
             // Legacy clients never send heartbeats; an idle but logged-in
@@ -263,7 +277,6 @@ impl Chat {
             // routed in the order it sent them, and a login sent right after
             // its register sees the account.
             .max_in_flight(1)
-            .static_dir(config.web_dir.clone())
             .build();
         let inner = Inner {
             node: config.node_id(),
@@ -279,6 +292,7 @@ impl Chat {
             auth,
             sessions,
             broker,
+            amqp,
             groups,
             homer,
             local: Mutex::new(HashMap::new()),
@@ -335,6 +349,33 @@ async fn cookie_key(meta: &Tree) -> nopi::Result<Key> {
             .is_ok()
         {
             return Ok(fresh);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_store_that_cannot_be_opened_is_named_without_its_password() {
+        // Nothing listens on port 1: opening the store fails at once.
+        let config = Config::load_from([
+            "chat-server",
+            "--store",
+            "postgres://chat:hunter2@127.0.0.1:1/chat",
+        ])
+        .unwrap();
+        let Err(err) = Chat::start(config).await else {
+            panic!("a store on port 1 opened");
+        };
+        assert!(matches!(err, StartError::Store { .. }), "{err:?}");
+        for shown in [err.to_string(), format!("{err:?}")] {
+            assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(
+                shown.contains("postgres://chat:***@127.0.0.1:1/chat"),
+                "{shown}"
+            );
         }
     }
 }

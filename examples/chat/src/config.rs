@@ -13,7 +13,10 @@ use serde::Deserialize;
 /// Every option can be given as a flag, as the environment variable shown in
 /// `--help`, or as the same name (with `_` for `-`) in the TOML file named by
 /// `--config`.
-#[derive(Debug, Clone, Parser, Deserialize)]
+///
+/// Its `Debug` shows the store and RabbitMQ URLs with their passwords
+/// replaced by `***` ([`nopi::redact_url`]).
+#[derive(Clone, Parser, Deserialize)]
 #[command(
     name = "chat-server",
     version,
@@ -68,9 +71,10 @@ pub struct Config {
     #[arg(long, env = "CHAT_NODE_ID")]
     pub node_id: Option<String>,
 
-    /// Directory of the web client's files.
-    #[arg(long, env = "CHAT_WEB_DIR", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/web"))]
-    pub web_dir: PathBuf,
+    /// Serve the web client from this directory instead of the copy built
+    /// into the binary (for editing the UI without rebuilding).
+    #[arg(long, env = "CHAT_WEB_DIR")]
+    pub web_dir: Option<PathBuf>,
 
     /// Largest message text, in bytes.
     #[arg(long, env = "CHAT_MAX_TEXT", default_value_t = 4096)]
@@ -203,6 +207,49 @@ impl Config {
     }
 }
 
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Every field, the URLs without their passwords. Destructured so a
+        // new field cannot be left out unnoticed.
+        let Config {
+            config,
+            http,
+            tcp,
+            msgid_json,
+            type_data,
+            store,
+            amqp,
+            amqp_namespace,
+            broker_timeout_ms,
+            node_id,
+            web_dir,
+            max_text,
+            send_rate,
+            send_burst,
+            max_connections,
+            log,
+        } = self;
+        f.debug_struct("Config")
+            .field("config", config)
+            .field("http", http)
+            .field("tcp", tcp)
+            .field("msgid_json", msgid_json)
+            .field("type_data", type_data)
+            .field("store", &nopi::redact_url(store))
+            .field("amqp", &amqp.as_deref().map(nopi::redact_url))
+            .field("amqp_namespace", amqp_namespace)
+            .field("broker_timeout_ms", broker_timeout_ms)
+            .field("node_id", node_id)
+            .field("web_dir", web_dir)
+            .field("max_text", max_text)
+            .field("send_rate", send_rate)
+            .field("send_burst", send_burst)
+            .field("max_connections", max_connections)
+            .field("log", log)
+            .finish()
+    }
+}
+
 impl serde::Serialize for Config {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
@@ -221,7 +268,9 @@ impl serde::Serialize for Config {
         if let Some(n) = &self.node_id {
             m.serialize_entry("node_id", n)?;
         }
-        m.serialize_entry("web_dir", &self.web_dir)?;
+        if let Some(d) = &self.web_dir {
+            m.serialize_entry("web_dir", d)?;
+        }
         m.serialize_entry("max_text", &self.max_text)?;
         m.serialize_entry("send_rate", &self.send_rate)?;
         m.serialize_entry("send_burst", &self.send_burst)?;
@@ -266,6 +315,33 @@ mod tests {
         assert_eq!(c.http.port(), 9100, "the flag wins over the file");
         assert_eq!(c.type_data, Listen(None));
         assert_eq!(c.max_text, 10, "multi-word keys are read from the file");
+    }
+
+    #[test]
+    fn debug_shows_no_url_password() {
+        let c = Config::load_from([
+            "chat-server",
+            "--store",
+            "postgres://chat:hunter2@db.internal:5432/chat",
+            "--amqp",
+            "amqp://chat:rabbit-pw@mq.internal:5672/%2f",
+        ])
+        .unwrap();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains("rabbit-pw"), "{shown}");
+        assert!(
+            shown.contains("postgres://chat:***@db.internal:5432/chat"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("amqp://chat:***@mq.internal:5672/%2f"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("max_text: 4096"),
+            "the rest is shown: {shown}"
+        );
     }
 
     #[test]

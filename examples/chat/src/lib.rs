@@ -27,10 +27,12 @@ mod api;
 mod app;
 mod cluster;
 mod config;
+mod health;
 mod legacy;
 mod limits;
 mod presence;
 mod session;
+mod web;
 mod wire;
 
 pub use app::{Chat, Running, StartError};

@@ -66,8 +66,13 @@ struct Node {
 
 impl Node {
     async fn start(id: &str, store: &str, ns: &str) -> Node {
+        Self::start_via(id, store, &amqp_url(), ns).await
+    }
+
+    /// A node reaching RabbitMQ at `amqp`.
+    async fn start_via(id: &str, store: &str, amqp: &str, ns: &str) -> Node {
         let mut cmd = process::command();
-        cmd.args(["--node-id", id, "--store", store, "--amqp", &amqp_url()])
+        cmd.args(["--node-id", id, "--store", store, "--amqp", amqp])
             .args(["--amqp-namespace", ns])
             .args(["--http", "127.0.0.1:0", "--tcp", "127.0.0.1:0"])
             .args(["--msgid-json", "127.0.0.1:0", "--type-data", "127.0.0.1:0"])
@@ -240,44 +245,49 @@ impl Cluster {
     async fn clean_up(self) {
         let ns = self.namespace.clone();
         drop(self);
-        let out = Command::new("rabbitmqctl")
-            .args(["list_queues", "name", "--no-table-headers", "-q"])
-            .output()
-            .await;
-        let Ok(out) = out else { return };
-        let names = String::from_utf8_lossy(&out.stdout).into_owned();
-        let broker = match rmq_core::AmqpBroker::builder(amqp_url())
-            .namespace(ns.clone())
-            .connect()
-            .await
-        {
-            Ok(b) => b,
-            Err(e) => return eprintln!("cleaning up RabbitMQ namespace {ns}: {e}"),
-        };
-        let (inbox, history) = (format!("{ns}.inbox."), format!("{ns}.history."));
-        for name in names.lines().map(str::trim) {
-            let done = if let Some(user) = name.strip_prefix(&inbox) {
-                match rmq_core::UserId::new(user) {
-                    Ok(u) => broker.delete_inbox(&u).await,
-                    Err(_) => continue,
-                }
-            } else if let Some(room) = name.strip_prefix(&history) {
-                match rmq_core::RoomId::new(room) {
-                    Ok(r) => broker.delete_room(&r).await,
-                    Err(_) => continue,
-                }
-            } else {
-                continue;
-            };
-            if let Err(e) = done {
-                eprintln!("cleaning up {name}: {e}");
-            }
-        }
-        if let Err(e) = broker.delete_namespace().await {
-            eprintln!("cleaning up RabbitMQ namespace {ns}: {e}");
-        }
-        broker.close().await;
+        clean_up_namespace(ns).await;
     }
+}
+
+/// Delete what a run left in RabbitMQ namespace `ns` (see [`Cluster::clean_up`]).
+async fn clean_up_namespace(ns: String) {
+    let out = Command::new("rabbitmqctl")
+        .args(["list_queues", "name", "--no-table-headers", "-q"])
+        .output()
+        .await;
+    let Ok(out) = out else { return };
+    let names = String::from_utf8_lossy(&out.stdout).into_owned();
+    let broker = match rmq_core::AmqpBroker::builder(amqp_url())
+        .namespace(ns.clone())
+        .connect()
+        .await
+    {
+        Ok(b) => b,
+        Err(e) => return eprintln!("cleaning up RabbitMQ namespace {ns}: {e}"),
+    };
+    let (inbox, history) = (format!("{ns}.inbox."), format!("{ns}.history."));
+    for name in names.lines().map(str::trim) {
+        let done = if let Some(user) = name.strip_prefix(&inbox) {
+            match rmq_core::UserId::new(user) {
+                Ok(u) => broker.delete_inbox(&u).await,
+                Err(_) => continue,
+            }
+        } else if let Some(room) = name.strip_prefix(&history) {
+            match rmq_core::RoomId::new(room) {
+                Ok(r) => broker.delete_room(&r).await,
+                Err(_) => continue,
+            }
+        } else {
+            continue;
+        };
+        if let Err(e) = done {
+            eprintln!("cleaning up {name}: {e}");
+        }
+    }
+    if let Err(e) = broker.delete_namespace().await {
+        eprintln!("cleaning up RabbitMQ namespace {ns}: {e}");
+    }
+    broker.close().await;
 }
 
 /// A native-protocol client over TCP whose reader runs in the background.
@@ -838,6 +848,10 @@ async fn a_postgresql_outage_answers_503_and_recovers_by_itself() {
     let traffic = Traffic::start(users(&c, "p").await, c.tcp);
     tokio::time::sleep(Duration::from_millis(1000)).await;
 
+    for n in &c.nodes {
+        assert_eq!(readyz(n.http).await.0, 200, "ready before the outage");
+    }
+
     // Longer than the liveness bound's STALE (6 s): every node's heartbeat
     // stops, and none may take the others for dead when the store is back.
     eprintln!("PostgreSQL cut after {} messages", traffic.sent());
@@ -849,9 +863,27 @@ async fn a_postgresql_outage_answers_503_and_recovers_by_itself() {
         Some(json!(503)),
         "a call that needs the store answers 503 while it is away: {during:?}"
     );
+    for n in &c.nodes {
+        let (status, body) = readyz(n.http).await;
+        assert_eq!(status, 503, "not ready while the store is away: {body}");
+        assert_eq!(body["store"], "unavailable", "{body}");
+        assert_eq!(body["broker"], "ok", "{body}");
+        let (status, _) = get(n.http, "/healthz").await;
+        assert_eq!(status, 200, "alive while the store is away");
+    }
     tokio::time::sleep(Duration::from_secs(5)).await;
     c.postgres.restore();
     eprintln!("PostgreSQL restored");
+    for n in &c.nodes {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while readyz(n.http).await.0 != 200 {
+            assert!(
+                Instant::now() < deadline,
+                "ready again within 10 s of the store's return"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
 
     let mut f = traffic.finish().await;
     assert!(
@@ -879,6 +911,66 @@ async fn a_postgresql_outage_answers_503_and_recovers_by_itself() {
     );
     drop(zed);
     c.clean_up().await;
+}
+
+/// `GET path` of a node: status and JSON body (`null` if not JSON).
+async fn get(addr: SocketAddr, path: &str) -> (u16, Value) {
+    let (status, _, body) = support::http(addr, "GET", path, &[], "").await;
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
+/// A node's `/readyz`.
+async fn readyz(addr: SocketAddr) -> (u16, Value) {
+    get(addr, "/readyz").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_follows_the_rabbitmq_connection() {
+    // One node reaching RabbitMQ through a proxy this test cuts: the shared
+    // RabbitMQ itself stays up for everyone else.
+    let _serial = SERIAL.lock().await;
+    let amqp = amqp_url();
+    let target = match &amqp[authority(&amqp)] {
+        hp if hp.contains(':') => hp.to_owned(),
+        host => format!("{host}:5672"),
+    };
+    let proxy = nopi::testing::FaultProxy::start(&target)
+        .await
+        .expect("start the RabbitMQ proxy");
+    let store = nopi::testing::TempStore::postgres();
+    let ns = format!("ct{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let node = Node::start_via("ready1", store.url(), &through(&amqp, proxy.addr()), &ns).await;
+    let (status, body) = readyz(node.http).await;
+    assert_eq!(status, 200, "{body}");
+
+    proxy.cut();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let body = loop {
+        let (status, body) = readyz(node.http).await;
+        if status == 503 {
+            break body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not ready within 5 s of losing RabbitMQ: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(body["broker"], "unavailable", "{body}");
+    assert_eq!(body["store"], "ok", "{body}");
+    assert_eq!(get(node.http, "/healthz").await.0, 200);
+
+    proxy.restore();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while readyz(node.http).await.0 != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "ready again within 10 s of RabbitMQ's return"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(node);
+    clean_up_namespace(ns).await;
 }
 
 /// A native user on `addr` (registered if new, with `number` if given), logged in.

@@ -37,15 +37,46 @@ async fn lobby_message_between_websocket_and_tcp_users() {
     .await;
     assert_eq!(alice.message("hi alice").await["from"], "bob");
 
-    // Nobody can send as someone else: `from` is not a parameter.
+    // Nobody can send as someone else or from elsewhere: `from` and `ip`
+    // are accepted (a client may send a whole message object back) and the
+    // server's values win.
+    let sent = bob
+        .ok(
+            "chat.send",
+            json!({"to": {"group": "lobby"}, "text": "as alice?", "from": "alice", "ip": "10.9.8.7"}),
+        )
+        .await;
+    let got = alice.message("as alice?").await;
+    assert_eq!(got["from"], "bob", "the server's from wins");
+    assert_eq!(got["ip"], "127.0.0.1", "the server's ip wins");
+    assert_eq!(got["id"], sent["id"]);
+    // A message object as delivered, sent back whole except its id and ts.
+    let mut echo = got.clone();
+    echo["text"] = json!("echoed");
+    let echo = serde_json::Value::Object(
+        echo.as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "id" | "ts"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    );
+    alice.ok("chat.send", echo).await;
+    assert_eq!(bob.message("echoed").await["from"], "alice");
+
+    // Other unknown fields are still refused, by name.
     let e = bob
         .err(
             "chat.send",
-            json!({"to": {"group": "lobby"}, "text": "x", "from": "alice"}),
+            json!({"to": {"group": "lobby"}, "text": "x", "sender": "alice"}),
             400,
         )
         .await;
     assert_eq!(e["code"], "bad_params");
+    assert!(
+        e["message"].as_str().unwrap_or("").contains("sender"),
+        "the refusal names the field: {e}"
+    );
 }
 
 #[tokio::test]
@@ -680,3 +711,124 @@ async fn late_joiners_read_history_oldest_first() {
 /// A `Client` that is never used keeps the import honest across edits.
 #[allow(dead_code)]
 fn _uses(_: Client) {}
+
+#[tokio::test]
+async fn the_start_log_and_start_error_show_no_store_password() {
+    // A PostgreSQL URL with a password, on a port nothing listens on: the
+    // server logs its start line, then fails to open the store and says so.
+    let mut cmd = support::process::command();
+    cmd.args(["--store", "postgres://chat:hunter2@127.0.0.1:1/chat"])
+        .args(["--http", "127.0.0.1:0", "--tcp", "127.0.0.1:0"])
+        .args(["--msgid-json", "off", "--type-data", "off", "--log", "info"])
+        .stderr(std::process::Stdio::piped());
+    let out = tokio::time::timeout(Duration::from_secs(30), cmd.output())
+        .await
+        .expect("chat-server exits within 30 s")
+        .expect("run chat-server");
+    assert!(!out.status.success(), "started on an unreachable store");
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = |marker: &str| {
+        log.lines()
+            .find(|l| l.contains(marker))
+            .unwrap_or_else(|| panic!("no line with {marker:?} in:\n{log}"))
+            .to_owned()
+    };
+    let redacted = "postgres://chat:***@127.0.0.1:1/chat";
+    assert!(line("starting the chat server").contains(redacted), "{log}");
+    assert!(line("cannot start").contains(redacted), "{log}");
+    assert!(
+        !log.contains("hunter2"),
+        "the password is in the log:\n{log}"
+    );
+}
+
+#[tokio::test]
+async fn health_and_readiness_of_an_embedded_server() {
+    let server = Server::start().await;
+    let (status, _, body) = support::http(server.http, "GET", "/healthz", &[], "").await;
+    assert_eq!(status, 200, "{body}");
+    let (status, head, body) = support::http(server.http, "GET", "/readyz", &[], "").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap(),
+        json!({"ready": true, "store": "ok", "broker": "ok"})
+    );
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("cache-control: no-store"),
+        "{head}"
+    );
+    let (status, _, _) = support::http(server.http, "HEAD", "/readyz", &[], "").await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn the_built_in_web_client_is_served_from_an_empty_directory() {
+    // No --web-dir, started in an empty directory: the web client comes from
+    // the binary itself.
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path().join("empty");
+    std::fs::create_dir(&cwd).unwrap();
+    let mut cmd = support::process::command();
+    cmd.current_dir(&cwd)
+        .arg("--store")
+        .arg(format!("sled:{}", dir.path().join("data").display()))
+        .args(["--http", "127.0.0.1:0", "--tcp", "127.0.0.1:0"])
+        .args(["--msgid-json", "off", "--type-data", "off", "--log", "info"]);
+    let (_child, addrs) = support::process::start(cmd, support::echo).await;
+
+    let web = concat!(env!("CARGO_MANIFEST_DIR"), "/web");
+    let index = std::fs::read_to_string(format!("{web}/index.html")).unwrap();
+    let (status, head, body) = support::http(addrs.http, "GET", "/", &[], "").await;
+    assert_eq!(status, 200, "{head}");
+    assert_eq!(body, index);
+    assert!(head.contains("text/html"), "{head}");
+    // Every asset the page links to.
+    let assets: Vec<&str> = index
+        .split(['"', '\''])
+        .filter(|s| s.starts_with('/') && s.len() > 1)
+        .collect();
+    assert!(
+        assets.contains(&"/app.js") && assets.contains(&"/style.css"),
+        "{assets:?}"
+    );
+    for asset in assets {
+        let (status, head, body) = support::http(addrs.http, "GET", asset, &[], "").await;
+        assert_eq!(status, 200, "{asset}: {head}");
+        let on_disk = std::fs::read_to_string(format!("{web}{asset}")).unwrap();
+        assert_eq!(body, on_disk, "{asset}");
+    }
+    assert!(
+        std::fs::read_dir(&cwd).unwrap().next().is_none(),
+        "the server wrote nothing in its working directory"
+    );
+}
+
+#[tokio::test]
+async fn web_dir_overrides_the_built_in_client_and_help_bakes_in_no_path() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("index.html"), "<h1>edited</h1>").unwrap();
+    let server = Server::start_with(&["--web-dir", dir.path().to_str().unwrap()]).await;
+    let (status, _, body) = support::http(server.http, "GET", "/", &[], "").await;
+    assert_eq!((status, body.as_str()), (200, "<h1>edited</h1>"));
+    let (status, _, _) = support::http(server.http, "GET", "/app.js", &[], "").await;
+    assert_eq!(status, 404, "only the given directory is served");
+
+    // The option has no default: no build machine path in the binary's help.
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_chat-server"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    let option = help
+        .split("--web-dir")
+        .nth(1)
+        .and_then(|rest| rest.split("\n      --").next())
+        .unwrap_or_else(|| panic!("--web-dir in the help:\n{help}"));
+    assert!(!option.contains("[default"), "{option}");
+    assert!(!help.contains(env!("CARGO_MANIFEST_DIR")), "{help}");
+}

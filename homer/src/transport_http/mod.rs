@@ -1,6 +1,6 @@
 //! The HTTP/1.1 transport: `POST /api/<name>`, `GET /events` (Server-Sent
-//! Events), `GET /poll` (long-poll), `GET /ws` (WebSocket upgrade), and
-//! static files.
+//! Events), `GET /poll` (long-poll), `GET /ws` (WebSocket upgrade), the
+//! application's plain `GET` routes, and static files.
 //!
 //! HTTP calls belong to a *session*: a virtual connection keyed by the
 //! request's bearer token or session cookie (see
@@ -9,6 +9,7 @@
 //! with no known key runs on a one-request connection.
 
 mod files;
+mod routes;
 pub(crate) mod session;
 mod ws;
 
@@ -41,6 +42,9 @@ use crate::outbox::Receiver;
 use crate::rate::TokenBucket;
 use crate::server::Homer;
 
+pub(crate) use files::Statics;
+pub use routes::HttpResponse;
+pub(crate) use routes::Routes;
 pub(crate) use session::Sessions;
 
 pub(crate) type Body = UnsyncBoxBody<Bytes, Infallible>;
@@ -188,6 +192,7 @@ pub(crate) struct HttpState {
     router: matchit::Router<Route>,
     ip_buckets: Mutex<HashMap<IpAddr, TokenBucket>>,
     pub(crate) sessions: Sessions,
+    pub(crate) routes: Routes,
 }
 
 impl HttpState {
@@ -206,6 +211,7 @@ impl HttpState {
             router,
             ip_buckets: Mutex::new(HashMap::new()),
             sessions: Sessions::default(),
+            routes: Routes::default(),
         }
     }
 }
@@ -326,7 +332,10 @@ async fn handle(
                 req.uri().path()
             ),
         )),
-        None => files::serve(&homer, &req).await,
+        None => match homer.inner.http.routes.serve(&req).await {
+            Some(res) => res,
+            None => files::serve(&homer, &req).await,
+        },
     }
 }
 

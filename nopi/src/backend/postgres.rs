@@ -174,7 +174,7 @@ fn split_schema(url: &str) -> Result<(String, Option<String>)> {
             && !s.as_bytes()[0].is_ascii_digit();
         if !ok {
             return Err(Error::BadUrl {
-                url: url.to_owned(),
+                url: crate::redact_url(url),
                 reason: format!(
                     "schema {s:?} must be 1 to 63 of [a-z0-9_], not starting with a digit"
                 ),
@@ -196,7 +196,7 @@ fn pg_config(url: &str, pg_url: &str) -> Result<tokio_postgres::Config> {
         pg_url
             .parse()
             .map_err(|e: tokio_postgres::Error| Error::BadUrl {
-                url: url.to_owned(),
+                url: crate::redact_url(url),
                 reason: e.to_string(),
             })?;
     if config.get_tcp_user_timeout().is_none() {

@@ -19,6 +19,7 @@ use std::time::Duration;
 use homer::ApiError;
 use nopi::Scan;
 use rmq_core::{HistoryQuery, RoomId, To};
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -63,6 +64,9 @@ pub(super) fn register(c: &Chat) {
     });
 }
 
+/// The params of `chat.send`. `from` and `ip` are accepted and dropped
+/// unread (the server sets both, PROTOCOL.md §1), so a client may send a
+/// whole message object back; any other unknown field is refused.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Send {
@@ -70,6 +74,25 @@ pub(crate) struct Send {
     pub(crate) text: String,
     #[serde(default)]
     pub(crate) client_id: Option<String>,
+    /// Accepted and dropped: the server's value wins.
+    #[serde(default, rename = "from")]
+    _from: IgnoredAny,
+    /// Accepted and dropped: the server's value wins.
+    #[serde(default, rename = "ip")]
+    _ip: IgnoredAny,
+}
+
+impl Send {
+    /// A send of `text` to `to`, without a `client_id`.
+    pub(crate) fn new(to: Target, text: String) -> Self {
+        Send {
+            to,
+            text,
+            client_id: None,
+            _from: IgnoredAny,
+            _ip: IgnoredAny,
+        }
+    }
 }
 
 #[derive(Deserialize)]

@@ -25,7 +25,8 @@ async fn main() -> ExitCode {
         Some(_) => "cluster node (RabbitMQ)",
         None => "embedded",
     };
-    tracing::info!(store = %config.store, node = %config.node_id(), "starting the chat server, {shape}");
+    // Never the password of a URL in a log line.
+    tracing::info!(store = %nopi::redact_url(&config.store), node = %config.node_id(), "starting the chat server, {shape}");
     let running = match chat::Chat::start(config).await {
         Ok(r) => r,
         Err(e) => {

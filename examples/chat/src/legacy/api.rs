@@ -248,11 +248,7 @@ pub(crate) fn register(legacy: &Arc<Legacy>) {
                 Dest::User(n) => Target::user(l.name_of(n).await?),
                 Dest::Group(n) => Target::group(l.group_name(n).await?),
             };
-            let send = crate::api::chat::Send {
-                to,
-                text: p.text,
-                client_id: None,
-            };
+            let send = crate::api::chat::Send::new(to, p.text);
             let sent = l.chat.send(&login, ctx.peer_ip(), send).await?;
             Ok(json!({ "id": sent.id }))
         })

@@ -22,6 +22,12 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 /// How long a test waits for anything before failing.
 pub(crate) const WAIT: Duration = Duration::from_secs(10);
 
+/// Echo a line of a server's log to stderr, where the test runner shows it
+/// on failure.
+pub(crate) fn echo(line: &str) {
+    eprintln!("[server] {line}");
+}
+
 /// A running `chat-server` process with its own data directory.
 pub(crate) struct Server {
     child: Child,
@@ -58,7 +64,7 @@ impl Server {
             .args(["--msgid-json", "127.0.0.1:0", "--type-data", "127.0.0.1:0"])
             .args(["--log", "info"])
             .args(args);
-        let (child, addrs) = process::start(cmd, |line| eprintln!("[server] {line}")).await;
+        let (child, addrs) = process::start(cmd, echo).await;
         Server {
             child,
             http: addrs.http,
