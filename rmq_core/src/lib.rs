@@ -77,6 +77,17 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Conversations as logs
+//!
+//! [`conversation::Conversations`] is the other model: one log per
+//! conversation in a `nopi` store, each message stored once whatever the
+//! member count, a read position per member and delivered/read cursors per
+//! device, unread counts in O(1), edits, deletes and reactions as entries of
+//! the log, retention, and a [`conversation::Feed`] per reader that catches
+//! up from a cursor and then follows live entries, which reach each node
+//! once ([`conversation::InProcessFanout`], or an [`AmqpBroker`] as the
+//! [`conversation::Fanout`]). See the [`conversation`] module.
+//!
 //! # Delivery
 //!
 //! - [`Broker::publish`] returns once the message is stored in every
