@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use nopi::testing::TempStore;
 use rmq_core::conversation::{Conversations, Event, FeedItem, ListQuery, LogQuery, Retention};
 use rmq_core::{ConversationId, DeviceId, Envelope, RoomId, To, UserId};
-use support::{ARRIVE, amqp_broker_in, close_connections_matching, unique_namespace};
+use support::{ARRIVE, amqp_conversations, close_connections_matching, unique_namespace};
 
 const CHILD_DIR: &str = "CONVERSATION_CRASH_CHILD_DIR";
 const CHILD_ROUND: &str = "CONVERSATION_CRASH_CHILD_ROUND";
@@ -39,7 +39,10 @@ async fn open(dir: &str) -> Conversations {
 /// The child side: append until killed, printing every append that returned
 /// Ok (`seq body`) and every read position that was stored (`read seq`).
 #[test]
-#[expect(clippy::print_stdout, reason = "the child reports to its parent on stdout")]
+#[expect(
+    clippy::print_stdout,
+    reason = "the child reports to its parent on stdout"
+)]
 fn crash_child_appends_until_killed() {
     let (Ok(dir), Ok(round)) = (std::env::var(CHILD_DIR), std::env::var(CHILD_ROUND)) else {
         return; // only runs when the parent test starts this binary as its child
@@ -229,17 +232,8 @@ async fn reopen(path: &str) -> Conversations {
 async fn cut_rabbitmq_connections_lose_no_entry_of_a_live_feed() {
     let temp = TempStore::postgres();
     let ns = unique_namespace();
-    let (ba, bb) = (amqp_broker_in(&ns).await, amqp_broker_in(&ns).await);
-    let a = Conversations::builder(&temp.open().await.unwrap())
-        .fanout(Arc::new(ba.clone()))
-        .build()
-        .await
-        .unwrap();
-    let b = Conversations::builder(&temp.open().await.unwrap())
-        .fanout(Arc::new(bb.clone()))
-        .build()
-        .await
-        .unwrap();
+    let (a, ba) = amqp_conversations(&temp, &ns).await;
+    let (b, bb) = amqp_conversations(&temp, &ns).await;
     let (alice, bob) = (UserId::new("alice").unwrap(), UserId::new("bob").unwrap());
     let room = RoomId::new("stream").unwrap();
     a.create_room(&room, Retention::All).await.unwrap();

@@ -17,7 +17,7 @@ use rmq_core::conversation::{
     Conversations, Event, FeedItem, InProcessFanout, ListQuery, LogQuery, Retention,
 };
 use rmq_core::{AmqpBroker, ConversationId, DeviceId, Envelope, Error, RoomId, To, UserId};
-use support::{ARRIVE, SILENCE, amqp_broker_in, unique_namespace};
+use support::{ARRIVE, SILENCE, amqp_conversations, unique_namespace};
 
 /// Two nodes on one store and one fan-out.
 struct Nodes {
@@ -56,17 +56,8 @@ impl Nodes {
             Shape::Amqp => {
                 let temp = TempStore::postgres();
                 let ns = unique_namespace();
-                let (ba, bb) = (amqp_broker_in(&ns).await, amqp_broker_in(&ns).await);
-                let a = Conversations::builder(&temp.open().await.unwrap())
-                    .fanout(Arc::new(ba.clone()))
-                    .build()
-                    .await
-                    .unwrap();
-                let b = Conversations::builder(&temp.open().await.unwrap())
-                    .fanout(Arc::new(bb.clone()))
-                    .build()
-                    .await
-                    .unwrap();
+                let (a, ba) = amqp_conversations(&temp, &ns).await;
+                let (b, bb) = amqp_conversations(&temp, &ns).await;
                 Nodes {
                     a,
                     b,

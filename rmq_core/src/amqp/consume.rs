@@ -229,12 +229,7 @@ async fn inbox_task(
         }
         // Re-subscribe on the same link if it is alive (the server cancelled
         // the consumer), else on the next one.
-        let min_generation = if link.conn.status().connected() {
-            link.generation
-        } else {
-            shared.report_failure(link.generation);
-            link.generation + 1
-        };
+        let min_generation = shared.resume_generation(&link);
         let resumed = tokio::select! {
             _ = tx.closed() => return,
             r = consume_retrying(&shared, &queue, min_generation, None) => r,
@@ -354,12 +349,7 @@ pub(crate) async fn subscribe_ephemeral<T: Clone + Send + 'static>(
                 let _ = d.acker.ack(BasicAckOptions::default()).await;
             }
             drop(consumer);
-            let min_generation = if link.conn.status().connected() {
-                link.generation
-            } else {
-                shared.report_failure(link.generation);
-                link.generation + 1
-            };
+            let min_generation = shared.resume_generation(&link);
             let resumed = tokio::select! {
                 _ = tx.closed() => return,
                 r = ephemeral_retrying(&shared, min_generation, None, op, &declare) => r,

@@ -100,6 +100,18 @@ impl Shared {
     }
 
     /// Tell the supervisor that `generation` failed.
+    /// The generation a consumer that lost `link` resumes on: the same link
+    /// if it is still connected (the server only cancelled the consumer),
+    /// else the next one (and the loss is reported).
+    pub(crate) fn resume_generation(&self, link: &Link) -> u64 {
+        if link.conn.status().connected() {
+            link.generation
+        } else {
+            self.report_failure(link.generation);
+            link.generation + 1
+        }
+    }
+
     pub(crate) fn report_failure(&self, generation: u64) {
         self.failed_generation
             .fetch_max(generation, Ordering::SeqCst);

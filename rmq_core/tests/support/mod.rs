@@ -63,6 +63,21 @@ pub async fn amqp_broker_at(
     }
 }
 
+/// A conversation-log node on `store`, fanning out through a new broker
+/// connection in namespace `ns` (several calls: several nodes).
+pub async fn amqp_conversations(
+    store: &nopi::testing::TempStore,
+    ns: &str,
+) -> (rmq_core::Conversations, AmqpBroker) {
+    let broker = amqp_broker_in(ns).await;
+    let log = rmq_core::Conversations::builder(&store.open().await.expect("open the store"))
+        .fanout(Arc::new(broker.clone()))
+        .build()
+        .await
+        .expect("conversation logs");
+    (log, broker)
+}
+
 #[derive(Clone, Copy, Debug)]
 pub enum Backend {
     Local,
