@@ -228,8 +228,61 @@ async fn reopen(path: &str) -> Conversations {
     }
 }
 
+/// How RabbitMQ goes away in [`stream_through`].
+#[derive(Clone, Copy)]
+enum Outage {
+    /// The server closes the test's connections.
+    CutConnections,
+    /// `rabbitmqctl stop_app`, 3 s, `start_app`.
+    Restart,
+}
+
+/// Starts RabbitMQ again when dropped, whatever happened.
+struct RabbitGuard;
+
+impl Drop for RabbitGuard {
+    fn drop(&mut self) {
+        let _ = rabbitmqctl("start_app");
+    }
+}
+
+fn rabbitmqctl(cmd: &str) -> bool {
+    Command::new("rabbitmqctl")
+        .arg(cmd)
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn make_outage(outage: Outage, ns: &str) -> usize {
+    match outage {
+        Outage::CutConnections => close_connections_matching(ns),
+        Outage::Restart => {
+            let _guard = RabbitGuard;
+            assert!(rabbitmqctl("stop_app"), "rabbitmqctl stop_app failed");
+            std::thread::sleep(Duration::from_secs(3));
+            assert!(rabbitmqctl("start_app"), "rabbitmqctl start_app failed");
+            2
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cut_rabbitmq_connections_lose_no_entry_of_a_live_feed() {
+    stream_through(Outage::CutConnections, &[50, 120]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rabbitmq_restart_mid_stream_loses_no_entry_of_a_live_feed() {
+    stream_through(Outage::Restart, &[80]).await;
+}
+
+/// Stream 200 appends from node a to a feed on node b, with outages when the
+/// feed has reached the seqs `at`: every entry reaches the feed once, in order.
+async fn stream_through(outage: Outage, at: &[u64]) {
+    // One outage at a time: a restart would fail the other test's rabbitmqctl.
+    static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _serial = SERIAL.lock().await;
     let temp = TempStore::postgres();
     let ns = unique_namespace();
     let (a, ba) = amqp_conversations(&temp, &ns).await;
@@ -264,9 +317,9 @@ async fn cut_rabbitmq_connections_lose_no_entry_of_a_live_feed() {
     let mut cuts = 0;
     let mut next = 1;
     while next <= N {
-        if next == 50 || next == 120 {
+        if at.contains(&next) {
             let ns = ns.clone();
-            cuts += tokio::task::spawn_blocking(move || close_connections_matching(&ns))
+            cuts += tokio::task::spawn_blocking(move || make_outage(outage, &ns))
                 .await
                 .unwrap();
         }

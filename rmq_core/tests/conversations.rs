@@ -507,6 +507,20 @@ async fn bad_input_gets_typed_errors_and_changes_nothing(n: Nodes) {
             .await
             .unwrap_err();
     assert!(matches!(err, Error::InvalidEnvelope { .. }), "{err}");
+    let err =
+        n.a.edit(&c, &alice, 1, vec![b'x'; 64 * 1024 + 1])
+            .await
+            .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::BodyTooLarge {
+                size: 65537,
+                limit: 65536
+            }
+        ),
+        "an oversized edit: {err}"
+    );
     let mut feed = n.b.feed(&eve);
     assert!(matches!(
         feed.watch(&c, 0).await,
