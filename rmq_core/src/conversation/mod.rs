@@ -62,6 +62,14 @@
 //! # }
 //! ```
 //!
+//! # Beside the [`Broker`](crate::Broker)
+//!
+//! Conversations replace per-user inboxes for everything that belongs to a
+//! conversation: room and direct messages, whispers inside a group. What has
+//! no conversation stays with the broker: messages [`To::Everyone`](crate::To)
+//! (announcements) and presence. A store that already holds inboxes and room
+//! histories is not touched: the logs are new trees.
+//!
 //! # Key layout
 //!
 //! Two trees of the store. `<c>` is the conversation's text form
