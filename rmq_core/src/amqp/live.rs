@@ -84,23 +84,28 @@ impl LiveState {
     }
 
     /// Run a binding change on the current link, bounded by the operation
-    /// timeout. A failure is not an error: the next link binds everything
-    /// anew, and its readers catch up on `Lagged`.
-    async fn on_current<F, Fut>(&self, op: &'static str, f: F)
+    /// timeout. A failure on a link that is going away is not an error: the
+    /// next link binds everything anew, and its readers catch up on
+    /// `Lagged`. A failure on a link that stays up is.
+    async fn on_current<F, Fut>(&self, op: &'static str, f: F) -> Result<()>
     where
         F: FnOnce(Channel, String) -> Fut,
         Fut: Future<Output = lapin::Result<()>>,
     {
         let current = lock(&self.current).clone();
-        if let Some((ch, queue)) = current {
-            match tokio::time::timeout(self.shared.cfg.op_timeout, f(ch, queue)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::debug!(op, error = %e, "live binding change failed; redone on reconnection")
-                }
-                Err(_) => {
-                    tracing::debug!(op, "live binding change timed out; redone on reconnection")
-                }
+        let Some((ch, queue)) = current else {
+            return Ok(()); // reconnecting: the new link binds what is watched
+        };
+        match tokio::time::timeout(self.shared.cfg.op_timeout, f(ch.clone(), queue)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) if ch.status().connected() => Err(Error::Amqp { op, source: e }),
+            Ok(Err(e)) => {
+                tracing::debug!(op, error = %e, "live binding change failed; redone on reconnection");
+                Ok(())
+            }
+            Err(_) => {
+                tracing::debug!(op, "live binding change timed out; redone on reconnection");
+                Ok(())
             }
         }
     }
@@ -111,11 +116,16 @@ impl FanoutBindings for LiveState {
     async fn bind(&self, conversation: &ConversationId) -> Result<()> {
         let key = conversation.key();
         lock(&self.bound).insert(key.clone());
-        self.on_current("live bind", |ch, queue| async move {
-            self.queue_bind(&ch, &queue, &key).await
-        })
-        .await;
-        Ok(())
+        let bound = self
+            .on_current("live bind", |ch, queue| {
+                let key = key.clone();
+                async move { self.queue_bind(&ch, &queue, &key).await }
+            })
+            .await;
+        if bound.is_err() {
+            lock(&self.bound).remove(&key);
+        }
+        bound
     }
 
     async fn unbind(&self, conversation: &ConversationId) -> Result<()> {
@@ -131,8 +141,7 @@ impl FanoutBindings for LiveState {
             )
             .await
         })
-        .await;
-        Ok(())
+        .await
     }
 }
 

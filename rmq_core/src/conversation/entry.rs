@@ -252,6 +252,7 @@ impl Head {
             created: at(51),
         };
         if head.first == 0
+            || head.seq == u64::MAX
             || head.first > head.seq.saturating_add(1)
             || head.trimmed_messages > head.messages
             || head.last_message > head.seq

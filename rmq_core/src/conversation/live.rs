@@ -169,6 +169,8 @@ pub(crate) struct Dispatch {
     bound: tokio::sync::Mutex<HashMap<ConversationId, usize>>,
     bindings: Arc<dyn FanoutBindings>,
     next_id: AtomicU64,
+    /// The fan-out ended: feeds catch up once more, then report `Closed`.
+    closed: AtomicBool,
     _stop: oneshot::Sender<()>,
 }
 
@@ -181,6 +183,7 @@ impl Dispatch {
             bound: tokio::sync::Mutex::default(),
             bindings: listener.bindings,
             next_id: AtomicU64::new(1),
+            closed: AtomicBool::new(false),
             _stop: stop,
         });
         tokio::spawn(run(
@@ -289,7 +292,9 @@ async fn run(
             },
             Some(FanoutEvent::Lagged) => dispatch.lag_all(),
             None => {
-                // The fan-out is gone: readers can only catch up from the log.
+                // The fan-out is gone: readers catch up from the log once
+                // more, then are told that nothing live comes any longer.
+                dispatch.closed.store(true, Ordering::Release);
                 dispatch.lag_all();
                 return;
             }
@@ -429,6 +434,9 @@ impl Feed {
             if let Some(c) = self.behind.front().cloned() {
                 self.catch_up(c).await?;
                 continue;
+            }
+            if self.log.dispatch().closed.load(Ordering::Acquire) && self.rx.is_empty() {
+                return Err(Error::Closed);
             }
             match self.rx.recv().await {
                 None => return Err(Error::Closed),

@@ -1224,7 +1224,8 @@ impl Conversations {
             match self.inner.log.get(entry_key(&c.key(), seq)).await? {
                 Some(bytes) => entry::entry_ordinal(&bytes)
                     .ok_or_else(|| Self::corrupt(c, format!("entry {seq}"), "no ordinal".into()))?,
-                None => head.trimmed_messages,
+                // Trimmed since the head was read: the newer head knows how many.
+                None => self.head_or_empty(c).await?.trimmed_messages,
             }
         };
         self.advance_cursor(user, device, c, seq, seq).await?;
@@ -1335,6 +1336,22 @@ impl Conversations {
         }
         if query_is_reverse(&query) {
             entries.reverse();
+        }
+        if let LogQuery::After { seq, .. } = query {
+            // A trim that committed between the head read and the scan moved
+            // the tail past `seq + 1`: say so rather than skip silently.
+            let skipped = match entries.first() {
+                Some(e) => e.seq != seq.saturating_add(1),
+                None => limit > 0 && head.seq > seq,
+            };
+            if skipped {
+                let now = self.head_or_empty(c).await?;
+                return Err(Error::Trimmed {
+                    conversation: c.clone(),
+                    after: seq,
+                    first: now.first,
+                });
+            }
         }
         Ok(Page {
             entries,
