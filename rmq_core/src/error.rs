@@ -302,24 +302,10 @@ pub enum Error {
     Queue(#[from] tiny_q::Error),
 }
 
-/// Replace the password of an AMQP URL by `***`, so URLs can go into errors and logs.
+/// Replace the password of an AMQP URL by `***`, so URLs can go into errors
+/// and logs: nopi's redaction, one rule for every URL of the family.
 pub(crate) fn redact_url(url: &str) -> String {
-    // amqp://user:password@host...
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_owned();
-    };
-    let rest = &url[scheme_end + 3..];
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    match (authority.rfind('@'), authority.find(':')) {
-        (Some(at), Some(colon)) if colon < at => format!(
-            "{}{}:***{}",
-            &url[..scheme_end + 3],
-            &authority[..colon],
-            &rest[at..]
-        ),
-        _ => url.to_owned(),
-    }
+    nopi::redact_url(url)
 }
 
 #[cfg(test)]

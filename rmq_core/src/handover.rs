@@ -15,6 +15,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::UserId;
+use crate::sync::lock;
 
 /// The longest a new subscription waits for older ones to hand back.
 const MAX_WAIT: Duration = Duration::from_secs(5);
@@ -23,10 +24,6 @@ const MAX_WAIT: Duration = Duration::from_secs(5);
 pub(crate) struct Handover {
     closing: Mutex<HashMap<UserId, usize>>,
     done: Notify,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[derive(PartialEq, Eq)]

@@ -135,6 +135,7 @@ mod error;
 mod handover;
 pub mod local;
 mod name;
+mod sync;
 
 pub use amqp::{AmqpBroker, AmqpBrokerBuilder, QueueType};
 pub use broker::{Broker, HistoryQuery, Presence, PresenceEvent};

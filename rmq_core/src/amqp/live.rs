@@ -15,7 +15,7 @@
 //! and reports [`FanoutEvent::Lagged`] so that they read the gap from the log.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use futures_util::FutureExt;
@@ -27,6 +27,7 @@ use super::AmqpBroker;
 use super::consume::{Declare, subscribe_ephemeral};
 use super::link::Shared;
 use crate::conversation::{Fanout, FanoutBindings, FanoutEvent, FanoutListener};
+use crate::sync::lock;
 use crate::{ConversationId, Error, Result};
 
 /// What one node's listener is bound to, and the channel and queue of its
@@ -35,11 +36,6 @@ struct LiveState {
     shared: Arc<Shared>,
     bound: Mutex<HashSet<String>>,
     current: Mutex<Option<(Channel, String)>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // One set or option operation per critical section: still valid after a panic.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl LiveState {

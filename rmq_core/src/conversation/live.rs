@@ -17,19 +17,14 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 
 use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Conversations, ListQuery, LogEntry, LogQuery, entry};
+use crate::sync::lock;
 use crate::{ConversationId, DeviceId, Error, Result, UserId};
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every critical section here is one map operation: a poisoned lock still
-    // guards a valid map.
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// How live entries travel between the nodes that append and the nodes
 /// whose readers watch. Implemented by [`InProcessFanout`] and

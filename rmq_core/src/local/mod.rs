@@ -25,6 +25,7 @@ use nopi::{Batch, Scan, Store, Tree};
 use tiny_q::{Durability, Overflow, QueueOptions, Queues};
 use tokio::sync::{RwLock, broadcast};
 
+use crate::sync::lock;
 use crate::{
     Broker, Envelope, Error, HistoryQuery, Presence, PresenceEvent, PresenceStream, Result, RoomId,
     Subscription, To, UserId,
@@ -208,10 +209,6 @@ pub(crate) struct Inner {
 
 /// Positions of one inbox's items handed out and not acked.
 pub(crate) type Delivered = Arc<Mutex<HashSet<u64>>>;
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 /// The [`Broker`] in process: no external service, inboxes in `tiny_q`,
 /// history and topology in `nopi` trees, so offline messages, unacked
