@@ -1,6 +1,7 @@
 //! [`ConversationId`]: a room, or the pair of users of a direct conversation.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -29,7 +30,9 @@ use crate::{RoomId, To, UserId};
 /// ```
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct ConversationId(Kind);
+// Shared: every entry of a page, every feed and every binding holds one, and
+// a clone is a reference count, not an allocation.
+pub struct ConversationId(Arc<Kind>);
 
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 enum Kind {
@@ -41,13 +44,13 @@ enum Kind {
 impl ConversationId {
     /// The conversation of a room.
     pub fn room(room: RoomId) -> Self {
-        ConversationId(Kind::Room(room))
+        ConversationId(Arc::new(Kind::Room(room)))
     }
 
     /// The direct conversation of `a` and `b`, whichever order they come in.
     pub fn direct(a: &UserId, b: &UserId) -> Self {
         let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
-        ConversationId(Kind::Direct(lo.clone(), hi.clone()))
+        ConversationId(Arc::new(Kind::Direct(lo.clone(), hi.clone())))
     }
 
     /// The conversation an envelope from `from` to `to` belongs to:
@@ -64,7 +67,7 @@ impl ConversationId {
 
     /// The room, for a room conversation.
     pub fn as_room(&self) -> Option<&RoomId> {
-        match &self.0 {
+        match &*self.0 {
             Kind::Room(room) => Some(room),
             Kind::Direct(..) => None,
         }
@@ -72,7 +75,7 @@ impl ConversationId {
 
     /// The two users, for a direct conversation.
     pub fn pair(&self) -> Option<(&UserId, &UserId)> {
-        match &self.0 {
+        match &*self.0 {
             Kind::Room(_) => None,
             Kind::Direct(a, b) => Some((a, b)),
         }
@@ -89,7 +92,7 @@ impl ConversationId {
 
     /// `true` for a direct conversation.
     pub fn is_direct(&self) -> bool {
-        matches!(self.0, Kind::Direct(..))
+        matches!(*self.0, Kind::Direct(..))
     }
 
     /// The text form: `r:<room>` or `d:<a>:<b>`.
@@ -100,7 +103,7 @@ impl ConversationId {
 
 impl fmt::Display for ConversationId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.0 {
+        match &*self.0 {
             Kind::Room(room) => write!(f, "r:{room}"),
             Kind::Direct(a, b) => write!(f, "d:{a}:{b}"),
         }

@@ -865,7 +865,7 @@ impl Conversations {
             .get(entry_key(&key, target))
             .await?
             .ok_or_else(missing)?;
-        let (ts, ordinal, event) = entry::decode_entry(&bytes, self.inner.cfg.max_body)
+        let (ts, ordinal, event) = entry::decode_entry_owned(bytes, self.inner.cfg.max_body)
             .map_err(|e| Self::corrupt(c, format!("entry {target}"), e))?;
         let Event::Message(envelope) = event else {
             return Err(missing());
@@ -1322,10 +1322,10 @@ impl Conversations {
             self.inner.log.scan(scan.limit(limit)).await?
         };
         let mut entries = Vec::with_capacity(rows.len());
-        for (k, v) in &rows {
-            let seq = seq_of_entry_key(prefix.len(), k)
+        for (k, v) in rows {
+            let seq = seq_of_entry_key(prefix.len(), &k)
                 .ok_or_else(|| Self::corrupt(c, "entry key", format!("{} bytes", k.len())))?;
-            let (ts, _, event) = entry::decode_entry(v, self.inner.cfg.max_body)
+            let (ts, _, event) = entry::decode_entry_owned(v, self.inner.cfg.max_body)
                 .map_err(|e| Self::corrupt(c, format!("entry {seq}"), e))?;
             entries.push(LogEntry {
                 conversation: c.clone(),
@@ -1501,9 +1501,7 @@ impl Conversations {
                 let prefix_len = entry_prefix(&key).len();
                 let mut upto = 0;
                 for (k, v) in self.inner.log.scan(scan).await? {
-                    let ts = entry::decode_entry(&v, usize::MAX)
-                        .map(|(ts, _, _)| ts)
-                        .unwrap_or(0);
+                    let ts = entry::entry_ts(&v).unwrap_or(0);
                     if ts >= cutoff {
                         break;
                     }
