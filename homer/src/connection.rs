@@ -260,6 +260,15 @@ impl Connection {
         self.send_push(Arc::new(push))
     }
 
+    /// Queues a push shared with other connections: an application that
+    /// fans one event out to many connections itself builds the push once,
+    /// and its wire encoding is computed once for all of them, as
+    /// [`Hub::publish`](crate::Hub::publish) does. A full queue disconnects
+    /// the connection as a slow reader.
+    pub fn push_shared(&self, push: Arc<Push>) -> Result<(), PushError> {
+        self.send_push(push)
+    }
+
     pub(crate) fn send_push(&self, push: Arc<Push>) -> Result<(), PushError> {
         if self.inner.closing.is_cancelled() {
             return Err(PushError::Closed(self.inner.id));

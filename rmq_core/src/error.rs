@@ -269,6 +269,16 @@ pub enum Error {
         /// The message.
         seq: u64,
     },
+    /// The message was edited as often as a message may be.
+    #[error("message {seq} of {conversation} was already edited {limit} times, the limit")]
+    TooManyEdits {
+        /// The conversation.
+        conversation: ConversationId,
+        /// The message.
+        seq: u64,
+        /// The most edits a message may have.
+        limit: usize,
+    },
     /// A reaction that is empty, too long or contains control characters, or
     /// one more distinct reaction than a message may carry.
     #[error("invalid reaction: {reason}")]

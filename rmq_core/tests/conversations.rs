@@ -437,6 +437,24 @@ async fn edits_deletes_and_reactions_fold_into_history_and_travel_live(n: Nodes)
         n.a.read(&c, &alice, LogQuery::last(1)).await.unwrap().head,
         head
     );
+
+    // A delete erases the body from every entry that held it: the message
+    // and each of its edits.
+    n.a.edit(&c, &alice, 1, b"hello, again".to_vec())
+        .await
+        .unwrap();
+    n.b.delete_message(&c, &alice, 1).await.unwrap();
+    let log = n.b.read(&c, &bob, LogQuery::after(0, 100)).await.unwrap();
+    let edits: Vec<_> = log
+        .entries
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::Edit { body, .. } => Some(body.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(edits, [Vec::<u8>::new(), Vec::new()], "both edits erased");
+    assert!(matches!(&log.entries[0].event, Event::Message(m) if m.body.is_empty()));
 }
 
 async fn bad_input_gets_typed_errors_and_changes_nothing(n: Nodes) {
@@ -693,3 +711,82 @@ macro_rules! conformance {
 
 conformance!(local, Shape::Local);
 conformance!(amqp, Shape::Amqp);
+
+/// The edit limit keeps the work of a delete bounded; past it an edit is
+/// refused and changes nothing.
+#[tokio::test]
+async fn edits_past_the_limit_are_refused() {
+    let store = nopi::open("memory:").await.unwrap();
+    let log = Conversations::builder(&store)
+        .max_edits(2)
+        .build()
+        .await
+        .unwrap();
+    let alice = user("alice");
+    let (r, c) = room(&log, "edits", &[&alice]).await;
+    log.append(&text(&alice, To::Room(r), "v0")).await.unwrap();
+    log.edit(&c, &alice, 1, b"v1".to_vec()).await.unwrap();
+    log.edit(&c, &alice, 1, b"v2".to_vec()).await.unwrap();
+    let err = log.edit(&c, &alice, 1, b"v3".to_vec()).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::TooManyEdits {
+                seq: 1,
+                limit: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let folded = log
+        .messages(&c, &alice, LogQuery::after(0, 10))
+        .await
+        .unwrap();
+    assert_eq!(folded.len(), 1);
+    assert_eq!(folded[0].body(), b"v2");
+    assert_eq!(
+        log.read(&c, &alice, LogQuery::last(1)).await.unwrap().head,
+        3
+    );
+    assert!(matches!(
+        Conversations::builder(&store).max_edits(0).build().await,
+        Err(Error::InvalidConfig {
+            setting: "max_edits",
+            ..
+        })
+    ));
+}
+
+/// Trimming a message removes its reactions from the store too.
+#[tokio::test]
+async fn trimmed_messages_leave_no_reactions_behind() {
+    let store = nopi::open("memory:").await.unwrap();
+    let log = Conversations::builder(&store).build().await.unwrap();
+    let (alice, bob) = (user("alice"), user("bob"));
+    let (r, c) = room(&log, "trim", &[&alice, &bob]).await;
+    log.append(&text(&alice, To::Room(r.clone()), "old"))
+        .await
+        .unwrap();
+    log.react(&c, &alice, 1, "👍").await.unwrap();
+    log.react(&c, &bob, 1, "🎉").await.unwrap();
+    log.append(&text(&alice, To::Room(r.clone()), "new"))
+        .await
+        .unwrap();
+    log.react(&c, &bob, 4, "👍").await.unwrap();
+    log.set_retention(&c, Retention::Last(2)).await.unwrap();
+    assert_eq!(log.trim(&c).await.unwrap(), 3);
+    let tree = store.tree("rmq.log").await.unwrap();
+    let left = tree
+        .scan(nopi::Scan::prefix(format!("x/{c}/")).limit(100))
+        .await
+        .unwrap();
+    assert_eq!(
+        left.len(),
+        1,
+        "only the reaction to the kept message is left"
+    );
+    let kept = log.messages(&c, &bob, LogQuery::last(10)).await.unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].reactions.get("👍"), Some(&1));
+}

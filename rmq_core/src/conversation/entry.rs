@@ -155,6 +155,9 @@ pub struct Deleted {
 pub(crate) struct Fold {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) edited: Option<Edited>,
+    /// The seqs of every edit event, so a delete erases their bodies too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) edits: Vec<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) deleted: Option<Deleted>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

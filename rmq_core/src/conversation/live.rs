@@ -159,9 +159,9 @@ struct FeedShared {
 pub(crate) struct Dispatch {
     routes: Mutex<HashMap<ConversationId, HashMap<u64, Arc<FeedShared>>>>,
     feeds: Mutex<HashMap<u64, Arc<FeedShared>>>,
-    /// How many feeds watch each bound conversation. Async: binding talks to
+    /// The conversations the listener is bound to. Async: binding talks to
     /// the broker, and binds and unbinds of one conversation must not cross.
-    bound: tokio::sync::Mutex<HashMap<ConversationId, usize>>,
+    bound: tokio::sync::Mutex<HashSet<ConversationId>>,
     bindings: Arc<dyn FanoutBindings>,
     next_id: AtomicU64,
     /// The fan-out ended: feeds catch up once more, then report `Closed`.
@@ -201,17 +201,15 @@ impl Dispatch {
         (id, shared, rx)
     }
 
+    /// Route `c` to feed `id`, binding the node's listener first if no feed
+    /// of this node watches `c` yet. Cancel safe: the route is added after
+    /// the last await, so a cancelled watch leaves at most a binding that
+    /// the next watch of `c` reuses.
     async fn watch(&self, id: u64, shared: &Arc<FeedShared>, c: &ConversationId) -> Result<()> {
-        {
-            let mut bound = self.bound.lock().await;
-            let n = bound.entry(c.clone()).or_insert(0);
-            if *n == 0
-                && let Err(e) = self.bindings.bind(c).await
-            {
-                bound.remove(c);
-                return Err(e);
-            }
-            *n += 1;
+        let mut bound = self.bound.lock().await;
+        if !bound.contains(c) {
+            self.bindings.bind(c).await?;
+            bound.insert(c.clone());
         }
         lock(&self.routes)
             .entry(c.clone())
@@ -220,26 +218,40 @@ impl Dispatch {
         Ok(())
     }
 
-    async fn unwatch(&self, id: u64, c: &ConversationId) {
+    /// Stop routing `c` to feed `id`, at once; when no feed of this node
+    /// watches `c` any longer, a task unbinds it (so neither a cancelled
+    /// caller nor a drop outside a runtime can skip the bookkeeping; without
+    /// a runtime the binding stays, and only costs frames that are dropped).
+    fn unwatch(self: &Arc<Self>, id: u64, c: &ConversationId) {
         {
             let mut routes = lock(&self.routes);
-            if let Some(feeds) = routes.get_mut(c) {
-                feeds.remove(&id);
-                if feeds.is_empty() {
-                    routes.remove(c);
-                }
+            let Some(feeds) = routes.get_mut(c) else {
+                return;
+            };
+            feeds.remove(&id);
+            if !feeds.is_empty() {
+                return;
             }
+            routes.remove(c);
         }
-        let mut bound = self.bound.lock().await;
-        if let Some(n) = bound.get_mut(c) {
-            *n -= 1;
-            if *n == 0 {
-                bound.remove(c);
-                if let Err(e) = self.bindings.unbind(c).await {
-                    tracing::debug!(conversation = %c, error = %e, "unbinding a conversation failed");
-                }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (dispatch, c) = (Arc::downgrade(self), c.clone());
+        rt.spawn(async move {
+            let Some(dispatch) = dispatch.upgrade() else {
+                return;
+            };
+            let mut bound = dispatch.bound.lock().await;
+            // A watch may have come back meanwhile: it holds `bound` while
+            // it adds its route, so this check cannot race it.
+            if lock(&dispatch.routes).contains_key(&c) || !bound.remove(&c) {
+                return;
             }
-        }
+            if let Err(e) = dispatch.bindings.unbind(&c).await {
+                tracing::debug!(conversation = %c, error = %e, "unbinding a conversation failed");
+            }
+        });
     }
 
     fn route(&self, entry: LogEntry) {
@@ -398,15 +410,15 @@ impl Feed {
         }
     }
 
-    /// Stop following `c`.
-    pub async fn unwatch(&mut self, c: &ConversationId) {
+    /// Stop following `c`, at once.
+    pub fn unwatch(&mut self, c: &ConversationId) {
         if self.last.remove(c).is_some() {
             self.behind.retain(|b| b != c);
             self.pending.retain(|item| match item {
                 FeedItem::Entry(e) => &e.conversation != c,
                 FeedItem::Trimmed { conversation, .. } => conversation != c,
             });
-            self.log.dispatch().unwatch(self.id, c).await;
+            self.log.dispatch().unwatch(self.id, c);
         }
     }
 
@@ -495,17 +507,8 @@ impl Drop for Feed {
     fn drop(&mut self) {
         let dispatch = self.log.dispatch().clone();
         lock(&dispatch.feeds).remove(&self.id);
-        let watched: Vec<_> = self.last.drain().map(|(c, _)| c).collect();
-        if watched.is_empty() {
-            return;
-        }
-        let id = self.id;
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move {
-                for c in watched {
-                    dispatch.unwatch(id, &c).await;
-                }
-            });
+        for (c, _) in self.last.drain() {
+            dispatch.unwatch(self.id, &c);
         }
     }
 }

@@ -81,7 +81,7 @@
 //! |---|---|---|
 //! | `rmq.log` | `h/<c>` | head: newest seq, oldest kept, message counters, retention |
 //! | `rmq.log` | `e/<c>/<seq>` | one entry: a message or an event |
-//! | `rmq.log` | `f/<c>/<seq>` | the fold of message `<seq>`: latest edit, deletion, reaction counts |
+//! | `rmq.log` | `f/<c>/<seq>` | the fold of message `<seq>`: latest edit, the seqs of its edits, deletion, reaction counts |
 //! | `rmq.log` | `x/<c>/<seq><user>` | `user`'s reaction to message `<seq>` |
 //! | `rmq.log.members` | `m/<user>/<c>` | membership: the user's read seq and its message ordinal |
 //! | `rmq.log.members` | `M/<c>/<user>` | the members of a room (empty) |
@@ -95,6 +95,10 @@
 //! # Invariants
 //!
 //! - `first <= seq + 1`; every seq in `first..=seq` has exactly one entry.
+//! - A deleted message's body is gone from the store: its entry and every
+//!   edit entry of it are rewritten empty in the delete's batch (a message
+//!   takes at most [`max_edits`](ConversationsBuilder::max_edits) edits, so
+//!   that batch stays bounded). The log keeps the events themselves.
 //! - Cursors and read positions only move forward: a move backwards is
 //!   ignored and the newer value kept.
 //! - Unread = messages in the head − the ordinal at the read position.
@@ -290,6 +294,7 @@ struct Config {
     max_read: usize,
     max_reaction_len: usize,
     max_reactions: usize,
+    max_edits: usize,
     durable: bool,
     feed_buffer: usize,
 }
@@ -332,6 +337,13 @@ impl ConversationsBuilder {
         self
     }
 
+    /// The most times one message may be edited (default 100): a delete
+    /// erases every edit's body, so the work of a delete stays bounded.
+    pub fn max_edits(mut self, edits: usize) -> Self {
+        self.cfg.max_edits = edits;
+        self
+    }
+
     /// Whether writes return only once durable (default `true`: a flush,
     /// shared by concurrent writers, on sled; PostgreSQL is durable at commit
     /// either way).
@@ -355,6 +367,7 @@ impl ConversationsBuilder {
             ("max_read", self.cfg.max_read),
             ("reaction length", self.cfg.max_reaction_len),
             ("distinct reactions", self.cfg.max_reactions),
+            ("max_edits", self.cfg.max_edits),
             ("feed_buffer", self.cfg.feed_buffer),
         ] {
             if value == 0 {
@@ -535,6 +548,7 @@ impl Conversations {
                 max_read: 1000,
                 max_reaction_len: 64,
                 max_reactions: 64,
+                max_edits: 100,
                 durable: true,
                 feed_buffer: 1024,
             },
@@ -878,6 +892,34 @@ impl Conversations {
         Ok((envelope, ts, ordinal, fold))
     }
 
+    /// The write that empties the body of edit entry `seq` (none if it is
+    /// gone already).
+    async fn erased_edit(
+        &self,
+        c: &ConversationId,
+        seq: u64,
+    ) -> Result<Option<(Vec<u8>, Option<Vec<u8>>)>> {
+        let k = entry_key(&c.key(), seq);
+        let Some(bytes) = self.inner.log.get(&k).await? else {
+            return Ok(None);
+        };
+        let (ts, ordinal, event) = entry::decode_entry_owned(bytes, self.inner.cfg.max_body)
+            .map_err(|e| Self::corrupt(c, format!("entry {seq}"), e))?;
+        let Event::Edit { target, by, .. } = event else {
+            return Err(Self::corrupt(
+                c,
+                format!("entry {seq}"),
+                "an edit was expected".into(),
+            ));
+        };
+        let erased = Event::Edit {
+            target,
+            by,
+            body: Vec::new(),
+        };
+        Ok(Some((k, Some(entry::encode_entry(ts, ordinal, &erased)))))
+    }
+
     async fn plan(
         &self,
         c: &ConversationId,
@@ -917,6 +959,15 @@ impl Conversations {
                 if fold.deleted.is_some() {
                     return Err(deleted(c, *target));
                 }
+                let limit = self.inner.cfg.max_edits;
+                if fold.edits.len() >= limit {
+                    return Err(Error::TooManyEdits {
+                        conversation: c.clone(),
+                        seq: *target,
+                        limit,
+                    });
+                }
+                fold.edits.push(seq);
                 fold.edited = Some(Edited {
                     seq,
                     ts,
@@ -938,7 +989,17 @@ impl Conversations {
                 if fold.deleted.is_some() {
                     return Err(deleted(c, *target));
                 }
-                fold.edited = None;
+                // Erase the body wherever the store holds it: the message
+                // and every edit of it (a fold written before edits were
+                // listed names the latest one).
+                let mut edits = std::mem::take(&mut fold.edits);
+                edits.extend(fold.edited.take().map(|e| e.seq));
+                edits.sort_unstable();
+                edits.dedup();
+                let mut writes = Vec::with_capacity(edits.len() + 2);
+                for edit in edits.into_iter().filter(|&s| s >= head.first) {
+                    writes.extend(self.erased_edit(c, edit).await?);
+                }
                 fold.deleted = Some(Deleted {
                     seq,
                     ts,
@@ -946,15 +1007,14 @@ impl Conversations {
                 });
                 envelope.body.clear();
                 let erased = entry::encode_entry(msg_ts, ordinal, &Event::Message(envelope));
+                writes.push((entry_key(&key, *target), Some(erased)));
+                writes.push(fold_write(*target, &fold));
                 Ok(Planned {
                     event: Event::Delete {
                         target: *target,
                         by: by.clone(),
                     },
-                    writes: vec![
-                        (entry_key(&key, *target), Some(erased)),
-                        fold_write(*target, &fold),
-                    ],
+                    writes,
                     reaction: None,
                 })
             }
@@ -1525,19 +1585,6 @@ impl Conversations {
                 .remove(entry_key(&key, seq))
                 .remove(fold_key(&key, seq));
         }
-        let reactions = self
-            .inner
-            .log
-            .scan(
-                Scan::range(
-                    reaction_key_floor(&key, head.first)..reaction_key_floor(&key, upto + 1),
-                )
-                .limit(4096),
-            )
-            .await?;
-        for (k, _) in reactions {
-            batch = batch.remove(k);
-        }
         let mut next = head;
         next.first = upto + 1;
         next.trimmed_messages = trimmed_messages;
@@ -1547,8 +1594,28 @@ impl Conversations {
             Err(nopi::Error::Conflict { .. }) => return Ok(0), // another node trimmed or appended; next time
             Err(e) => return Err(e.into()),
         }
+        self.sweep_reactions(&key, next.first).await?;
         self.durable().await?;
         Ok(upto + 1 - head.first)
+    }
+
+    /// Remove the reaction keys of messages below `first`, in batches, until
+    /// none is left (so a crash between a trim and its sweep leaves nothing
+    /// for long: the next trim sweeps again).
+    async fn sweep_reactions(&self, key: &str, first: u64) -> Result<()> {
+        const SWEEP: usize = 4096;
+        loop {
+            let scan = Scan::range(reaction_key_floor(key, 0)..reaction_key_floor(key, first));
+            let rows = self.inner.log.scan(scan.limit(SWEEP)).await?;
+            let done = rows.len() < SWEEP;
+            if !rows.is_empty() {
+                let batch = rows.into_iter().fold(Batch::new(), |b, (k, _)| b.remove(k));
+                self.inner.log.apply(batch).await?;
+            }
+            if done {
+                return Ok(());
+            }
+        }
     }
 
     /// A new reader's feed: [`watch`](Feed::watch) conversations, then
