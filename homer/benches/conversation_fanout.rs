@@ -7,9 +7,9 @@
 //! - **baseline**: `Hub::publish` to topic `all` (one push, queued for every
 //!   subscriber);
 //! - **ours**: `Conversations::append` to the room; each connection has its
-//!   own `rmq_core` `Feed`, fed once per node by the in-process fan-out, and
-//!   its task pushes each entry to its connection (one push per entry, shared
-//!   by the connections, as an application would build it).
+//!   own `rmq_core` `PushFeed`, fed once per node by the in-process fan-out,
+//!   whose sink queues each entry on its connection (one push per entry,
+//!   built once and shared by the connections, as an application would).
 //!
 //! A phase ends when every client has read every message. The figure is
 //! deliveries per second (WebSocket frames read by the clients), best of
@@ -22,36 +22,58 @@
 //! needs and stops with a message if it cannot.
 //!
 //! `cargo bench -p homer --bench conversation_fanout`
-#![allow(missing_docs, clippy::print_stdout, clippy::print_stderr, clippy::unwrap_used)]
+#![allow(
+    missing_docs,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::unwrap_used
+)]
 
 mod common;
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use homer::{ApiError, Context, Push};
-use rmq_core::conversation::{Conversations, FeedItem, LogEntry, Retention};
+use rmq_core::conversation::{Conversations, FeedItem, FeedSink, LogEntry, PushFeed, Retention};
 use rmq_core::{ConversationId, Envelope, RoomId, To, UserId};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::ChildStdout;
-use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Message;
 
 const CONNECTIONS: usize = 10_000;
 const MESSAGES: u64 = 20;
 const ROUNDS: usize = 3;
 
-/// The push of the newest entry, built once and shared by every feed task.
-type SharedPush = Arc<Mutex<Option<(Arc<LogEntry>, Arc<Push>)>>>;
+/// The pushes of the newest entries, each built once and shared by every
+/// feed (a burst delivers several entries to each feed in a row).
+type SharedPush = Arc<Mutex<VecDeque<(Arc<LogEntry>, Arc<Push>)>>>;
+
+/// How many recent pushes [`SharedPush`] keeps.
+const RECENT: usize = 64;
+
+/// A push feed's sink: the connection's outgoing queue.
+struct ToConnection {
+    conn: homer::Connection,
+    cache: SharedPush,
+}
+
+impl FeedSink for ToConnection {
+    fn deliver(&self, item: FeedItem) -> bool {
+        match item {
+            FeedItem::Entry(entry) => self.conn.push_shared(push_of(&self.cache, &entry)).is_ok(),
+            _ => true,
+        }
+    }
+}
 
 fn push_of(cache: &SharedPush, entry: &Arc<LogEntry>) -> Arc<Push> {
-    let mut slot = cache.lock().unwrap();
-    if let Some((e, push)) = &*slot
-        && Arc::ptr_eq(e, entry)
-    {
+    let mut recent = cache.lock().unwrap();
+    if let Some((_, push)) = recent.iter().rev().find(|(e, _)| Arc::ptr_eq(e, entry)) {
         return push.clone();
     }
     let body = match &entry.event {
@@ -64,7 +86,10 @@ fn push_of(cache: &SharedPush, entry: &Arc<LogEntry>) -> Arc<Push> {
         "entry",
         json!({"conversation": entry.conversation.to_string(), "seq": entry.seq, "text": body}),
     ));
-    *slot = Some((entry.clone(), push.clone()));
+    if recent.len() == RECENT {
+        recent.pop_front();
+    }
+    recent.push_back((entry.clone(), push.clone()));
     push
 }
 
@@ -101,12 +126,12 @@ fn raise_open_files(need: u64) {
 }
 
 /// The child: `CONNECTIONS` clients, each joined to topic `all` and with a
-/// feed; prints `ready`, then a line each time `CONNECTIONS * MESSAGES` more
-/// frames have arrived.
+/// feed; prints `ready`, then a line each time `CONNECTIONS` more frames
+/// have arrived (one message delivered to every client).
 async fn clients(addr: std::net::SocketAddr) {
     let frames = Arc::new(AtomicU64::new(0));
-    let phase = Arc::new(Notify::new());
-    let total = CONNECTIONS as u64 * MESSAGES;
+    let (phase, mut phases) = tokio::sync::mpsc::unbounded_channel();
+    let every = CONNECTIONS as u64;
     for i in 0..CONNECTIONS {
         let mut ws = common::ws_connect(addr).await;
         common::homer_join(&mut ws).await;
@@ -124,16 +149,18 @@ async fn clients(addr: std::net::SocketAddr) {
         let (frames, phase) = (frames.clone(), phase.clone());
         tokio::spawn(async move {
             while let Some(Ok(m)) = ws.next().await {
-                if m.is_text() && (frames.fetch_add(1, Ordering::AcqRel) + 1) % total == 0 {
-                    phase.notify_one();
+                if m.is_text() && (frames.fetch_add(1, Ordering::AcqRel) + 1) % every == 0 {
+                    let _ = phase.send(());
                 }
             }
         });
     }
+    drop(phase);
     println!("ready");
-    loop {
-        phase.notified().await;
-        println!("phase {}", frames.load(Ordering::Acquire) / total);
+    let mut n = 0;
+    while phases.recv().await.is_some() {
+        n += 1;
+        println!("delivered {n}");
     }
 }
 
@@ -151,25 +178,25 @@ async fn run() {
 
     let homer = common::homer();
     let cache = SharedPush::default();
+    let feeds: Arc<Mutex<Vec<PushFeed>>> = Arc::default();
     {
         let (log, conversation) = (log.clone(), conversation.clone());
         homer.api("feed", move |ctx: Context, user: String| {
             let (log, c, cache) = (log.clone(), conversation.clone(), cache.clone());
+            let feeds = feeds.clone();
             async move {
                 let user = UserId::new(user)
                     .map_err(|e| ApiError::bad_request("bad_user", e.to_string()))?;
-                let mut feed = log.feed(&user);
+                let sink = Arc::new(ToConnection {
+                    conn: ctx.connection().clone(),
+                    cache,
+                });
+                let feed = log.push_feed(&user, sink);
                 feed.watch(&c, 0)
                     .await
                     .map_err(|e| ApiError::internal(e.to_string()))?;
-                let conn = ctx.connection().clone();
-                tokio::spawn(async move {
-                    while let Ok(FeedItem::Entry(entry)) = feed.next().await {
-                        if conn.push_shared(push_of(&cache, &entry)).is_err() {
-                            break;
-                        }
-                    }
-                });
+                // Kept for the run (the sink stops it if its connection closes).
+                feeds.lock().unwrap().push(feed);
                 Ok::<_, ApiError>(())
             }
         });
@@ -192,41 +219,65 @@ async fn run() {
 
     let sender = UserId::new("u0").unwrap();
     let total = CONNECTIONS as u64 * MESSAGES;
-    let mut best = [Duration::MAX; 2];
+    // [burst, paced] × [baseline, ours]
+    let mut best = [[Duration::MAX; 2]; 2];
+    let mut k = 0u64;
     for _ in 0..ROUNDS {
-        // Baseline: homer's publish to the topic every connection joined.
-        let t = Instant::now();
-        for k in 0..MESSAGES {
-            homer.publish(
-                "all",
-                Push::new("message", json!({"text": format!("raw {k}")})),
-            );
-        }
-        wait(&mut lines).await;
-        best[0] = best[0].min(t.elapsed());
+        for (pattern, paced) in [(0, false), (1, true)] {
+            // Baseline: homer's publish to the topic every connection joined.
+            let t = Instant::now();
+            for _ in 0..MESSAGES {
+                k += 1;
+                homer.publish(
+                    "all",
+                    Push::new("message", json!({"text": format!("raw {k}")})),
+                );
+                if paced {
+                    wait(&mut lines, 1).await;
+                }
+            }
+            if !paced {
+                wait(&mut lines, MESSAGES).await;
+            }
+            best[pattern][0] = best[pattern][0].min(t.elapsed());
 
-        // Ours: appends to the room, fanned out once, one feed per connection.
-        let t = Instant::now();
-        for k in 0..MESSAGES {
-            let env = Envelope::new(sender.clone(), To::Room(room.clone()), format!("log {k}"));
-            log.append(&env).await.unwrap();
+            // Ours: appends to the room, fanned out once, one feed per connection.
+            let t = Instant::now();
+            for _ in 0..MESSAGES {
+                k += 1;
+                let env = Envelope::new(sender.clone(), To::Room(room.clone()), format!("log {k}"));
+                log.append(&env).await.unwrap();
+                if paced {
+                    wait(&mut lines, 1).await;
+                }
+            }
+            if !paced {
+                wait(&mut lines, MESSAGES).await;
+            }
+            best[pattern][1] = best[pattern][1].min(t.elapsed());
         }
-        wait(&mut lines).await;
-        best[1] = best[1].min(t.elapsed());
     }
     let rate = |d: Duration| total as f64 / d.as_secs_f64();
-    println!(
-        "deliveries/s to {CONNECTIONS} connections, {MESSAGES} messages, best of {ROUNDS}: homer publish {:.0}, conversation feeds {:.0}, ratio {:.2} (target >= 0.8)",
-        rate(best[0]),
-        rate(best[1]),
-        rate(best[1]) / rate(best[0])
-    );
+    for (pattern, name) in [
+        (0, "burst (all sent at once)"),
+        (1, "paced (each message reaches everyone before the next)"),
+    ] {
+        let [base, ours] = best[pattern];
+        println!(
+            "deliveries/s to {CONNECTIONS} connections, {MESSAGES} messages, {name}, best of {ROUNDS}: homer publish {:.0}, conversation feeds {:.0}, ratio {:.2} (target >= 0.8)",
+            rate(base),
+            rate(ours),
+            rate(ours) / rate(base)
+        );
+    }
 }
 
-/// Until the clients say they read one more phase's frames.
-async fn wait(lines: &mut Lines<BufReader<ChildStdout>>) {
-    match tokio::time::timeout(Duration::from_secs(60), lines.next_line()).await {
-        Ok(Ok(Some(line))) if line.starts_with("phase") => {}
-        other => panic!("the clients did not read every message within 60 s: {other:?}"),
+/// Until the clients say `messages` more messages reached every one of them.
+async fn wait(lines: &mut Lines<BufReader<ChildStdout>>, messages: u64) {
+    for _ in 0..messages {
+        match tokio::time::timeout(Duration::from_secs(60), lines.next_line()).await {
+            Ok(Ok(Some(line))) if line.starts_with("delivered") => {}
+            other => panic!("the clients did not read every message within 60 s: {other:?}"),
+        }
     }
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use nopi::testing::TempStore;
 use rmq_core::conversation::{
-    Conversations, Event, FeedItem, InProcessFanout, ListQuery, LogQuery, Retention,
+    Conversations, Event, FeedItem, FeedSink, InProcessFanout, ListQuery, LogQuery, Retention,
 };
 use rmq_core::{AmqpBroker, ConversationId, DeviceId, Envelope, Error, RoomId, To, UserId};
 use support::{ARRIVE, SILENCE, amqp_conversations, unique_namespace};
@@ -23,6 +23,8 @@ use support::{ARRIVE, SILENCE, amqp_conversations, unique_namespace};
 struct Nodes {
     a: Conversations,
     b: Conversations,
+    /// The store both nodes use, for a third node that hears no fan-out.
+    store: nopi::Store,
     amqp: Vec<AmqpBroker>,
     _store: TempStore,
 }
@@ -49,6 +51,7 @@ impl Nodes {
                 Nodes {
                     a,
                     b,
+                    store,
                     amqp: Vec::new(),
                     _store: temp,
                 }
@@ -61,6 +64,7 @@ impl Nodes {
                 Nodes {
                     a,
                     b,
+                    store: temp.open().await.unwrap(),
                     amqp: vec![ba, bb],
                     _store: temp,
                 }
@@ -234,6 +238,132 @@ async fn a_device_catches_up_from_its_cursor_then_follows_live(n: Nodes) {
     let live = next_entry(&mut feed).await;
     assert_eq!((live.seq, body_of(&live.event)), (6, "m6".into()));
     assert_feed_silent(&mut feed).await;
+}
+
+/// A [`FeedSink`] that keeps what it is given; it refuses once `limit`
+/// items arrived (a receiver that went away).
+struct Collect {
+    items: std::sync::Mutex<Vec<FeedItem>>,
+    limit: usize,
+}
+
+impl Collect {
+    fn new(limit: usize) -> Arc<Collect> {
+        Arc::new(Collect {
+            items: std::sync::Mutex::default(),
+            limit,
+        })
+    }
+
+    fn seqs(&self) -> Vec<u64> {
+        let items = self.items.lock().unwrap();
+        items
+            .iter()
+            .map(|i| match i {
+                FeedItem::Entry(e) => e.seq,
+                other => panic!("expected entries only, got {other:?}"),
+            })
+            .collect()
+    }
+
+    async fn wait_for(&self, n: usize) -> Vec<u64> {
+        let deadline = tokio::time::Instant::now() + ARRIVE;
+        while self.items.lock().unwrap().len() < n {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "only {:?} of {n} items within {ARRIVE:?}",
+                self.seqs()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        self.seqs()
+    }
+}
+
+impl FeedSink for Collect {
+    fn deliver(&self, item: FeedItem) -> bool {
+        let mut items = self.items.lock().unwrap();
+        if items.len() >= self.limit {
+            return false;
+        }
+        items.push(item);
+        true
+    }
+}
+
+async fn push_feeds_deliver_each_seq_once_through_catch_up_live_and_gaps(n: Nodes) {
+    let (alice, bob, carol) = (user("alice"), user("bob"), user("carol"));
+    let (r, c) = room(&n.a, "push", &[&alice, &bob, &carol]).await;
+    let phone = device("phone");
+    for i in 1..=3 {
+        n.a.append(&text(&alice, To::Room(r.clone()), &format!("m{i}")))
+            .await
+            .unwrap();
+    }
+    n.a.mark_delivered(&bob, &phone, &c, 1).await.unwrap();
+
+    // Catch-up from the device's cursor while appends go on live.
+    let bob_sink = Collect::new(usize::MAX);
+    let bob_feed = n.b.push_feed(&bob, bob_sink.clone());
+    let carol_sink = Collect::new(2);
+    let carol_feed = n.b.push_feed(&carol, carol_sink.clone());
+    carol_feed.watch(&c, 0).await.unwrap();
+    let writer = {
+        let (a, alice, r) = (n.a.clone(), alice.clone(), r.clone());
+        tokio::spawn(async move {
+            for i in 4..=23 {
+                a.append(&text(&alice, To::Room(r.clone()), &format!("m{i}")))
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    assert_eq!(bob_feed.watch_all(&phone).await.unwrap(), 1);
+    writer.await.unwrap();
+    assert_eq!(bob_sink.wait_for(22).await, (2..=23).collect::<Vec<_>>());
+
+    // A node that hears no fan-out appends: the next live entry shows a gap,
+    // and the feed reads what it missed from the log.
+    let deaf = Conversations::builder(&n.store).build().await.unwrap();
+    for i in 24..=26 {
+        deaf.append(&text(&alice, To::Room(r.clone()), &format!("m{i}")))
+            .await
+            .unwrap();
+    }
+    n.a.append(&text(&alice, To::Room(r.clone()), "m27"))
+        .await
+        .unwrap();
+    assert_eq!(bob_sink.wait_for(26).await, (2..=27).collect::<Vec<_>>());
+    assert_eq!(
+        bob_feed.positions(),
+        [(c.clone(), 27)],
+        "the feed knows where it is"
+    );
+
+    // A sink that refuses stops its feed; an unwatched conversation is quiet.
+    assert_eq!(carol_sink.wait_for(2).await, [1, 2]);
+    bob_feed.unwatch(&c);
+    n.a.append(&text(&alice, To::Room(r.clone()), "m28"))
+        .await
+        .unwrap();
+    tokio::time::sleep(SILENCE).await;
+    assert_eq!(bob_sink.seqs().len(), 26, "nothing after unwatch");
+    assert_eq!(carol_sink.seqs(), [1, 2], "nothing after the sink refused");
+
+    // Bad input: a conversation the reader is not in, a cursor past the head.
+    let (_, elsewhere) = room(&n.a, "elsewhere", &[&alice]).await;
+    assert!(matches!(
+        bob_feed.watch(&elsewhere, 0).await,
+        Err(Error::NotMember { .. })
+    ));
+    assert!(matches!(
+        bob_feed.watch(&c, 99).await,
+        Err(Error::BeyondHead { seq: 99, .. })
+    ));
+    assert!(
+        bob_feed.positions().is_empty(),
+        "a refused watch changes nothing"
+    );
 }
 
 async fn unread_counts_follow_reads_on_any_device(n: Nodes) {
@@ -688,6 +818,7 @@ macro_rules! conformance {
                 seqs_are_gapless_under_concurrent_appends_on_two_nodes,
                 live_entries_reach_each_watcher_once_on_the_other_node,
                 a_device_catches_up_from_its_cursor_then_follows_live,
+                push_feeds_deliver_each_seq_once_through_catch_up_live_and_gaps,
                 unread_counts_follow_reads_on_any_device,
                 direct_conversations_belong_to_their_pair_only,
                 edits_deletes_and_reactions_fold_into_history_and_travel_live,

@@ -18,6 +18,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot};
@@ -155,10 +156,38 @@ struct FeedShared {
     lagged: AtomicBool,
 }
 
+/// A reader as the dispatcher sees it: a [`Feed`]'s channel, or a
+/// [`PushFeed`]'s sink.
+trait Route: Send + Sync {
+    /// A live entry of a conversation the reader watches. Never blocks.
+    fn offer(&self, entry: &Arc<LogEntry>);
+    /// Live entries may have been lost: read everything from the log again.
+    fn lag(&self);
+}
+
+impl Route for FeedShared {
+    fn offer(&self, entry: &Arc<LogEntry>) {
+        if let Err(mpsc::error::TrySendError::Full(_)) =
+            self.tx.try_send(Live::Entry(entry.clone()))
+        {
+            // The reader is slow: it reads the log instead, never blocking the others.
+            self.lagged.store(true, Ordering::Release);
+        }
+    }
+
+    fn lag(&self) {
+        self.lagged.store(true, Ordering::Release);
+        let _ = self.tx.try_send(Live::Lagged);
+    }
+}
+
+/// Readers by feed id.
+type Readers = HashMap<u64, Arc<dyn Route>>;
+
 /// A node's routing of live entries to its feeds.
 pub(crate) struct Dispatch {
-    routes: Mutex<HashMap<ConversationId, HashMap<u64, Arc<FeedShared>>>>,
-    feeds: Mutex<HashMap<u64, Arc<FeedShared>>>,
+    routes: Mutex<HashMap<ConversationId, Readers>>,
+    feeds: Mutex<Readers>,
     /// The conversations the listener is bound to. Async: binding talks to
     /// the broker, and binds and unbinds of one conversation must not cross.
     bound: tokio::sync::Mutex<HashSet<ConversationId>>,
@@ -190,22 +219,24 @@ impl Dispatch {
         dispatch
     }
 
-    fn register(&self, buffer: usize) -> (u64, Arc<FeedShared>, mpsc::Receiver<Live>) {
-        let (tx, rx) = mpsc::channel(buffer);
-        let shared = Arc::new(FeedShared {
-            tx,
-            lagged: AtomicBool::new(false),
-        });
+    fn register(&self, route: Arc<dyn Route>) -> u64 {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        lock(&self.feeds).insert(id, shared.clone());
-        (id, shared, rx)
+        lock(&self.feeds).insert(id, route);
+        id
+    }
+
+    fn deregister(self: &Arc<Self>, id: u64, watched: impl IntoIterator<Item = ConversationId>) {
+        lock(&self.feeds).remove(&id);
+        for c in watched {
+            self.unwatch(id, &c);
+        }
     }
 
     /// Route `c` to feed `id`, binding the node's listener first if no feed
     /// of this node watches `c` yet. Cancel safe: the route is added after
     /// the last await, so a cancelled watch leaves at most a binding that
     /// the next watch of `c` reuses.
-    async fn watch(&self, id: u64, shared: &Arc<FeedShared>, c: &ConversationId) -> Result<()> {
+    async fn watch(&self, id: u64, route: Arc<dyn Route>, c: &ConversationId) -> Result<()> {
         let mut bound = self.bound.lock().await;
         if !bound.contains(c) {
             self.bindings.bind(c).await?;
@@ -214,7 +245,7 @@ impl Dispatch {
         lock(&self.routes)
             .entry(c.clone())
             .or_default()
-            .insert(id, shared.clone());
+            .insert(id, route);
         Ok(())
     }
 
@@ -254,29 +285,43 @@ impl Dispatch {
         });
     }
 
-    fn route(&self, entry: LogEntry) {
-        let entry = Arc::new(entry);
-        let routes = lock(&self.routes);
-        let Some(feeds) = routes.get(&entry.conversation) else {
-            return;
-        };
-        for feed in feeds.values() {
-            if let Err(mpsc::error::TrySendError::Full(_)) =
-                feed.tx.try_send(Live::Entry(entry.clone()))
+    /// Hand live entries (in arrival order) to the feeds watching their
+    /// conversations: each feed gets all of a conversation's entries in a
+    /// row, so a burst wakes its reader once, not once per entry.
+    fn route(&self, entries: Vec<LogEntry>) {
+        let mut by_conversation: Vec<(ConversationId, Vec<Arc<LogEntry>>)> = Vec::new();
+        for entry in entries {
+            let entry = Arc::new(entry);
+            match by_conversation
+                .iter_mut()
+                .find(|(c, _)| *c == entry.conversation)
             {
-                // The reader is slow: it reads the log instead, never blocking the others.
-                feed.lagged.store(true, Ordering::Release);
+                Some((_, group)) => group.push(entry),
+                None => by_conversation.push((entry.conversation.clone(), vec![entry])),
+            }
+        }
+        let routes = lock(&self.routes);
+        for (c, group) in &by_conversation {
+            let Some(feeds) = routes.get(c) else {
+                continue;
+            };
+            for feed in feeds.values() {
+                for entry in group {
+                    feed.offer(entry);
+                }
             }
         }
     }
 
     fn lag_all(&self) {
         for feed in lock(&self.feeds).values() {
-            feed.lagged.store(true, Ordering::Release);
-            let _ = feed.tx.try_send(Live::Lagged);
+            feed.lag();
         }
     }
 }
+
+/// The most live frames the dispatcher takes in one go.
+const ROUTE_BATCH: usize = 256;
 
 async fn run(
     dispatch: Weak<Dispatch>,
@@ -284,27 +329,47 @@ async fn run(
     mut stopped: oneshot::Receiver<()>,
     max_body: usize,
 ) {
+    let mut batch = Vec::with_capacity(ROUTE_BATCH);
     loop {
-        let event = tokio::select! {
+        let first = tokio::select! {
             _ = &mut stopped => return,
             event = events.recv() => event,
         };
         let Some(dispatch) = dispatch.upgrade() else {
             return;
         };
-        match event {
-            Some(FanoutEvent::Frame(frame)) => match entry::decode_live(&frame, max_body) {
-                Ok(entry) => dispatch.route(entry),
-                Err(e) => tracing::warn!(error = %e, "malformed live frame dropped"),
-            },
-            Some(FanoutEvent::Lagged) => dispatch.lag_all(),
-            None => {
-                // The fan-out is gone: readers catch up from the log once
-                // more, then are told that nothing live comes any longer.
-                dispatch.closed.store(true, Ordering::Release);
-                dispatch.lag_all();
-                return;
+        // Take what else is waiting too: a burst is routed together.
+        let mut next = first;
+        loop {
+            match next {
+                Some(FanoutEvent::Frame(frame)) => match entry::decode_live(&frame, max_body) {
+                    Ok(entry) => batch.push(entry),
+                    Err(e) => tracing::warn!(error = %e, "malformed live frame dropped"),
+                },
+                Some(FanoutEvent::Lagged) => {
+                    dispatch.route(std::mem::take(&mut batch));
+                    dispatch.lag_all();
+                }
+                None => {
+                    // The fan-out is gone: readers catch up from the log once
+                    // more, then are told that nothing live comes any longer.
+                    dispatch.route(std::mem::take(&mut batch));
+                    dispatch.closed.store(true, Ordering::Release);
+                    dispatch.lag_all();
+                    return;
+                }
             }
+            if batch.len() >= ROUTE_BATCH {
+                break;
+            }
+            match events.try_recv() {
+                Ok(event) => next = Some(event),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => next = None,
+            }
+        }
+        if !batch.is_empty() {
+            dispatch.route(std::mem::take(&mut batch));
         }
     }
 }
@@ -354,7 +419,12 @@ const CATCH_UP_PAGE: usize = 256;
 
 impl Feed {
     pub(super) fn new(log: Conversations, reader: UserId, buffer: usize) -> Feed {
-        let (id, shared, rx) = log.dispatch().register(buffer);
+        let (tx, rx) = mpsc::channel(buffer);
+        let shared = Arc::new(FeedShared {
+            tx,
+            lagged: AtomicBool::new(false),
+        });
+        let id = log.dispatch().register(shared.clone());
         Feed {
             log,
             reader,
@@ -381,7 +451,10 @@ impl Feed {
         }
         self.log.check_member(&self.reader, c).await?;
         self.log.check_position(c, after).await?;
-        self.log.dispatch().watch(self.id, &self.shared, c).await?;
+        self.log
+            .dispatch()
+            .watch(self.id, self.shared.clone(), c)
+            .await?;
         self.last.insert(c.clone(), after);
         self.behind.push_back(c.clone());
         Ok(())
@@ -390,24 +463,11 @@ impl Feed {
     /// Watch every conversation of the reader, each from where `device`
     /// left it ([`Conversations::resume_point`]). Returns how many.
     pub async fn watch_all(&mut self, device: &DeviceId) -> Result<usize> {
-        let mut query = ListQuery::first(500).without_last();
-        let mut count = 0;
-        loop {
-            let page = self.log.list(&self.reader, query.clone()).await?;
-            let Some(last) = page.last().map(|s| s.conversation.clone()) else {
-                return Ok(count);
-            };
-            for summary in &page {
-                let from = self
-                    .log
-                    .resume_point(&self.reader, device, &summary.conversation)
-                    .await?
-                    .min(summary.head);
-                self.watch(&summary.conversation, from).await?;
-                count += 1;
-            }
-            query = ListQuery::after(last, 500).without_last();
+        let points = resume_points(&self.log, &self.reader, device).await?;
+        for (c, from) in &points {
+            self.watch(c, *from).await?;
         }
+        Ok(points.len())
     }
 
     /// Stop following `c`, at once.
@@ -473,42 +533,376 @@ impl Feed {
             self.behind.pop_front();
             return Ok(());
         };
-        match self
-            .log
-            .read_unchecked(&c, LogQuery::after(after, CATCH_UP_PAGE))
-            .await
-        {
-            Ok(page) => {
+        match catch_up(&self.log, &c, after).await? {
+            CatchUp::Entries { entries, more } => {
                 self.behind.pop_front();
-                let full = page.entries.len() == CATCH_UP_PAGE;
-                for entry in page.entries {
+                for entry in entries {
                     self.last.insert(c.clone(), entry.seq);
                     self.pending.push_back(FeedItem::Entry(Arc::new(entry)));
                 }
-                if full {
+                if more {
                     self.behind.push_back(c);
                 }
-                Ok(())
             }
-            Err(Error::Trimmed { first, .. }) => {
+            CatchUp::Trimmed { first } => {
                 self.last.insert(c.clone(), first - 1);
                 self.pending.push_back(FeedItem::Trimmed {
                     conversation: c,
                     first,
                 });
-                Ok(())
             }
-            Err(e) => Err(e),
         }
+        Ok(())
     }
 }
 
 impl Drop for Feed {
     fn drop(&mut self) {
-        let dispatch = self.log.dispatch().clone();
-        lock(&dispatch.feeds).remove(&self.id);
-        for (c, _) in self.last.drain() {
-            dispatch.unwatch(self.id, &c);
+        let watched = self.last.drain().map(|(c, _)| c);
+        self.log.dispatch().deregister(self.id, watched);
+    }
+}
+
+/// What one catch-up read of a conversation found.
+enum CatchUp {
+    /// The next entries after the cursor; `more` if the page was full.
+    Entries { entries: Vec<LogEntry>, more: bool },
+    /// Retention removed entries after the cursor: go on from `first`.
+    Trimmed { first: u64 },
+}
+
+async fn catch_up(log: &Conversations, c: &ConversationId, after: u64) -> Result<CatchUp> {
+    match log
+        .read_unchecked(c, LogQuery::after(after, CATCH_UP_PAGE))
+        .await
+    {
+        Ok(page) => Ok(CatchUp::Entries {
+            more: page.entries.len() == CATCH_UP_PAGE,
+            entries: page.entries,
+        }),
+        Err(Error::Trimmed { first, .. }) => Ok(CatchUp::Trimmed { first }),
+        Err(e) => Err(e),
+    }
+}
+
+/// Every conversation of `reader` and where `device` resumes it.
+async fn resume_points(
+    log: &Conversations,
+    reader: &UserId,
+    device: &DeviceId,
+) -> Result<Vec<(ConversationId, u64)>> {
+    let mut query = ListQuery::first(500).without_last();
+    let mut points = Vec::new();
+    loop {
+        let page = log.list(reader, query.clone()).await?;
+        let Some(last) = page.last().map(|s| s.conversation.clone()) else {
+            return Ok(points);
+        };
+        for summary in page {
+            let from = log
+                .resume_point(reader, device, &summary.conversation)
+                .await?
+                .min(summary.head);
+            points.push((summary.conversation, from));
+        }
+        query = ListQuery::after(last, 500).without_last();
+    }
+}
+
+/// Where a [`PushFeed`] delivers: typically a connection's outgoing queue.
+pub trait FeedSink: Send + Sync + 'static {
+    /// The next item of a watched conversation: per conversation in seq
+    /// order, each seq once. Called by the node's dispatcher for live
+    /// entries, while it holds the feed, so keep it short and never block
+    /// (queue the item); and by the feed's task for what it reads from the
+    /// log. Return `false` once the receiver is gone: the feed stops.
+    fn deliver(&self, item: FeedItem) -> bool;
+}
+
+/// A feed that pushes instead of being polled: the dispatcher hands each
+/// in-order live entry straight to the [`FeedSink`], with no task between,
+/// and the feed's own task only reads the log (catch-up, a gap, a lag).
+/// Same promise as [`Feed`]: each seq once, in order, nothing missed.
+///
+/// Made by [`Conversations::push_feed`] inside a tokio runtime. Dropping it
+/// stops its watches and its task. A store error while reading the log is
+/// retried by the task, with a growing pause (up to 5 s).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::sync::{Arc, Mutex};
+/// use rmq_core::conversation::{Conversations, FeedItem, FeedSink, Retention};
+/// use rmq_core::{ConversationId, Envelope, RoomId, To, UserId};
+///
+/// #[derive(Default)]
+/// struct Inbox(Mutex<Vec<u64>>);
+/// impl FeedSink for Inbox {
+///     fn deliver(&self, item: FeedItem) -> bool {
+///         if let FeedItem::Entry(e) = item {
+///             self.0.lock().unwrap().push(e.seq);
+///         }
+///         true
+///     }
+/// }
+///
+/// let log = Conversations::memory().await?;
+/// let (room, alice) = (RoomId::new("rust")?, UserId::new("alice")?);
+/// log.create_room(&room, Retention::All).await?;
+/// log.join(&room, &alice).await?;
+/// log.append(&Envelope::new(alice.clone(), To::Room(room.clone()), "before")).await?;
+///
+/// let inbox = Arc::new(Inbox::default());
+/// let feed = log.push_feed(&alice, inbox.clone());
+/// feed.watch(&ConversationId::room(room.clone()), 0).await?;
+/// log.append(&Envelope::new(alice.clone(), To::Room(room), "after")).await?;
+/// while inbox.0.lock().unwrap().len() < 2 {
+///     tokio::task::yield_now().await;
+/// }
+/// assert_eq!(*inbox.0.lock().unwrap(), [1, 2]);
+/// # Ok(())
+/// # }
+/// ```
+pub struct PushFeed {
+    log: Conversations,
+    reader: UserId,
+    id: u64,
+    shared: Arc<PushShared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+struct PushShared {
+    sink: Arc<dyn FeedSink>,
+    state: Mutex<PushState>,
+    wake: tokio::sync::Notify,
+}
+
+#[derive(Default)]
+struct PushState {
+    /// The last seq delivered of each watched conversation.
+    last: HashMap<ConversationId, u64>,
+    /// Conversations the task must read from the log; live entries of them
+    /// are not delivered meanwhile, only remembered in `seen`.
+    behind: VecDeque<ConversationId>,
+    /// The newest live seq that arrived while a conversation was behind.
+    seen: HashMap<ConversationId, u64>,
+    /// The sink said its receiver is gone.
+    stopped: bool,
+}
+
+impl PushState {
+    fn fall_behind(&mut self, c: &ConversationId) {
+        if !self.behind.contains(c) {
+            self.behind.push_back(c.clone());
+        }
+    }
+
+    fn deliver(&mut self, sink: &dyn FeedSink, item: FeedItem) {
+        if !self.stopped && !sink.deliver(item) {
+            self.stopped = true;
+        }
+    }
+}
+
+impl Route for PushShared {
+    fn offer(&self, entry: &Arc<LogEntry>) {
+        let mut st = lock(&self.state);
+        let c = &entry.conversation;
+        let Some(&last) = st.last.get(c) else {
+            return;
+        };
+        if st.behind.contains(c) {
+            let seen = st.seen.entry(c.clone()).or_insert(0);
+            *seen = (*seen).max(entry.seq);
+        } else if entry.seq == last + 1 {
+            st.last.insert(c.clone(), entry.seq);
+            st.deliver(&*self.sink, FeedItem::Entry(entry.clone()));
+        } else if entry.seq > last + 1 {
+            // A gap: what lies between is in the log.
+            st.seen.insert(c.clone(), entry.seq);
+            st.fall_behind(c);
+            self.wake.notify_one();
+        }
+    }
+
+    fn lag(&self) {
+        let mut st = lock(&self.state);
+        let watched: Vec<_> = st.last.keys().cloned().collect();
+        for c in &watched {
+            st.fall_behind(c);
+        }
+        drop(st);
+        self.wake.notify_one();
+    }
+}
+
+impl fmt::Debug for PushFeed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let st = lock(&self.shared.state);
+        f.debug_struct("PushFeed")
+            .field("reader", &self.reader)
+            .field("watching", &st.last.len())
+            .field("behind", &st.behind.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PushFeed {
+    pub(super) fn new(log: Conversations, reader: UserId, sink: Arc<dyn FeedSink>) -> PushFeed {
+        let shared = Arc::new(PushShared {
+            sink,
+            state: Mutex::default(),
+            wake: tokio::sync::Notify::new(),
+        });
+        let id = log.dispatch().register(shared.clone());
+        let task = tokio::spawn(repair(log.clone(), shared.clone()));
+        PushFeed {
+            log,
+            reader,
+            id,
+            shared,
+            task,
+        }
+    }
+
+    /// The reader.
+    pub fn reader(&self) -> &UserId {
+        &self.reader
+    }
+
+    /// Follow `c` from after `after`, as [`Feed::watch`]: the entries up to
+    /// the head are read from the log by the feed's task, live ones follow.
+    pub async fn watch(&self, c: &ConversationId, after: u64) -> Result<()> {
+        if lock(&self.shared.state).last.contains_key(c) {
+            return Ok(());
+        }
+        self.log.check_member(&self.reader, c).await?;
+        self.log.check_position(c, after).await?;
+        {
+            // Behind before routed: no live entry slips past the catch-up.
+            let mut st = lock(&self.shared.state);
+            st.last.insert(c.clone(), after);
+            st.fall_behind(c);
+        }
+        let routed = self
+            .log
+            .dispatch()
+            .watch(self.id, self.shared.clone(), c)
+            .await;
+        if let Err(e) = routed {
+            let mut st = lock(&self.shared.state);
+            st.last.remove(c);
+            st.behind.retain(|b| b != c);
+            return Err(e);
+        }
+        self.shared.wake.notify_one();
+        Ok(())
+    }
+
+    /// Watch every conversation of the reader, each from where `device`
+    /// left it, as [`Feed::watch_all`]. Returns how many.
+    pub async fn watch_all(&self, device: &DeviceId) -> Result<usize> {
+        let points = resume_points(&self.log, &self.reader, device).await?;
+        for (c, from) in &points {
+            self.watch(c, *from).await?;
+        }
+        Ok(points.len())
+    }
+
+    /// Stop following `c`, at once.
+    pub fn unwatch(&self, c: &ConversationId) {
+        let mut st = lock(&self.shared.state);
+        if st.last.remove(c).is_some() {
+            st.behind.retain(|b| b != c);
+            st.seen.remove(c);
+            drop(st);
+            self.log.dispatch().unwatch(self.id, c);
+        }
+    }
+
+    /// The conversations watched, with the last seq delivered of each.
+    pub fn positions(&self) -> Vec<(ConversationId, u64)> {
+        let st = lock(&self.shared.state);
+        st.last.iter().map(|(c, seq)| (c.clone(), *seq)).collect()
+    }
+}
+
+impl Drop for PushFeed {
+    fn drop(&mut self) {
+        self.task.abort();
+        let watched: Vec<_> = lock(&self.shared.state)
+            .last
+            .drain()
+            .map(|(c, _)| c)
+            .collect();
+        self.log.dispatch().deregister(self.id, watched);
+    }
+}
+
+/// A push feed's task: reads from the log what the dispatcher could not
+/// deliver in order, then hands the conversation back to the live path.
+async fn repair(log: Conversations, feed: Arc<PushShared>) {
+    let mut pause = Duration::from_millis(50);
+    loop {
+        let next = {
+            let st = lock(&feed.state);
+            if st.stopped {
+                return;
+            }
+            st.behind
+                .front()
+                .and_then(|c| st.last.get(c).map(|&last| (c.clone(), last)))
+        };
+        let Some((c, after)) = next else {
+            if log.dispatch().closed.load(Ordering::Acquire) {
+                return;
+            }
+            feed.wake.notified().await;
+            continue;
+        };
+        let found = match catch_up(&log, &c, after).await {
+            Ok(found) => {
+                pause = Duration::from_millis(50);
+                found
+            }
+            Err(e) => {
+                tracing::warn!(conversation = %c, error = %e, "a push feed cannot read the log; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        let mut st = lock(&feed.state);
+        if st.last.get(&c) != Some(&after) {
+            continue; // unwatched, or watched again, meanwhile
+        }
+        match found {
+            CatchUp::Entries { entries, more } => {
+                let mut last = after;
+                for entry in entries {
+                    last = entry.seq;
+                    st.deliver(&*feed.sink, FeedItem::Entry(Arc::new(entry)));
+                }
+                st.last.insert(c.clone(), last);
+                let seen = st.seen.get(&c).copied().unwrap_or(0);
+                if !more && seen <= last {
+                    // Caught up: live entries from here on are in order.
+                    st.behind.retain(|b| b != &c);
+                    st.seen.remove(&c);
+                } else if let Some(front) = st.behind.pop_front() {
+                    st.behind.push_back(front); // let the others have a turn
+                }
+            }
+            CatchUp::Trimmed { first } => {
+                st.last.insert(c.clone(), first - 1);
+                st.deliver(
+                    &*feed.sink,
+                    FeedItem::Trimmed {
+                        conversation: c,
+                        first,
+                    },
+                );
+            }
         }
     }
 }

@@ -18,7 +18,10 @@
 //! node, bound to the conversations its readers watch). A [`Feed`] is one
 //! reader's view: it catches up from a cursor, then follows live entries,
 //! filling any gap from the log, so a reader misses nothing and sees each seq
-//! once.
+//! once. A [`PushFeed`] keeps the same promise for a server with many
+//! connections: the node's dispatcher hands in-order entries straight to its
+//! [`FeedSink`] (a connection's queue), with no task per reader on the live
+//! path.
 //!
 //! # Example
 //!
@@ -119,7 +122,8 @@ use nopi::{Batch, GroupCommit, Scan, Store, Tree};
 pub use entry::{Deleted, Edited, Event, LogEntry, Message, Retention};
 pub use id::ConversationId;
 pub use live::{
-    Fanout, FanoutBindings, FanoutEvent, FanoutListener, Feed, FeedItem, InProcessFanout,
+    Fanout, FanoutBindings, FanoutEvent, FanoutListener, Feed, FeedItem, FeedSink, InProcessFanout,
+    PushFeed,
 };
 
 use crate::envelope::now_ms;
@@ -1623,6 +1627,14 @@ impl Conversations {
     /// conversation, each once.
     pub fn feed(&self, reader: &UserId) -> Feed {
         Feed::new(self.clone(), reader.clone(), self.inner.cfg.feed_buffer)
+    }
+
+    /// A reader's [`PushFeed`]: like [`feed`](Self::feed), but entries are
+    /// handed to `sink` as they come, with no task per reader on the live
+    /// path (what a server with many connections per node wants). Call it
+    /// inside a tokio runtime.
+    pub fn push_feed(&self, reader: &UserId, sink: Arc<dyn FeedSink>) -> PushFeed {
+        PushFeed::new(self.clone(), reader.clone(), sink)
     }
 
     pub(crate) fn dispatch(&self) -> &Arc<live::Dispatch> {
