@@ -52,6 +52,24 @@ pub enum Transport {
     Tcp,
 }
 
+impl Transport {
+    /// A short lower-case name: `http`, `websocket` or `tcp` (for logs and
+    /// metric labels).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Http => "http",
+            Transport::WebSocket => "websocket",
+            Transport::Tcp => "tcp",
+        }
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Why a connection ended; given to the close hook.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

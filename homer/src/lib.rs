@@ -117,6 +117,7 @@ mod error;
 mod hub;
 mod limits;
 mod message;
+mod observer;
 mod outbox;
 mod protocol;
 mod rate;
@@ -132,6 +133,7 @@ pub use error::{ApiError, Error, ProtocolError, PushError};
 pub use hub::Hub;
 pub use limits::{Limits, RateLimit};
 pub use message::{Call, Push, Reply};
+pub use observer::{CallEvent, Observer};
 pub use protocol::{
     Decoded, JsonLines, LengthPrefixed, MakeProtocol, Protocol, json_lines, length_prefixed, native,
 };
