@@ -272,6 +272,13 @@ impl Connection {
         t
     }
 
+    /// How many messages (pushes, a close notice) wait in this connection's
+    /// outbound queue, at most its capacity
+    /// ([`HomerBuilder::outbound_queue`](crate::HomerBuilder::outbound_queue)).
+    pub fn queued(&self) -> usize {
+        self.inner.outbox.len()
+    }
+
     /// Queues `push` for this connection only. A full queue disconnects the
     /// connection as a slow reader.
     pub fn push(&self, push: Push) -> Result<(), PushError> {

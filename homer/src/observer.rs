@@ -117,6 +117,11 @@ pub struct CallEvent<'a> {
     pub api: &'a str,
     /// Whether an API of that name was registered when the call came.
     pub known: bool,
+    /// Whether the call reached its handler; false for calls refused before
+    /// (rate limit, unreadable HTTP body) and for unknown APIs. A 429 with
+    /// `handled` false is homer's own rate limit; one with `handled` true
+    /// came from the application.
+    pub handled: bool,
     /// The transport of the calling connection.
     pub transport: Transport,
     /// The calling connection's protocol (see

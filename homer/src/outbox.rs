@@ -95,6 +95,11 @@ impl Outbox {
         Ok(())
     }
 
+    /// How many messages wait.
+    pub(crate) fn len(&self) -> usize {
+        self.lock().len()
+    }
+
     fn pop(&self) -> Option<Outbound> {
         let mut q = self.lock();
         let msg = q.pop_front();

@@ -675,6 +675,7 @@ impl Homer {
                 observers.call(&CallEvent {
                     api: &api,
                     known,
+                    handled: known,
                     transport,
                     protocol,
                     status: err.map_or(200, ApiError::status),
@@ -703,6 +704,7 @@ impl Homer {
             self.inner.observers.call(&CallEvent {
                 api,
                 known: self.inner.registry.get(api).is_some(),
+                handled: false,
                 transport,
                 protocol,
                 status: error.status(),

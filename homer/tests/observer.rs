@@ -12,12 +12,12 @@ use serde_json::json;
 use support::*;
 
 /// What the observer saw: open connections by (transport, protocol), and
-/// calls as (api, known, transport, status, code).
+/// calls.
 #[derive(Default)]
 struct Seen {
     open: Mutex<BTreeMap<(String, String), i64>>,
     closed: Mutex<Vec<CloseReason>>,
-    calls: Mutex<Vec<(String, bool, String, u16, Option<String>)>>,
+    calls: Mutex<Vec<Reported>>,
 }
 
 impl Observer for Seen {
@@ -35,7 +35,7 @@ impl Observer for Seen {
     fn call_answered(&self, call: &CallEvent<'_>) {
         self.calls.lock().unwrap().push((
             call.api.to_owned(),
-            call.known,
+            call.handled,
             call.transport.to_string(),
             call.status,
             call.code.map(str::to_owned),
@@ -50,7 +50,7 @@ impl Seen {
         m
     }
 
-    fn calls(&self) -> Vec<(String, bool, String, u16, Option<String>)> {
+    fn calls(&self) -> Vec<Reported> {
         self.calls.lock().unwrap().clone()
     }
 
@@ -77,16 +77,18 @@ impl Seen {
     }
 }
 
-fn call_of(api: &str, known: bool, transport: &str, status: u16, code: Option<&str>) -> Value5 {
+/// A reported call: (api, handled, transport, status, code).
+type Reported = (String, bool, String, u16, Option<String>);
+
+fn call_of(api: &str, handled: bool, transport: &str, status: u16, code: Option<&str>) -> Reported {
     (
         api.to_owned(),
-        known,
+        handled,
         transport.to_owned(),
         status,
         code.map(str::to_owned),
     )
 }
-type Value5 = (String, bool, String, u16, Option<String>);
 
 #[tokio::test]
 async fn connections_are_reported_opened_and_closed_in_pairs_by_transport() {
@@ -144,7 +146,7 @@ async fn every_answered_call_is_reported_with_its_status() {
         vec![
             call_of("echo", true, "tcp", 200, None),
             call_of("no.such.api", false, "tcp", 404, Some("unknown_api")),
-            call_of("echo", true, "tcp", 429, Some("rate_limited")),
+            call_of("echo", false, "tcp", 429, Some("rate_limited")),
         ]
     );
 
@@ -159,7 +161,7 @@ async fn every_answered_call_is_reported_with_its_status() {
         seen.calls()[3..],
         [
             call_of("panic", true, "http", 500, Some("internal")),
-            call_of("echo", true, "http", 400, Some("malformed_json")),
+            call_of("echo", false, "http", 400, Some("malformed_json")),
         ]
     );
     s.homer.shutdown(Duration::from_secs(1)).await;
