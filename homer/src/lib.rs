@@ -104,6 +104,13 @@
 //! A session with no request and no event stream for the idle timeout
 //! expires and its close hook runs.
 //!
+//! # Observing
+//!
+//! An [`Observer`] installed with [`HomerBuilder::observer`] hears of every
+//! connection opened and closed and every call answered (its API, status,
+//! transport and time), to keep metrics; homer itself depends on no
+//! metrics crate.
+//!
 //! # Crate features
 //!
 //! | feature | default | what it adds |

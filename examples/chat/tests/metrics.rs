@@ -38,7 +38,24 @@ fn check(text: &str, expected: &[(&str, f64)]) {
     }
 }
 
+/// Scrape until `series` has `value` (within [`WAIT`]); the last scrape.
+async fn wait_for(server: &Server, series: &str, value: f64) -> String {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let text = scrape(server).await;
+            if sample(&text, series) == Some(value) {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{series} did not reach {value}"))
+}
+
 /// Run promtool's linter on `text`, when promtool is there.
+// Test output: a skipped check says so on stderr, where the runner shows it.
+#[allow(clippy::print_stderr)]
 fn promtool_check(text: &str) {
     use std::io::Write;
     let promtool = match std::env::var("PROMTOOL") {
@@ -132,6 +149,25 @@ async fn metrics_count_connections_calls_messages_limits_and_failed_logins() {
         .await;
     assert_eq!(e["code"], "too_many_attempts");
     mallory.err("no.such.api", json!({}), 404).await;
+    // Connections of the legacy protocols count under their own names.
+    let msgid = tokio::net::TcpStream::connect(server.msgid_json.expect("msgid-json listens"))
+        .await
+        .expect("connect msgid-json");
+    let type_data = tokio::net::TcpStream::connect(server.type_data.expect("type-data listens"))
+        .await
+        .expect("connect type-data");
+    wait_for(
+        &server,
+        r#"chat_connections{transport="tcp",protocol="msgid-json"}"#,
+        1.0,
+    )
+    .await;
+    wait_for(
+        &server,
+        r#"chat_connections{transport="tcp",protocol="type-data"}"#,
+        1.0,
+    )
+    .await;
     mallory
         .err("guess.the.password.hunter2", json!({}), 404)
         .await;
@@ -196,21 +232,19 @@ async fn metrics_count_connections_calls_messages_limits_and_failed_logins() {
     // the gauge.
     bob.ok("chat.ack", json!({ "ids": delivered })).await;
     drop(alice);
-    let closed = tokio::time::timeout(WAIT, async {
-        loop {
-            let t = scrape(&server).await;
-            if sample(
-                &t,
-                "chat_connections{transport=\"websocket\",protocol=\"websocket\"}",
-            ) == Some(0.0)
-            {
-                return t;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("the closed WebSocket leaves the gauge");
+    drop((msgid, type_data));
+    wait_for(
+        &server,
+        r#"chat_connections{transport="tcp",protocol="type-data"}"#,
+        0.0,
+    )
+    .await;
+    let closed = wait_for(
+        &server,
+        r#"chat_connections{transport="websocket",protocol="websocket"}"#,
+        0.0,
+    )
+    .await;
     check(
         &closed,
         &[
