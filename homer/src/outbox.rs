@@ -181,7 +181,10 @@ mod tests {
         assert_eq!(o.try_send(Outbound::Close), Ok(()));
         assert_eq!(o.try_send(Outbound::Close), Ok(()));
         assert_eq!(o.try_send(Outbound::Close), Err(TrySendError::Full));
+        assert_eq!(o.len(), 2);
         assert!(o.pop().is_some());
+        assert_eq!(o.len(), 1);
         assert_eq!(o.try_send(Outbound::Close), Ok(()));
+        assert_eq!(o.len(), 2);
     }
 }
