@@ -52,6 +52,24 @@ pub enum Transport {
     Tcp,
 }
 
+impl Transport {
+    /// A short lower-case name: `http`, `websocket` or `tcp` (for logs and
+    /// metric labels).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Http => "http",
+            Transport::WebSocket => "websocket",
+            Transport::Tcp => "tcp",
+        }
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Why a connection ended; given to the close hook.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -252,6 +270,13 @@ impl Connection {
             .collect();
         t.sort();
         t
+    }
+
+    /// How many messages (pushes, a close notice) wait in this connection's
+    /// outbound queue, at most its capacity
+    /// ([`HomerBuilder::outbound_queue`](crate::HomerBuilder::outbound_queue)).
+    pub fn queued(&self) -> usize {
+        self.inner.outbox.len()
     }
 
     /// Queues `push` for this connection only. A full queue disconnects the

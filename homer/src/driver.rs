@@ -169,11 +169,9 @@ pub(crate) async fn drive<W>(
                     Some(Ok(Inbound::Frame(Decoded::Call(call)))) => {
                         if !conn.allow_call(std::time::Instant::now()) {
                             let limit = conn.rate_limit().unwrap_or_default();
-                            let reply = Reply::error(
-                                call.id,
-                                Some(call.api),
-                                ApiError::rate_limited(limit.per_second, limit.burst),
-                            );
+                            let refused = ApiError::rate_limited(limit.per_second, limit.burst);
+                            homer.observe_refused((conn.transport(), conn.protocol()), &call.api, &refused);
+                            let reply = Reply::error(call.id, Some(call.api), refused);
                             if let Err(r) = guarded(kill, wire.send(Outgoing::Reply(reply))).await {
                                 break r;
                             }

@@ -104,6 +104,13 @@
 //! A session with no request and no event stream for the idle timeout
 //! expires and its close hook runs.
 //!
+//! # Observing
+//!
+//! An [`Observer`] installed with [`HomerBuilder::observer`] hears of every
+//! connection opened and closed and every call answered (its API, status,
+//! transport and time), to keep metrics; homer itself depends on no
+//! metrics crate.
+//!
 //! # Crate features
 //!
 //! | feature | default | what it adds |
@@ -117,6 +124,7 @@ mod error;
 mod hub;
 mod limits;
 mod message;
+mod observer;
 mod outbox;
 mod protocol;
 mod rate;
@@ -132,6 +140,7 @@ pub use error::{ApiError, Error, ProtocolError, PushError};
 pub use hub::Hub;
 pub use limits::{Limits, RateLimit};
 pub use message::{Call, Push, Reply};
+pub use observer::{CallEvent, Observer};
 pub use protocol::{
     Decoded, JsonLines, LengthPrefixed, MakeProtocol, Protocol, json_lines, length_prefixed, native,
 };

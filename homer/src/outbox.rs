@@ -95,6 +95,11 @@ impl Outbox {
         Ok(())
     }
 
+    /// How many messages wait.
+    pub(crate) fn len(&self) -> usize {
+        self.lock().len()
+    }
+
     fn pop(&self) -> Option<Outbound> {
         let mut q = self.lock();
         let msg = q.pop_front();
@@ -176,7 +181,10 @@ mod tests {
         assert_eq!(o.try_send(Outbound::Close), Ok(()));
         assert_eq!(o.try_send(Outbound::Close), Ok(()));
         assert_eq!(o.try_send(Outbound::Close), Err(TrySendError::Full));
+        assert_eq!(o.len(), 2);
         assert!(o.pop().is_some());
+        assert_eq!(o.len(), 1);
         assert_eq!(o.try_send(Outbound::Close), Ok(()));
+        assert_eq!(o.len(), 2);
     }
 }

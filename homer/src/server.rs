@@ -24,6 +24,7 @@ use crate::error::{ApiError, Error};
 use crate::hub::Hub;
 use crate::limits::{Limits, RateLimit};
 use crate::message::{Call, Push, Reply};
+use crate::observer::{CallEvent, Observer, Observers};
 use crate::outbox::Receiver;
 use crate::protocol::MakeProtocol;
 use crate::registry::{BoxFuture, Handler, Registry, Typed};
@@ -53,6 +54,7 @@ pub(crate) struct Shared {
     pub(crate) hard_stop: CancellationToken,
     tracker: TaskTracker,
     pub(crate) http: HttpState,
+    observers: Observers,
 }
 
 /// Builds a [`Homer`]; every limit has a safe default (see [`Limits`]).
@@ -73,6 +75,7 @@ pub struct HomerBuilder {
     limits: Limits,
     statics: Option<Statics>,
     session_cookie: String,
+    observers: Observers,
 }
 
 impl Default for HomerBuilder {
@@ -88,6 +91,7 @@ impl HomerBuilder {
             limits: Limits::default(),
             statics: None,
             session_cookie: "session".to_owned(),
+            observers: Observers::default(),
         }
     }
 
@@ -207,6 +211,20 @@ impl HomerBuilder {
         self
     }
 
+    /// Reports connections and calls to `observer` (see [`Observer`]), for
+    /// metrics; replaces any previous observer.
+    ///
+    /// ```
+    /// struct Quiet;
+    /// impl homer::Observer for Quiet {}
+    /// let homer = homer::Homer::builder().observer(Quiet).build();
+    /// # let _ = homer;
+    /// ```
+    pub fn observer(mut self, observer: impl Observer) -> Self {
+        self.observers = Observers::new(Arc::new(observer));
+        self
+    }
+
     /// The server, with no API and no listener yet.
     pub fn build(self) -> Homer {
         let permits = Arc::new(Semaphore::new(
@@ -226,6 +244,7 @@ impl HomerBuilder {
                 shutdown: CancellationToken::new(),
                 hard_stop: CancellationToken::new(),
                 tracker: TaskTracker::new(),
+                observers: self.observers,
             }),
         }
     }
@@ -587,6 +606,7 @@ impl Homer {
         conn: &Connection,
     ) -> impl Future<Output = ()> + Send + 'static {
         conn.inner.opened.store(true, Ordering::Release);
+        self.inner.observers.opened(conn);
         let hook = read(&self.inner.hooks.open);
         let ctx = self.hook_context(conn);
         async move {
@@ -607,6 +627,7 @@ impl Homer {
             return;
         }
         tracing::debug!(%reason, "connection closed");
+        self.inner.observers.closed(conn, &reason);
         if let Some(hook) = read(&self.inner.hooks.close) {
             let fut = hook(self.hook_context(conn), reason);
             if AssertUnwindSafe(fut).catch_unwind().await.is_err() {
@@ -624,6 +645,10 @@ impl Homer {
     ) -> impl Future<Output = Reply> + Send + 'static {
         let handler = self.inner.registry.get(&call.api);
         let span = tracing::debug_span!("call", api = %crate::error::truncate(&call.api, 128), id = %call.id);
+        let observers = self.inner.observers.clone();
+        let (transport, protocol) = (ctx.transport(), ctx.connection().protocol());
+        let known = handler.is_some();
+        let started = std::time::Instant::now();
         async move {
             let Call { id, api, params } = call;
             let result = match handler {
@@ -645,6 +670,19 @@ impl Homer {
             if let Err(e) = &result {
                 tracing::debug!(status = e.status(), code = e.code(), "call failed");
             }
+            if observers.is_some() {
+                let err = result.as_ref().err();
+                observers.call(&CallEvent {
+                    api: &api,
+                    known,
+                    handled: known,
+                    transport,
+                    protocol,
+                    status: err.map_or(200, ApiError::status),
+                    code: err.map(ApiError::code),
+                    elapsed: started.elapsed(),
+                });
+            }
             Reply {
                 id,
                 api: Some(api),
@@ -652,6 +690,28 @@ impl Homer {
             }
         }
         .instrument(span)
+    }
+
+    /// Reports a call of `api` over `transport` and `protocol` refused with
+    /// `error` before any handler ran (rate limit, unreadable HTTP body).
+    pub(crate) fn observe_refused(
+        &self,
+        (transport, protocol): (Transport, &'static str),
+        api: &str,
+        error: &ApiError,
+    ) {
+        if self.inner.observers.is_some() {
+            self.inner.observers.call(&CallEvent {
+                api,
+                known: self.inner.registry.get(api).is_some(),
+                handled: false,
+                transport,
+                protocol,
+                status: error.status(),
+                code: Some(error.code()),
+                elapsed: Duration::ZERO,
+            });
+        }
     }
 
     /// A context for a call of `api` on a stream connection.

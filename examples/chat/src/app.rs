@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use tiny_storage::{Attribute, UserModel, Validator};
 
 use crate::config::Config;
 use crate::limits::{LoginBackoff, SendRate};
+use crate::metrics::{HomerObserver, Metrics};
 use crate::wire::LOBBY;
 
 /// Permissions, as declared to aucheck.
@@ -86,6 +88,12 @@ pub(crate) struct Inner {
     pub(crate) logins: LoginBackoff,
     /// The connection each user logged in on, on this node.
     pub(crate) local: Mutex<HashMap<String, ConnId>>,
+    /// What `/metrics` reports.
+    pub(crate) metrics: Arc<Metrics>,
+    /// The last readiness probe of the store (`health`).
+    pub(crate) last_probe: crate::health::LastProbe,
+    /// Set when graceful shutdown begins: `/readyz` answers 503 from then on.
+    pub(crate) draining: AtomicBool,
 }
 
 /// Why the service could not start.
@@ -131,9 +139,18 @@ pub struct Running {
 }
 
 impl Running {
-    /// Stop accepting, let calls in flight finish for up to `grace`, close
-    /// every connection (their users go offline) and stop background work.
+    /// Shut down gracefully. First `/readyz` answers 503 while the node
+    /// goes on serving everything for `--shutdown-drain-ms` (so a load
+    /// balancer that probes it sends new clients elsewhere); then stop
+    /// accepting, let calls in flight finish for up to `grace`, close every
+    /// connection (their users go offline) and stop background work.
     pub async fn shutdown(self, grace: Duration) {
+        self.chat.inner.draining.store(true, Ordering::Release);
+        let drain = Duration::from_millis(self.chat.inner.config.shutdown_drain_ms);
+        if !drain.is_zero() {
+            tracing::info!("not ready; draining for {drain:?} before closing connections");
+            tokio::time::sleep(drain).await;
+        }
         self.chat.inner.homer.shutdown(grace).await;
         for t in &self.tasks {
             t.abort();
@@ -187,6 +204,7 @@ impl Chat {
             .map_err(|e| StartError::Other(format!("clearing stale online entries: {e}")))?;
         crate::api::register(&chat);
         crate::health::register(&chat);
+        crate::metrics::register(&chat);
         let c = &chat.inner.config;
         let http = chat.inner.homer.listen_http(c.http).await?;
         let tcp = chat
@@ -261,7 +279,8 @@ impl Chat {
             .open()
             .await
             .map_err(nopi_err)?;
-        let builder = Homer::builder();
+        let metrics = Arc::new(Metrics::new());
+        let builder = Homer::builder().observer(HomerObserver(metrics.clone()));
         let builder = match &config.web_dir {
             Some(dir) => builder.static_dir(dir.clone()),
             None => builder.static_files(crate::web::files()),
@@ -296,6 +315,9 @@ impl Chat {
             groups,
             homer,
             local: Mutex::new(HashMap::new()),
+            metrics,
+            last_probe: crate::health::LastProbe::default(),
+            draining: AtomicBool::new(false),
             healthy_since: std::sync::atomic::AtomicU64::new(crate::cluster::now_ms()),
         };
         Ok(Chat {

@@ -92,6 +92,14 @@ pub struct Config {
     #[arg(long, env = "CHAT_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
 
+    /// At shutdown (Ctrl-C, SIGTERM), how long `/readyz` answers 503 while
+    /// the node still serves everything, before it stops listening and
+    /// closes connections (milliseconds): set it to what the load balancer
+    /// needs to see a failed probe, so no new client is sent to a node that
+    /// is going away.
+    #[arg(long, env = "CHAT_SHUTDOWN_DRAIN_MS", default_value_t = 0)]
+    pub shutdown_drain_ms: u64,
+
     /// Log filter, as in `RUST_LOG` (e.g. `info`, `chat=debug,homer=info`).
     #[arg(long, env = "CHAT_LOG", default_value = "info")]
     pub log: String,
@@ -227,6 +235,7 @@ impl std::fmt::Debug for Config {
             send_rate,
             send_burst,
             max_connections,
+            shutdown_drain_ms,
             log,
         } = self;
         f.debug_struct("Config")
@@ -245,6 +254,7 @@ impl std::fmt::Debug for Config {
             .field("send_rate", send_rate)
             .field("send_burst", send_burst)
             .field("max_connections", max_connections)
+            .field("shutdown_drain_ms", shutdown_drain_ms)
             .field("log", log)
             .finish()
     }
@@ -275,6 +285,7 @@ impl serde::Serialize for Config {
         m.serialize_entry("send_rate", &self.send_rate)?;
         m.serialize_entry("send_burst", &self.send_burst)?;
         m.serialize_entry("max_connections", &self.max_connections)?;
+        m.serialize_entry("shutdown_drain_ms", &self.shutdown_drain_ms)?;
         m.serialize_entry("log", &self.log)?;
         m.end()
     }

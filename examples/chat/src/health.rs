@@ -8,10 +8,14 @@
 //!   the other nodes meanwhile. The store is probed with one read (bounded
 //!   by [`PROBE_TIMEOUT`]; a result is reused for [`PROBE_REUSE`], so probes
 //!   cannot load the store); RabbitMQ is ready while the broker's connection
-//!   is up. The body says which failed:
-//!   `{"ready": false, "store": "unavailable", "broker": "ok"}`.
+//!   is up. It is also 503 once graceful shutdown has begun
+//!   ([`Running::shutdown`](crate::Running::shutdown): for
+//!   `--shutdown-drain-ms` the node keeps serving everything but says it is
+//!   not ready, so a load balancer stops sending it new clients before it
+//!   stops listening). The body says why:
+//!   `{"ready": false, "store": "unavailable", "broker": "ok", "shutting_down": false}`.
 
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use homer::HttpResponse;
@@ -26,7 +30,8 @@ pub(crate) const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 pub(crate) const PROBE_REUSE: Duration = Duration::from_millis(500);
 
 /// The last store probe: when it ended and whether the store answered.
-type LastProbe = Mutex<Option<(Instant, bool)>>;
+/// Shared by `/readyz` and `/metrics` (`chat_service_up`).
+pub(crate) type LastProbe = Mutex<Option<(Instant, bool)>>;
 
 pub(crate) fn register(chat: &Chat) {
     let homer = chat.homer();
@@ -34,29 +39,47 @@ pub(crate) fn register(chat: &Chat) {
         HttpResponse::json(200, &json!({"status": "ok"}))
     });
     let chat = chat.clone();
-    let last: Arc<LastProbe> = Arc::default();
     homer.http_get("/readyz", move |_| {
-        let (chat, last) = (chat.clone(), last.clone());
-        async move { ready(&chat, &last).await }
+        let chat = chat.clone();
+        async move { ready(&chat).await }
     });
 }
 
-async fn ready(chat: &Chat, last: &LastProbe) -> HttpResponse {
-    let store = store_answers(chat, last).await;
+async fn ready(chat: &Chat) -> HttpResponse {
+    let (store, broker) = services_up(chat).await;
+    let stopping = shutting_down(chat);
+    let word = |up: bool| if up { "ok" } else { "unavailable" };
+    let ready = store && broker && !stopping;
+    let body = json!({
+        "ready": ready,
+        "store": word(store),
+        "broker": word(broker),
+        "shutting_down": stopping,
+    });
+    HttpResponse::json(if ready { 200 } else { 503 }, &body)
+}
+
+/// Whether graceful shutdown has begun (the drain, or homer's shutdown).
+pub(crate) fn shutting_down(chat: &Chat) -> bool {
+    chat.inner.draining.load(Ordering::Acquire) || chat.homer().is_shutting_down()
+}
+
+/// Whether the store answers a read, and whether RabbitMQ is connected
+/// (always true for the embedded broker).
+pub(crate) async fn services_up(chat: &Chat) -> (bool, bool) {
+    let store = store_answers(chat).await;
     let broker = chat
         .inner
         .amqp
         .as_ref()
         .is_none_or(rmq_core::AmqpBroker::is_connected);
-    let word = |up: bool| if up { "ok" } else { "unavailable" };
-    let body = json!({"ready": store && broker, "store": word(store), "broker": word(broker)});
-    HttpResponse::json(if store && broker { 200 } else { 503 }, &body)
+    (store, broker)
 }
 
 /// Whether the store answers a read, probing at most once per
 /// [`PROBE_REUSE`]: concurrent requests wait for one probe and share it.
-async fn store_answers(chat: &Chat, last: &LastProbe) -> bool {
-    let mut last = last.lock().await;
+async fn store_answers(chat: &Chat) -> bool {
+    let mut last = chat.inner.last_probe.lock().await;
     if let Some((at, up)) = *last
         && at.elapsed() < PROBE_REUSE
     {

@@ -30,6 +30,7 @@ mod config;
 mod health;
 mod legacy;
 mod limits;
+mod metrics;
 mod presence;
 mod session;
 mod web;

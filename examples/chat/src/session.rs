@@ -157,6 +157,7 @@ impl Chat {
             Arc::downgrade(&login.0),
             sub,
             acks,
+            self.inner.metrics.clone(),
         ));
         *lock(&login.0.pump) = Some(pump);
         ctx.session().insert(login.clone());
@@ -298,12 +299,34 @@ impl Chat {
     }
 }
 
+/// Users logged in on this node, and the deliveries their clients hold
+/// unacked: read for `/metrics`, one lock per local user.
+pub(crate) fn local_counts(chat: &Chat) -> (usize, usize) {
+    let ids: Vec<homer::ConnId> = lock(&chat.inner.local).values().copied().collect();
+    let hub = chat.inner.homer.hub();
+    let unacked = ids
+        .iter()
+        .filter_map(|id| hub.connection(*id))
+        .filter_map(|c| c.session().get::<Login>())
+        .map(|l| lock(&l.0.pending).len())
+        .sum();
+    (ids.len(), unacked)
+}
+
+/// Milliseconds since the Unix epoch, now.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// Push what arrives in the inbox to the connection, until either ends.
 async fn pump(
     conn: Connection,
     login: std::sync::Weak<LoginState>,
     mut sub: Subscription,
     acks: Acks,
+    metrics: Arc<crate::metrics::Metrics>,
 ) {
     while let Some(next) = sub.recv().await {
         let delivery = match next {
@@ -363,6 +386,14 @@ async fn pump(
             break; // the connection is gone: what is unacked goes back
         }
         let is_message = envelope.content_type != GROUP_EVENT;
+        if is_message {
+            // Latency only for messages sent while this login was live: a
+            // backlog delivered at login says how long the user was away.
+            let since = login.upgrade().map_or(u64::MAX, |s| s.since);
+            let latency = (envelope.ts >= since)
+                .then(|| Duration::from_millis(now_ms().saturating_sub(envelope.ts)));
+            metrics.delivered(latency);
+        }
         if acks == Acks::Client && is_message {
             match login.upgrade() {
                 Some(state) => {

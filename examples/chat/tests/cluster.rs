@@ -851,6 +851,8 @@ async fn a_postgresql_outage_answers_503_and_recovers_by_itself() {
     for n in &c.nodes {
         assert_eq!(readyz(n.http).await.0, 200, "ready before the outage");
     }
+    // Metrics are scraped per node; the balanced address refuses them.
+    assert_eq!(get(c.http, "/metrics").await.0, 404);
 
     // Longer than the liveness bound's STALE (6 s): every node's heartbeat
     // stops, and none may take the others for dead when the store is back.
@@ -870,7 +872,20 @@ async fn a_postgresql_outage_answers_503_and_recovers_by_itself() {
         assert_eq!(body["broker"], "ok", "{body}");
         let (status, _) = get(n.http, "/healthz").await;
         assert_eq!(status, 200, "alive while the store is away");
+        assert_eq!(
+            metric(n.http, r#"chat_service_up{service="store"}"#).await,
+            Some(0.0)
+        );
     }
+    let refused = metric(
+        c.nodes[0].http,
+        r#"chat_unavailable_total{service="store"}"#,
+    )
+    .await;
+    assert!(
+        refused.is_some_and(|n| n >= 1.0),
+        "the 503 of user.online is counted: {refused:?}"
+    );
     tokio::time::sleep(Duration::from_secs(5)).await;
     c.postgres.restore();
     eprintln!("PostgreSQL restored");
@@ -924,6 +939,16 @@ async fn readyz(addr: SocketAddr) -> (u16, Value) {
     get(addr, "/readyz").await
 }
 
+/// The value of `series` (name and labels as encoded) in a node's `/metrics`.
+async fn metric(addr: SocketAddr, series: &str) -> Option<f64> {
+    let (status, _, body) = support::http(addr, "GET", "/metrics", &[], "").await;
+    assert_eq!(status, 200, "{body}");
+    body.lines().find_map(|line| {
+        let value = line.strip_prefix(series)?.strip_prefix(' ')?;
+        value.parse().ok()
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_follows_the_rabbitmq_connection() {
     // One node reaching RabbitMQ through a proxy this test cuts: the shared
@@ -959,6 +984,10 @@ async fn readyz_follows_the_rabbitmq_connection() {
     assert_eq!(body["broker"], "unavailable", "{body}");
     assert_eq!(body["store"], "ok", "{body}");
     assert_eq!(get(node.http, "/healthz").await.0, 200);
+    assert_eq!(
+        metric(node.http, r#"chat_service_up{service="broker"}"#).await,
+        Some(0.0)
+    );
 
     proxy.restore();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -969,6 +998,10 @@ async fn readyz_follows_the_rabbitmq_connection() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    assert_eq!(
+        metric(node.http, r#"chat_service_up{service="broker"}"#).await,
+        Some(1.0)
+    );
     drop(node);
     clean_up_namespace(ns).await;
 }

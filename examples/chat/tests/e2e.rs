@@ -755,7 +755,7 @@ async fn health_and_readiness_of_an_embedded_server() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         serde_json::from_str::<serde_json::Value>(&body).unwrap(),
-        json!({"ready": true, "store": "ok", "broker": "ok"})
+        json!({"ready": true, "store": "ok", "broker": "ok", "shutting_down": false})
     );
     assert!(
         head.to_ascii_lowercase()

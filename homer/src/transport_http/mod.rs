@@ -363,6 +363,13 @@ fn allow_anonymous(homer: &Homer, ip: IpAddr) -> bool {
         .try_take(limit, now)
 }
 
+/// The response to a call of `name` refused before any handler ran, reported
+/// to the observer.
+fn refused(homer: &Homer, name: &str, e: ApiError) -> Response<Body> {
+    homer.observe_refused((Transport::Http, "http"), name, &e);
+    error_response(e)
+}
+
 async fn api(
     homer: Homer,
     peer: SocketAddr,
@@ -370,15 +377,19 @@ async fn api(
     name: String,
 ) -> Response<Body> {
     if req.method() != Method::POST {
-        let mut res = error_response(ApiError::new(
-            405,
-            "method_not_allowed",
-            format!(
-                "api \"{}\" must be called with POST, got {}",
-                crate::error::truncate(&name, 128),
-                req.method()
+        let mut res = refused(
+            &homer,
+            &name,
+            ApiError::new(
+                405,
+                "method_not_allowed",
+                format!(
+                    "api \"{}\" must be called with POST, got {}",
+                    crate::error::truncate(&name, 128),
+                    req.method()
+                ),
             ),
-        ));
+        );
         res.headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
         return res;
@@ -405,11 +416,9 @@ async fn api(
     };
     let limit = limits.rate_limit.unwrap_or_default();
     if !allowed {
-        return reply_response(&Reply::error(
-            Value::Null,
-            Some(name),
-            ApiError::rate_limited(limit.per_second, limit.burst),
-        ));
+        let e = ApiError::rate_limited(limit.per_second, limit.burst);
+        homer.observe_refused((Transport::Http, "http"), &name, &e);
+        return reply_response(&Reply::error(Value::Null, Some(name), e));
     }
 
     // Refuse an announced oversized body unread; cap the rest as it streams.
@@ -419,7 +428,11 @@ async fn api(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if let Some(len) = announced.filter(|l| *l > limits.max_frame_size) {
-        let mut res = error_response(ApiError::too_large(len, limits.max_frame_size));
+        let mut res = refused(
+            &homer,
+            &name,
+            ApiError::too_large(len, limits.max_frame_size),
+        );
         res.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
         return res;
@@ -432,29 +445,35 @@ async fn api(
     let bytes = match collected {
         Ok(Ok(c)) => c.to_bytes(),
         Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            let mut res = error_response(ApiError::too_large(
-                limits.max_frame_size + 1,
-                limits.max_frame_size,
-            ));
+            let mut res = refused(
+                &homer,
+                &name,
+                ApiError::too_large(limits.max_frame_size + 1, limits.max_frame_size),
+            );
             res.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
             return res;
         }
         Ok(Err(e)) => {
-            return error_response(ApiError::bad_request(
-                "bad_request",
-                format!("cannot read the request body: {e}"),
-            ));
+            return refused(
+                &homer,
+                &name,
+                ApiError::bad_request("bad_request", format!("cannot read the request body: {e}")),
+            );
         }
         Err(_) => {
-            return error_response(ApiError::new(
-                408,
-                "timeout",
-                format!(
-                    "request body not received within {} ms",
-                    limits.handshake_timeout.as_millis()
+            return refused(
+                &homer,
+                &name,
+                ApiError::new(
+                    408,
+                    "timeout",
+                    format!(
+                        "request body not received within {} ms",
+                        limits.handshake_timeout.as_millis()
+                    ),
                 ),
-            ));
+            );
         }
     };
     let params = if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -462,7 +481,7 @@ async fn api(
     } else {
         match serde_json::from_slice(&bytes) {
             Ok(v) => v,
-            Err(e) => return error_response(ApiError::malformed_json(e)),
+            Err(e) => return refused(&homer, &name, ApiError::malformed_json(e)),
         }
     };
 

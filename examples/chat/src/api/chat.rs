@@ -162,6 +162,7 @@ impl Chat {
         };
         self.may_send(me, &p.to).await?;
         if !self.inner.send_rate.allow(me) {
+            self.inner.metrics.rate_limited(crate::metrics::Limit::Send);
             return Err(ApiError::rate_limited(
                 self.inner.config.send_rate,
                 self.inner.config.send_burst,
@@ -183,6 +184,7 @@ impl Chat {
         };
         match self.inner.broker.publish(&env).await {
             Ok(()) => {
+                self.inner.metrics.sent();
                 if let Some((key, mut record)) = claim {
                     record.pending = false;
                     record.at = now_ms();

@@ -101,6 +101,7 @@ impl Failure for &String {}
 /// 503: `service` (`"storage"`, `"messaging"`) cannot be reached now (the
 /// cause is logged where it was seen).
 pub(crate) fn down(service: &str) -> ApiError {
+    crate::metrics::unavailable(service);
     ApiError::new(
         503,
         "unavailable",

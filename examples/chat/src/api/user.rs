@@ -7,6 +7,7 @@ use tiny_storage::NewUser;
 
 use super::{api, auth, broker, fail, unavailable};
 use crate::app::{Chat, SessionData, USERS};
+use crate::metrics::Limit;
 use crate::session::{Acks, Login};
 use crate::wire::LOBBY;
 
@@ -139,6 +140,7 @@ impl Chat {
             }
         };
         if let Err(wait) = self.inner.logins.check(&account) {
+            self.inner.metrics.rate_limited(Limit::Login);
             return Err(ApiError::new(
                 429,
                 "too_many_attempts",
@@ -150,6 +152,7 @@ impl Chat {
         }
         let password = p.password;
         if password.len() > MAX_PASSWORD {
+            self.inner.metrics.failed_login();
             return Err(bad_credentials());
         }
         let users = self.inner.auth.users();
@@ -161,6 +164,7 @@ impl Chat {
             Ok(u) => u,
             Err(tiny_storage::Error::BadCredentials) => {
                 self.inner.logins.failed(&account);
+                self.inner.metrics.failed_login();
                 return Err(bad_credentials());
             }
             Err(e) => return Err(account_error(e)),

@@ -46,10 +46,37 @@ async fn main() -> ExitCode {
         running.http
     );
 
-    if let Err(e) = tokio::signal::ctrl_c().await {
-        tracing::error!("cannot wait for Ctrl-C: {e}");
-    }
+    stop_signal().await;
     tracing::info!("shutting down");
     running.shutdown(Duration::from_secs(5)).await;
     ExitCode::SUCCESS
+}
+
+/// Ctrl-C (SIGINT), or SIGTERM on Unix (what orchestrators and systemd send).
+async fn stop_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!("cannot wait for Ctrl-C: {e}");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!("cannot wait for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
 }

@@ -102,6 +102,25 @@ impl Server {
         process::interrupt(&mut self.child).await;
     }
 
+    /// Send the server `signal` (`TERM`, `INT`, ...) and return at once.
+    pub(crate) fn signal(&self, signal: &str) {
+        let pid = self.child.id().expect("the server is running");
+        let status = std::process::Command::new("kill")
+            .args([format!("-{signal}"), pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+
+    /// Wait up to `wait` for the server to exit; its status, or `None` if
+    /// it still runs.
+    pub(crate) async fn exited(&mut self, wait: Duration) -> Option<std::process::ExitStatus> {
+        tokio::time::timeout(wait, self.child.wait())
+            .await
+            .ok()
+            .and_then(Result::ok)
+    }
+
     pub(crate) async fn tcp(&self) -> Client {
         Client::tcp(self.tcp).await
     }
