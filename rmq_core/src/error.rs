@@ -269,6 +269,14 @@ pub enum Error {
         /// The message.
         seq: u64,
     },
+    /// A feed already watches as many conversations as one may.
+    #[error("a feed of {reader} already watches {limit} conversations, the limit")]
+    TooManyWatched {
+        /// The feed's reader.
+        reader: UserId,
+        /// The most conversations a feed may watch.
+        limit: usize,
+    },
     /// The message was edited as often as a message may be.
     #[error("message {seq} of {conversation} was already edited {limit} times, the limit")]
     TooManyEdits {

@@ -921,3 +921,39 @@ async fn trimmed_messages_leave_no_reactions_behind() {
     assert_eq!(kept.len(), 1);
     assert_eq!(kept[0].reactions.get("👍"), Some(&1));
 }
+
+/// A feed watches at most `max_watched` conversations, push feeds too.
+#[tokio::test]
+async fn feeds_watch_at_most_the_limit() {
+    let store = nopi::open("memory:").await.unwrap();
+    let log = Conversations::builder(&store)
+        .max_watched(2)
+        .build()
+        .await
+        .unwrap();
+    let alice = user("alice");
+    let mut rooms = Vec::new();
+    for name in ["w1", "w2", "w3"] {
+        rooms.push(room(&log, name, &[&alice]).await.1);
+    }
+    let mut feed = log.feed(&alice);
+    let push = log.push_feed(&alice, Collect::new(usize::MAX));
+    for c in &rooms[..2] {
+        feed.watch(c, 0).await.unwrap();
+        push.watch(c, 0).await.unwrap();
+        feed.watch(c, 0).await.unwrap(); // again: no change, no refusal
+    }
+    for err in [
+        feed.watch(&rooms[2], 0).await.unwrap_err(),
+        push.watch(&rooms[2], 0).await.unwrap_err(),
+    ] {
+        assert!(
+            matches!(err, Error::TooManyWatched { limit: 2, .. }),
+            "{err}"
+        );
+    }
+    assert_eq!(feed.positions().count(), 2);
+    assert_eq!(push.positions().len(), 2);
+    feed.unwatch(&rooms[0]);
+    feed.watch(&rooms[2], 0).await.unwrap();
+}

@@ -449,6 +449,7 @@ impl Feed {
         if self.last.contains_key(c) {
             return Ok(());
         }
+        self.log.check_watch_count(&self.reader, self.last.len())?;
         self.log.check_member(&self.reader, c).await?;
         self.log.check_position(c, after).await?;
         self.log
@@ -773,8 +774,12 @@ impl PushFeed {
     /// Follow `c` from after `after`, as [`Feed::watch`]: the entries up to
     /// the head are read from the log by the feed's task, live ones follow.
     pub async fn watch(&self, c: &ConversationId, after: u64) -> Result<()> {
-        if lock(&self.shared.state).last.contains_key(c) {
-            return Ok(());
+        {
+            let st = lock(&self.shared.state);
+            if st.last.contains_key(c) {
+                return Ok(());
+            }
+            self.log.check_watch_count(&self.reader, st.last.len())?;
         }
         self.log.check_member(&self.reader, c).await?;
         self.log.check_position(c, after).await?;

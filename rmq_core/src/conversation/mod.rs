@@ -301,6 +301,7 @@ struct Config {
     max_edits: usize,
     durable: bool,
     feed_buffer: usize,
+    max_watched: usize,
 }
 
 /// Builds [`Conversations`]; see [`Conversations::builder`].
@@ -363,6 +364,14 @@ impl ConversationsBuilder {
         self
     }
 
+    /// The most conversations one [`Feed`] or [`PushFeed`] may watch
+    /// (default 10,000); past it [`watch`](Feed::watch) is refused with
+    /// [`Error::TooManyWatched`].
+    pub fn max_watched(mut self, conversations: usize) -> Self {
+        self.cfg.max_watched = conversations;
+        self
+    }
+
     /// Open the log's trees and start listening to the fan-out. Refuses
     /// settings of zero with [`Error::InvalidConfig`].
     pub async fn build(self) -> Result<Conversations> {
@@ -373,6 +382,7 @@ impl ConversationsBuilder {
             ("distinct reactions", self.cfg.max_reactions),
             ("max_edits", self.cfg.max_edits),
             ("feed_buffer", self.cfg.feed_buffer),
+            ("max_watched", self.cfg.max_watched),
         ] {
             if value == 0 {
                 return Err(Error::InvalidConfig {
@@ -555,6 +565,7 @@ impl Conversations {
                 max_edits: 100,
                 durable: true,
                 feed_buffer: 1024,
+                max_watched: 10_000,
             },
         }
     }
@@ -1635,6 +1646,18 @@ impl Conversations {
     /// inside a tokio runtime.
     pub fn push_feed(&self, reader: &UserId, sink: Arc<dyn FeedSink>) -> PushFeed {
         PushFeed::new(self.clone(), reader.clone(), sink)
+    }
+
+    /// Refuse one more watch for a feed of `reader` that watches `watched`.
+    pub(crate) fn check_watch_count(&self, reader: &UserId, watched: usize) -> Result<()> {
+        let limit = self.inner.cfg.max_watched;
+        if watched >= limit {
+            return Err(Error::TooManyWatched {
+                reader: reader.clone(),
+                limit,
+            });
+        }
+        Ok(())
     }
 
     pub(crate) fn dispatch(&self) -> &Arc<live::Dispatch> {
