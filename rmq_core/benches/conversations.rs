@@ -4,7 +4,9 @@
 //!   stored bytes per message of each;
 //! - reading 1,000 entries after a cursor against a plain nopi range scan of
 //!   the same keys and values on the same sled database;
-//! - unread counts of a user in 1,000 conversations (one `list` call).
+//! - unread counts of a user in 1,000 conversations (one `list` call);
+//! - with `DATABASE_URL` set, the catch-up again on PostgreSQL (the
+//!   cluster's store), against one nopi range query there.
 //!
 //! `cargo bench -p rmq_core --bench conversations`
 #![allow(missing_docs, clippy::print_stdout)]
@@ -99,31 +101,9 @@ fn main() {
 
         // 2. Catch-up: 1,000 entries after a cursor, against a raw range scan
         // of the same keys and values in the same sled database.
-        let reader = user(0);
-        let prefix = format!("e/{cb}/");
-        let from = {
-            let mut k = prefix.clone().into_bytes();
-            k.extend_from_slice(&1u64.to_be_bytes());
-            k
-        };
-        let raw_tree = store.tree("rmq.log").await.unwrap();
-        let mut ours = Duration::MAX;
-        let mut raw = Duration::MAX;
-        for _ in 0..20 {
-            let t = Instant::now();
-            let page = log.read(&cb, &reader, LogQuery::after(0, 1000)).await.unwrap();
-            ours = ours.min(t.elapsed());
-            assert_eq!(page.entries.len(), 1000);
-            let t = Instant::now();
-            let rows = raw_tree
-                .scan(Scan::range(from.clone()..).limit(1000))
-                .await
-                .unwrap();
-            raw = raw.min(t.elapsed());
-            assert_eq!(rows.len(), 1000);
-        }
+        let (ours, raw) = catch_up_vs_scan(&store, &log, &cb, &user(0)).await;
         println!(
-            "catch-up of 1,000: ours {:.2} ms, raw scan {:.2} ms, throughput ratio {:.2} (target >= 0.8)",
+            "catch-up of 1,000 on sled: ours {:.2} ms, raw scan {:.2} ms, throughput ratio {:.2} (target >= 0.8)",
             ours.as_secs_f64() * 1e3,
             raw.as_secs_f64() * 1e3,
             raw.as_secs_f64() / ours.as_secs_f64()
@@ -158,5 +138,56 @@ fn main() {
             counts.as_secs_f64() * 1e3,
             with_last.as_secs_f64() * 1e3
         );
+
+        // 4. The cluster's shape: the same catch-up on PostgreSQL.
+        if std::env::var_os("DATABASE_URL").is_none() {
+            println!("catch-up on PostgreSQL: skipped (set DATABASE_URL to measure it)");
+            return;
+        }
+        let temp = nopi::testing::TempStore::postgres();
+        let pg = temp.open().await.unwrap();
+        let log = Conversations::builder(&pg).durable(false).build().await.unwrap();
+        let room = room_with(&log, "pg", 1).await;
+        for k in 0..1100 {
+            let env = Envelope::new(user(0), To::Room(room.clone()), format!("message {k:06} of the benchmark"));
+            log.append(&env).await.unwrap();
+        }
+        let c = ConversationId::room(room);
+        let (ours, raw) = catch_up_vs_scan(&pg, &log, &c, &user(0)).await;
+        println!(
+            "catch-up of 1,000 on PostgreSQL: ours {:.2} ms, raw scan {:.2} ms (one query), throughput ratio {:.2} (target >= 0.8)",
+            ours.as_secs_f64() * 1e3,
+            raw.as_secs_f64() * 1e3,
+            raw.as_secs_f64() / ours.as_secs_f64()
+        );
     });
+}
+
+/// Best of 20: `read` of 1,000 entries after seq 0, and a nopi range scan of
+/// the same 1,000 keys and values.
+async fn catch_up_vs_scan(
+    store: &Store,
+    log: &Conversations,
+    c: &ConversationId,
+    reader: &UserId,
+) -> (Duration, Duration) {
+    let mut from = format!("e/{c}/").into_bytes();
+    from.extend_from_slice(&1u64.to_be_bytes());
+    let raw_tree = store.tree("rmq.log").await.unwrap();
+    let mut ours = Duration::MAX;
+    let mut raw = Duration::MAX;
+    for _ in 0..20 {
+        let t = Instant::now();
+        let page = log.read(c, reader, LogQuery::after(0, 1000)).await.unwrap();
+        ours = ours.min(t.elapsed());
+        assert_eq!(page.entries.len(), 1000);
+        let t = Instant::now();
+        let rows = raw_tree
+            .scan(Scan::range(from.clone()..).limit(1000))
+            .await
+            .unwrap();
+        raw = raw.min(t.elapsed());
+        assert_eq!(rows.len(), 1000);
+    }
+    (ours, raw)
 }

@@ -1353,11 +1353,25 @@ impl Conversations {
 
     /// Read entries of `c` as `reader` (a member).
     pub async fn read(&self, c: &ConversationId, reader: &UserId, query: LogQuery) -> Result<Page> {
-        self.check_member(reader, c).await?;
-        self.read_unchecked(c, query).await
+        // Concurrently: on PostgreSQL each is a round trip.
+        let (_, page) =
+            tokio::try_join!(self.check_member(reader, c), self.read_unchecked(c, query))?;
+        Ok(page)
     }
 
     pub(crate) async fn read_unchecked(&self, c: &ConversationId, query: LogQuery) -> Result<Page> {
+        // The scan and the head read run side by side; an append between
+        // them can leave an empty page behind a newer head. Read again then.
+        for _ in 0..MAX_APPEND_ATTEMPTS {
+            if let Some(page) = self.read_attempt(c, query).await? {
+                return Ok(page);
+            }
+        }
+        Err(Error::Contended(c.clone()))
+    }
+
+    /// One read; `None` when an append raced it and it must be read again.
+    async fn read_attempt(&self, c: &ConversationId, query: LogQuery) -> Result<Option<Page>> {
         let limit = query.limit();
         if limit > self.inner.cfg.max_read {
             return Err(Error::HistoryTooLarge {
@@ -1365,37 +1379,43 @@ impl Conversations {
                 limit: self.inner.cfg.max_read,
             });
         }
-        let head = self.head_or_empty(c).await?;
         let key = c.key();
         let prefix = entry_prefix(&key);
+        // No seq reaches u64::MAX (such a head is corrupt), and no entry
+        // lies below the head's `first`: the bounds need no head, so the
+        // scan runs beside the head read.
         let scan = match query {
             LogQuery::Last { .. } => Scan::prefix(&prefix).rev(),
             LogQuery::After { seq, .. } => {
-                if seq > head.seq {
-                    return Err(Error::BeyondHead {
-                        conversation: c.clone(),
-                        seq,
-                        head: head.seq,
-                    });
-                }
-                if seq.saturating_add(1) < head.first {
-                    return Err(Error::Trimmed {
-                        conversation: c.clone(),
-                        after: seq,
-                        first: head.first,
-                    });
-                }
-                Scan::range(entry_key(&key, seq + 1)..entry_key(&key, head.seq.saturating_add(1)))
+                Scan::range(entry_key(&key, seq.saturating_add(1))..entry_key(&key, u64::MAX))
             }
             LogQuery::Before { seq, .. } => {
-                Scan::range(entry_key(&key, head.first)..entry_key(&key, seq)).rev()
+                Scan::range(entry_key(&key, 0)..entry_key(&key, seq)).rev()
             }
         };
-        let rows = if limit == 0 {
-            Vec::new()
-        } else {
-            self.inner.log.scan(scan.limit(limit)).await?
+        let rows = async {
+            if limit == 0 {
+                return Ok(Vec::new());
+            }
+            Ok::<_, Error>(self.inner.log.scan(scan.limit(limit)).await?)
         };
+        let (head, rows) = tokio::try_join!(self.head_or_empty(c), rows)?;
+        if let LogQuery::After { seq, .. } = query {
+            if seq > head.seq {
+                return Err(Error::BeyondHead {
+                    conversation: c.clone(),
+                    seq,
+                    head: head.seq,
+                });
+            }
+            if seq.saturating_add(1) < head.first {
+                return Err(Error::Trimmed {
+                    conversation: c.clone(),
+                    after: seq,
+                    first: head.first,
+                });
+            }
+        }
         let mut entries = Vec::with_capacity(rows.len());
         for (k, v) in rows {
             let seq = seq_of_entry_key(prefix.len(), &k)
@@ -1421,6 +1441,9 @@ impl Conversations {
             };
             if skipped {
                 let now = self.head_or_empty(c).await?;
+                if now.first <= seq.saturating_add(1) {
+                    return Ok(None); // not trimmed: the scan ran before an append
+                }
                 return Err(Error::Trimmed {
                     conversation: c.clone(),
                     after: seq,
@@ -1428,11 +1451,13 @@ impl Conversations {
                 });
             }
         }
-        Ok(Page {
+        // Entries appended after the head was read may be in the page.
+        let newest = entries.iter().map(|e| e.seq).max().unwrap_or(0);
+        Ok(Some(Page {
             entries,
-            head: head.seq,
+            head: head.seq.max(newest),
             first: head.first,
-        })
+        }))
     }
 
     /// The messages among the entries `query` selects, with their edits,
