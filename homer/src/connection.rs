@@ -50,16 +50,20 @@ pub enum Transport {
     WebSocket,
     /// A TCP listener with a [`Protocol`](crate::Protocol).
     Tcp,
+    /// An in-memory pipe (`homer::testing`, feature `testing`), served like
+    /// a TCP connection.
+    Memory,
 }
 
 impl Transport {
-    /// A short lower-case name: `http`, `websocket` or `tcp` (for logs and
-    /// metric labels).
+    /// A short lower-case name: `http`, `websocket`, `tcp` or `memory` (for
+    /// logs and metric labels).
     pub fn as_str(self) -> &'static str {
         match self {
             Transport::Http => "http",
             Transport::WebSocket => "websocket",
             Transport::Tcp => "tcp",
+            Transport::Memory => "memory",
         }
     }
 }

@@ -116,6 +116,7 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | *(none)* | — | everything is always built: HTTP, SSE, long-poll, WebSocket, TCP |
+//! | `testing` | no | [`testing`]: in-memory connections (the TCP connection task over a pipe), a native [`testing::Client`], and [`testing::check_protocol`], the conformance check for any [`Protocol`] |
 
 mod connection;
 mod context;
@@ -132,6 +133,8 @@ mod registry;
 mod server;
 mod session;
 mod tcp;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod transport_http;
 
 pub use connection::{CloseReason, ConnId, Connection, Transport};

@@ -478,7 +478,14 @@ impl Homer {
                 homer
                     .accept_loop(listener, move |homer, stream, peer, permit| {
                         let protocol = make.make(homer.limits());
-                        crate::tcp::serve_connection(homer, stream, peer, permit, protocol)
+                        crate::tcp::serve_connection(
+                            homer,
+                            stream,
+                            peer,
+                            permit,
+                            protocol,
+                            crate::Transport::Tcp,
+                        )
                     })
                     .await;
             }
@@ -543,7 +550,7 @@ impl Homer {
             };
             match accepted {
                 Ok((stream, peer)) => {
-                    let Ok(permit) = self.inner.permits.clone().try_acquire_owned() else {
+                    let Some(permit) = self.connection_permit() else {
                         tracing::debug!(%peer, limit = self.inner.limits.max_connections, "refused: too many connections");
                         drop(stream);
                         continue;
@@ -559,6 +566,11 @@ impl Homer {
                 }
             }
         }
+    }
+
+    /// A connection slot, if the server holds fewer than `max_connections`.
+    pub(crate) fn connection_permit(&self) -> Option<OwnedSemaphorePermit> {
+        self.inner.permits.clone().try_acquire_owned().ok()
     }
 
     pub(crate) fn spawn<F>(&self, fut: F)

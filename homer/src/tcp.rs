@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use bytes::BytesMut;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::codec::{Decoder, Encoder, Framed};
 use tracing::Instrument;
@@ -44,15 +44,21 @@ impl<P: Protocol> Encoder<Outgoing> for ProtocolCodec<P> {
     }
 }
 
-pub(crate) async fn serve_connection<P: Protocol>(
+/// Serve one connection with `protocol` over any byte stream: a TCP socket,
+/// or an in-memory pipe (`transport` says which).
+pub(crate) async fn serve_connection<S, P>(
     homer: Homer,
-    stream: TcpStream,
+    stream: S,
     peer: SocketAddr,
     permit: OwnedSemaphorePermit,
     protocol: P,
-) {
+    transport: Transport,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    P: Protocol,
+{
     let name = protocol.name();
-    let (conn, rx) = homer.new_connection(peer, Transport::Tcp, name, None);
+    let (conn, rx) = homer.new_connection(peer, transport, name, None);
     let span = tracing::info_span!("conn", id = %conn.id(), %peer, protocol = name);
     async move {
         tracing::debug!("accepted");

@@ -1,0 +1,419 @@
+//! Test support (feature `testing`): connections without sockets, a native
+//! client, and one conformance check for any [`Protocol`].
+//!
+//! - [`connect`] opens an in-memory connection to a [`Homer`] speaking any
+//!   protocol: the same connection task, limits, hooks and pushes as a TCP
+//!   listener's, over a [`tokio::io::duplex`] pipe instead of a socket.
+//! - [`Client`] speaks the native JSON-lines protocol over it (or over any
+//!   byte stream): [`call`](Client::call), [`push`](Client::push).
+//! - [`check_protocol`] runs the checks every decoder must pass: any bytes,
+//!   cut anywhere, never panic and never buffer past the limit; valid frames
+//!   decode the same whatever the read boundaries.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use homer::testing::Client;
+//! use homer::{ApiError, Context, Homer, Push};
+//! use serde_json::{Value, json};
+//!
+//! let homer = Homer::builder().build();
+//! homer.api("echo", |ctx: Context, params: Value| async move {
+//!     ctx.push(Push::new("echoed", params.clone())).ok();
+//!     Ok::<_, ApiError>(params)
+//! });
+//! let mut client = Client::connect(&homer).expect("a connection slot");
+//! assert_eq!(client.call("echo", json!({"x": 1})).await, Ok(json!({"x": 1})));
+//! assert_eq!(client.push().await, ("echoed".into(), json!({"x": 1})));
+//! let (status, error) = client.call("nope", json!(null)).await.unwrap_err();
+//! assert_eq!((status, error["code"].as_str()), (404, Some("unknown_api")));
+//! # }
+//! ```
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream};
+
+use crate::connection::Transport;
+use crate::protocol::{Decoded, MakeProtocol, Protocol};
+use crate::{ApiError, Homer, Push, Reply, json_lines};
+
+/// The address in-memory connections come from unless one is given.
+pub const TEST_PEER: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 40000);
+
+/// How many bytes an in-memory connection buffers in each direction.
+const PIPE: usize = 64 * 1024;
+
+/// Why [`connect`] opened no connection.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The server holds `max_connections` already.
+    #[error("the server holds its limit of connections")]
+    Full,
+    /// The server is shutting down.
+    #[error("the server is shutting down")]
+    ShuttingDown,
+}
+
+/// Open an in-memory connection to `homer` speaking the protocol `make`
+/// makes, from [`TEST_PEER`]; returns the client's end of the pipe.
+pub fn connect<M: MakeProtocol>(homer: &Homer, make: M) -> Result<DuplexStream, ConnectError> {
+    connect_from(homer, make, TEST_PEER)
+}
+
+/// [`connect`] from a given peer address (for per-address behaviour).
+pub fn connect_from<M: MakeProtocol>(
+    homer: &Homer,
+    make: M,
+    peer: SocketAddr,
+) -> Result<DuplexStream, ConnectError> {
+    if homer.is_shutting_down() {
+        return Err(ConnectError::ShuttingDown);
+    }
+    let permit = homer.connection_permit().ok_or(ConnectError::Full)?;
+    let (client, server) = tokio::io::duplex(PIPE);
+    let protocol = make.make(homer.limits());
+    homer.spawn(crate::tcp::serve_connection(
+        homer.clone(),
+        server,
+        peer,
+        permit,
+        protocol,
+        Transport::Memory,
+    ));
+    Ok(client)
+}
+
+/// A native-protocol client (JSON lines): one call at a time, pushes kept
+/// in arrival order until asked for.
+pub struct Client<S = DuplexStream> {
+    io: BufReader<S>,
+    next_id: u64,
+    pushes: std::collections::VecDeque<(String, Value)>,
+    timeout: Duration,
+}
+
+impl<S> fmt::Debug for Client<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("next_id", &self.next_id)
+            .field("pushes", &self.pushes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// An in-memory connection to `homer` with the native protocol.
+    pub fn connect(homer: &Homer) -> Result<Self, ConnectError> {
+        Ok(Self::over(connect(homer, json_lines())?))
+    }
+}
+
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> Client<S> {
+    /// A client over any byte stream (a `TcpStream` to a `json_lines`
+    /// listener, say).
+    pub fn over(io: S) -> Self {
+        Client {
+            io: BufReader::new(io),
+            next_id: 1,
+            pushes: Default::default(),
+            timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// How long [`call`](Self::call) and [`push`](Self::push) wait before
+    /// they panic (default 10 s).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Call `api`; `Ok(content)` for a 200, `Err((status, error))` otherwise
+    /// (`error` is `{"code", "message"}`).
+    /// Pushes that arrive meanwhile are kept for [`push`](Self::push).
+    ///
+    /// Panics if the connection closes or nothing answers in time: a test
+    /// helper, it fails the test with what it saw.
+    pub async fn call(&mut self, api: &str, params: Value) -> Result<Value, (u16, Value)> {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send_raw(&json!({"id": id, "api": api, "params": params}).to_string())
+            .await;
+        loop {
+            let msg = self.read().await;
+            if msg.get("push").is_some() {
+                self.keep_push(msg);
+                continue;
+            }
+            if msg["id"] != json!(id) {
+                panic!("a reply to call {id} ({api}) was expected, got {msg}");
+            }
+            let status = msg["status"].as_u64().and_then(|s| u16::try_from(s).ok());
+            return match status {
+                Some(200) => Ok(msg["content"].clone()),
+                Some(status) => Err((status, msg["error"].clone())),
+                None => panic!("a reply without a status: {msg}"),
+            };
+        }
+    }
+
+    /// The next push: `(kind, content)`.
+    pub async fn push(&mut self) -> (String, Value) {
+        if let Some(p) = self.pushes.pop_front() {
+            return p;
+        }
+        let msg = self.read().await;
+        if msg.get("push").is_none() {
+            panic!("a push was expected, got {msg}");
+        }
+        self.keep_push(msg);
+        self.pushes.pop_front().unwrap_or_default()
+    }
+
+    /// Write one raw line (a newline is added).
+    pub async fn send_raw(&mut self, line: &str) {
+        let io = self.io.get_mut();
+        let written = async {
+            io.write_all(line.as_bytes()).await?;
+            io.write_all(b"\n").await?;
+            io.flush().await
+        };
+        if let Err(e) = written.await {
+            panic!("writing to the connection failed: {e}");
+        }
+    }
+
+    /// Read the next JSON object the server wrote.
+    pub async fn read(&mut self) -> Value {
+        let mut line = String::new();
+        match tokio::time::timeout(self.timeout, self.io.read_line(&mut line)).await {
+            Err(_) => panic!("nothing arrived within {:?}", self.timeout),
+            Ok(Err(e)) => panic!("reading from the connection failed: {e}"),
+            Ok(Ok(0)) => panic!("the server closed the connection"),
+            Ok(Ok(_)) => serde_json::from_str(&line).unwrap_or_else(|e| {
+                panic!("the server wrote a line that is not JSON ({e}): {line}")
+            }),
+        }
+    }
+
+    fn keep_push(&mut self, msg: Value) {
+        let kind = msg["push"].as_str().unwrap_or_default().to_owned();
+        self.pushes.push_back((kind, msg["content"].clone()));
+    }
+}
+
+/// The checks every [`Protocol`] decoder must pass, with `make` making a
+/// fresh decoder and `sample` a stream of frames that decodes without an
+/// error (at least one frame; replies such as a 400 for a bad line count):
+///
+/// 1. `sample` decodes to the same frames however it is cut into reads
+///    (every single cut, and random sets of cuts);
+/// 2. any bytes, in any chunks, and `sample` with bytes flipped or cut
+///    short, never panic, and between frames the decoder buffers at most
+///    `max_buffered` bytes;
+/// 3. a decoder makes progress: it never yields more than two frames in a
+///    row without consuming bytes (a notice such as a 413 may come before
+///    the bytes it is about are skipped; more would be a busy loop);
+/// 4. encoding replies, errors, pushes and a close never panics.
+///
+/// Panics with the failing input, as an assertion does.
+///
+/// ```
+/// homer::testing::check_protocol(
+///     || homer::JsonLines::new(64),
+///     b"{\"id\":1,\"api\":\"a\"}\n{\"id\":2,\"api\":\"b\",\"params\":[1]}\n",
+///     64 + 256,
+/// );
+/// ```
+pub fn check_protocol<P, F>(make: F, sample: &[u8], max_buffered: usize)
+where
+    P: Protocol,
+    F: Fn() -> P,
+{
+    let whole = decode_chunks(&make, &[sample], max_buffered)
+        .unwrap_or_else(|e| panic!("the sample does not decode: {e}"));
+    assert!(!whole.is_empty(), "the sample holds no frame");
+
+    for cut in 0..=sample.len() {
+        let (a, b) = sample.split_at(cut);
+        let got = decode_chunks(&make, &[a, b], max_buffered)
+            .unwrap_or_else(|e| panic!("the sample cut at {cut} fails: {e}"));
+        assert_eq!(
+            got, whole,
+            "the sample cut at byte {cut} decodes differently"
+        );
+    }
+
+    let mut runner = TestRunner::new(Config {
+        cases: 256,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let len = sample.len();
+    let cuts = proptest::collection::vec(0..=len, 0..8);
+    runner
+        .run(&cuts, |mut cuts| {
+            cuts.sort_unstable();
+            let mut chunks = Vec::with_capacity(cuts.len() + 1);
+            let mut at = 0;
+            for c in cuts {
+                chunks.push(&sample[at..c]);
+                at = c;
+            }
+            chunks.push(&sample[at..]);
+            let got = decode_chunks(&make, &chunks, max_buffered).map_err(TestCaseError::fail)?;
+            prop_assert_eq!(got, whole.clone());
+            Ok(())
+        })
+        .unwrap_or_else(|e| panic!("read boundaries change what the sample decodes to: {e}"));
+
+    let garbage = proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..256), 0..12);
+    runner
+        .run(&garbage, |chunks| {
+            let chunks: Vec<&[u8]> = chunks.iter().map(Vec::as_slice).collect();
+            survive(&make, &chunks, max_buffered).map_err(TestCaseError::fail)
+        })
+        .unwrap_or_else(|e| panic!("arbitrary bytes break the decoder: {e}"));
+
+    let mutated = (any::<proptest::sample::Index>(), any::<u8>(), 0..=len);
+    runner
+        .run(&mutated, |(at, byte, keep)| {
+            let mut bytes = sample.to_vec();
+            if !bytes.is_empty() {
+                let i = at.index(bytes.len());
+                bytes[i] ^= byte.max(1);
+            }
+            bytes.truncate(keep);
+            survive(&make, &[&bytes], max_buffered).map_err(TestCaseError::fail)
+        })
+        .unwrap_or_else(|e| panic!("a damaged sample breaks the decoder: {e}"));
+
+    let mut p = make();
+    let mut out = BytesMut::new();
+    let replies = [
+        Reply::ok(json!(1), Some("a".into()), json!({"x": [1, "é", null]})),
+        Reply::ok(json!(null), None, Value::Null),
+        Reply::error(
+            json!("s"),
+            Some("a".into()),
+            ApiError::bad_request("bad", "no"),
+        ),
+        Reply::error(json!(2), None, ApiError::too_large(10, 5)),
+    ];
+    for reply in &replies {
+        let _ = p.encode_reply(reply, &mut out);
+    }
+    let _ = p.encode_push(&Push::new("message", json!({"text": "hi 你好"})), &mut out);
+    let _ = p.encode_push(&Push::new("", Value::Null), &mut out);
+    let _ = p.encode_close("shutdown", &mut out);
+}
+
+/// Decode `chunks` as successive reads, then the end of the stream; the
+/// frames in order (their `Debug` form), or why not.
+fn decode_chunks<P: Protocol>(
+    make: &impl Fn() -> P,
+    chunks: &[&[u8]],
+    max_buffered: usize,
+) -> Result<Vec<String>, String> {
+    let mut p = make();
+    let mut buf = BytesMut::new();
+    let mut frames = Vec::new();
+    let mut stalls = 0;
+    for chunk in chunks {
+        buf.extend_from_slice(chunk);
+        loop {
+            let before = buf.len();
+            match p.decode(&mut buf) {
+                Ok(Some(frame)) => {
+                    check_progress(before, buf.len(), &mut stalls)?;
+                    frames.push(summary(&frame));
+                }
+                Ok(None) => {
+                    stalls = 0;
+                    break;
+                }
+                Err(e) => return Err(format!("decode failed: {e}")),
+            }
+        }
+        check_bound(buf.len(), max_buffered)?;
+    }
+    loop {
+        match p.decode_eof(&mut buf) {
+            Ok(Some(frame)) => frames.push(summary(&frame)),
+            Ok(None) => return Ok(frames),
+            Err(e) => return Err(format!("decode at the end failed: {e}")),
+        }
+        if frames.len() > 1_000_000 {
+            return Err("decode_eof never ends".into());
+        }
+    }
+}
+
+/// Feed `chunks`: errors are fine (the connection would close), panics,
+/// unbounded buffering and frames that consume nothing are not.
+fn survive<P: Protocol>(
+    make: &impl Fn() -> P,
+    chunks: &[&[u8]],
+    max_buffered: usize,
+) -> Result<(), String> {
+    let mut p = make();
+    let mut buf = BytesMut::new();
+    let mut stalls = 0;
+    for chunk in chunks {
+        buf.extend_from_slice(chunk);
+        loop {
+            let before = buf.len();
+            match p.decode(&mut buf) {
+                Ok(Some(_)) => check_progress(before, buf.len(), &mut stalls)?,
+                Ok(None) => {
+                    stalls = 0;
+                    break;
+                }
+                Err(_) => return Ok(()),
+            }
+        }
+        check_bound(buf.len(), max_buffered)?;
+    }
+    for _ in 0..10_000 {
+        match p.decode_eof(&mut buf) {
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => return Ok(()),
+        }
+    }
+    Err("decode_eof never ends".into())
+}
+
+/// A frame that consumed nothing is a stall; three in a row could be forever.
+fn check_progress(before: usize, after: usize, stalls: &mut u32) -> Result<(), String> {
+    if after < before {
+        *stalls = 0;
+        return Ok(());
+    }
+    *stalls += 1;
+    if *stalls > 2 {
+        return Err(format!(
+            "{stalls} frames in a row were decoded without consuming bytes ({before} buffered)"
+        ));
+    }
+    Ok(())
+}
+
+fn check_bound(buffered: usize, max: usize) -> Result<(), String> {
+    if buffered > max {
+        return Err(format!(
+            "{buffered} bytes buffered, more than the {max} allowed"
+        ));
+    }
+    Ok(())
+}
+
+fn summary(frame: &Decoded) -> String {
+    format!("{frame:?}")
+}
