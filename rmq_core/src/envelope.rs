@@ -176,6 +176,7 @@ pub(crate) fn now_ms() -> u64 {
 }
 
 /// The millisecond timestamp inside a uuid v7 (0 for other versions).
+#[cfg(feature = "amqp")]
 pub(crate) fn uuid_ms(id: &Uuid) -> u64 {
     if id.get_version_num() != 7 {
         return 0;

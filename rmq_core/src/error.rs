@@ -190,6 +190,7 @@ pub enum Error {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The AMQP client failed in a way that retrying does not fix.
+    #[cfg(feature = "amqp")]
     #[error("amqp {op} failed: {source}")]
     Amqp {
         /// What was being done.
@@ -322,6 +323,7 @@ pub enum Error {
 
 /// Replace the password of an AMQP URL by `***`, so URLs can go into errors
 /// and logs: nopi's redaction, one rule for every URL of the family.
+#[cfg(feature = "amqp")]
 pub(crate) fn redact_url(url: &str) -> String {
     nopi::redact_url(url)
 }

@@ -59,10 +59,11 @@
 //! # }
 //! ```
 //!
-//! With RabbitMQ, only the construction changes (see [`AmqpBroker`] for a
-//! complete example):
+//! With RabbitMQ (feature `amqp`), only the construction changes (see
+//! [`AmqpBroker`] for a complete example):
 //!
-//! ```no_run
+#![cfg_attr(feature = "amqp", doc = "```no_run")]
+#![cfg_attr(not(feature = "amqp"), doc = "```ignore")]
 //! # async fn run() -> Result<(), rmq_core::Error> {
 //! use std::time::Duration;
 //! use rmq_core::{AmqpBroker, QueueType};
@@ -124,8 +125,10 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `sled` | yes | `LocalBroker::open("sled:<dir>")` (enables nopi's sled backend) |
+//! | `amqp` | no | [`AmqpBroker`] on RabbitMQ (lapin), also a conversation [`Fanout`](conversation::Fanout) across nodes |
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+#[cfg(feature = "amqp")]
 pub mod amqp;
 mod broker;
 pub mod conversation;
@@ -137,6 +140,7 @@ pub mod local;
 mod name;
 mod sync;
 
+#[cfg(feature = "amqp")]
 pub use amqp::{AmqpBroker, AmqpBrokerBuilder, QueueType};
 pub use broker::{Broker, HistoryQuery, Presence, PresenceEvent};
 pub use conversation::{ConversationId, Conversations};

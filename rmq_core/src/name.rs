@@ -38,6 +38,7 @@ fn validate(kind: &'static str, name: &str, limit: usize) -> Result<(), NameErro
     Ok(())
 }
 
+#[cfg(feature = "amqp")]
 pub(crate) fn validate_namespace(ns: &str) -> Result<(), NameError> {
     validate("namespace", ns, MAX_NAMESPACE_LEN)
 }
