@@ -118,6 +118,7 @@
 //! | *(none)* | — | everything is always built: HTTP, SSE, long-poll, WebSocket, TCP |
 //! | `testing` | no | [`testing`]: in-memory connections (the TCP connection task over a pipe), a native [`testing::Client`], and [`testing::check_protocol`], the conformance check for any [`Protocol`] |
 
+mod admission;
 mod connection;
 mod context;
 mod driver;
@@ -137,6 +138,7 @@ mod tcp;
 pub mod testing;
 mod transport_http;
 
+pub use admission::Refusal;
 pub use connection::{CloseReason, ConnId, Connection, Transport};
 pub use context::Context;
 pub use error::{ApiError, Error, ProtocolError, PushError};

@@ -28,6 +28,8 @@ impl Default for RateLimit {
 /// |---|---|
 /// | [`max_frame_size`](Self::max_frame_size) (request frame or HTTP body) | 64 KiB |
 /// | [`max_connections`](Self::max_connections) (sockets, all listeners) | 10 000 |
+/// | [`max_connections_per_ip`](Self::max_connections_per_ip) (sockets of one source address) | 1 000 |
+/// | [`connection_rate_per_ip`](Self::connection_rate_per_ip) (new sockets of one source address) | 100/s, bursts of 500 |
 /// | [`max_sessions`](Self::max_sessions) (HTTP sessions) | 10 000 |
 /// | [`idle_timeout`](Self::idle_timeout) | 5 minutes |
 /// | [`handshake_timeout`](Self::handshake_timeout) (HTTP headers and body, WebSocket upgrade) | 10 s |
@@ -41,6 +43,8 @@ impl Default for RateLimit {
 pub struct Limits {
     pub(crate) max_frame_size: usize,
     pub(crate) max_connections: usize,
+    pub(crate) max_connections_per_ip: usize,
+    pub(crate) connection_rate_per_ip: Option<RateLimit>,
     pub(crate) max_sessions: usize,
     pub(crate) idle_timeout: Duration,
     pub(crate) handshake_timeout: Duration,
@@ -57,6 +61,11 @@ impl Default for Limits {
         Self {
             max_frame_size: 64 * 1024,
             max_connections: 10_000,
+            max_connections_per_ip: 1_000,
+            connection_rate_per_ip: Some(RateLimit {
+                per_second: 100,
+                burst: 500,
+            }),
             max_sessions: 10_000,
             idle_timeout: Duration::from_secs(300),
             handshake_timeout: Duration::from_secs(10),
@@ -78,6 +87,18 @@ impl Limits {
     /// Most sockets open at once over all listeners; more are closed at once.
     pub fn max_connections(&self) -> usize {
         self.max_connections
+    }
+    /// Most sockets one source address holds at once; more are closed
+    /// before any handshake. Trusted proxies count by the client address
+    /// their PROXY header names (TCP listeners with the PROXY protocol on),
+    /// or not at all.
+    pub fn max_connections_per_ip(&self) -> usize {
+        self.max_connections_per_ip
+    }
+    /// How fast one source address may open sockets, if limited; beyond it
+    /// they are closed before any handshake.
+    pub fn connection_rate_per_ip(&self) -> Option<RateLimit> {
+        self.connection_rate_per_ip
     }
     /// Most HTTP sessions (see [`Context::set_session_key`](crate::Context::set_session_key)).
     pub fn max_sessions(&self) -> usize {

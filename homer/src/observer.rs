@@ -7,10 +7,12 @@
 //! [`HomerBuilder::observer`](crate::HomerBuilder::observer).
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::admission::Refusal;
 use crate::connection::{CloseReason, Connection, Transport};
 
 /// Receives the server's events, synchronously, on the task where they
@@ -88,6 +90,12 @@ pub trait Observer: Send + Sync + 'static {
     fn call_answered(&self, call: &CallEvent<'_>) {
         let _ = call;
     }
+
+    /// A socket from `peer` was closed before it was served, for `why`
+    /// (never reported as opened).
+    fn connection_refused(&self, peer: SocketAddr, why: Refusal) {
+        let _ = (peer, why);
+    }
 }
 
 impl<T: Observer> Observer for Arc<T> {
@@ -101,6 +109,10 @@ impl<T: Observer> Observer for Arc<T> {
 
     fn call_answered(&self, call: &CallEvent<'_>) {
         (**self).call_answered(call);
+    }
+
+    fn connection_refused(&self, peer: SocketAddr, why: Refusal) {
+        (**self).connection_refused(peer, why);
     }
 }
 
@@ -170,6 +182,10 @@ impl Observers {
 
     pub(crate) fn call(&self, call: &CallEvent<'_>) {
         self.each("call_answered", |o| o.call_answered(call));
+    }
+
+    pub(crate) fn refused(&self, peer: SocketAddr, why: Refusal) {
+        self.each("connection_refused", |o| o.connection_refused(peer, why));
     }
 
     pub(crate) fn is_some(&self) -> bool {

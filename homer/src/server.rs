@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,11 +13,12 @@ use futures_util::FutureExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::net::{TcpListener, ToSocketAddrs};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::admission::{Admission, Refusal, Slot};
 use crate::connection::{CloseReason, ConnId, Connection, NewConn, Transport};
 use crate::context::{CallState, Context};
 use crate::error::{ApiError, Error};
@@ -42,6 +43,7 @@ struct Hooks {
 }
 
 pub(crate) struct Shared {
+    admission: Arc<Admission>,
     pub(crate) limits: Limits,
     pub(crate) statics: Option<Statics>,
     pub(crate) session_cookie: String,
@@ -76,6 +78,8 @@ pub struct HomerBuilder {
     statics: Option<Statics>,
     session_cookie: String,
     observers: Observers,
+    trusted_proxies: Vec<IpAddr>,
+    proxy_protocol: bool,
 }
 
 impl Default for HomerBuilder {
@@ -92,6 +96,8 @@ impl HomerBuilder {
             statics: None,
             session_cookie: "session".to_owned(),
             observers: Observers::default(),
+            trusted_proxies: Vec::new(),
+            proxy_protocol: false,
         }
     }
 
@@ -140,6 +146,49 @@ impl HomerBuilder {
             per_second: per_second.max(1),
             burst: burst.max(1),
         });
+        self
+    }
+
+    /// Most sockets one source address may hold at once (at least 1);
+    /// more are closed before any handshake.
+    pub fn max_connections_per_ip(mut self, n: usize) -> Self {
+        self.limits.max_connections_per_ip = n.max(1);
+        self
+    }
+
+    /// Let one source address open `per_second` sockets on average, with
+    /// bursts of `burst`; more are closed before any handshake.
+    pub fn connection_rate_per_ip(mut self, per_second: u32, burst: u32) -> Self {
+        self.limits.connection_rate_per_ip = Some(RateLimit {
+            per_second: per_second.max(1),
+            burst: burst.max(1),
+        });
+        self
+    }
+
+    /// No limit on how fast one address opens sockets (benchmarks).
+    pub fn no_connection_rate_per_ip(mut self) -> Self {
+        self.limits.connection_rate_per_ip = None;
+        self
+    }
+
+    /// The proxies (a load balancer such as nginx) whose connections are
+    /// not limited by their own address: with
+    /// [`proxy_protocol`](Self::proxy_protocol) on, a TCP connection from
+    /// one of them starts with a PROXY protocol header (v1 or v2) naming the
+    /// client, and the client's address is the connection's peer and is
+    /// limited. A header from any other peer is not believed.
+    pub fn trusted_proxies(mut self, proxies: impl IntoIterator<Item = IpAddr>) -> Self {
+        self.trusted_proxies = proxies.into_iter().collect();
+        self
+    }
+
+    /// Whether TCP listeners expect a PROXY protocol header on connections
+    /// from [`trusted_proxies`](Self::trusted_proxies) (default off). A
+    /// trusted proxy's connection without a valid header within the
+    /// handshake timeout is closed.
+    pub fn proxy_protocol(mut self, on: bool) -> Self {
+        self.proxy_protocol = on;
         self
     }
 
@@ -230,8 +279,15 @@ impl HomerBuilder {
         let permits = Arc::new(Semaphore::new(
             self.limits.max_connections.min(Semaphore::MAX_PERMITS),
         ));
+        let admission = Arc::new(Admission::new(
+            self.limits.max_connections_per_ip,
+            self.limits.connection_rate_per_ip,
+            self.trusted_proxies,
+            self.proxy_protocol,
+        ));
         Homer {
             inner: Arc::new(Shared {
+                admission,
                 http: HttpState::new(),
                 limits: self.limits,
                 statics: self.statics,
@@ -540,7 +596,7 @@ impl Homer {
 
     async fn accept_loop<F, Fut>(&self, listener: TcpListener, serve: F)
     where
-        F: Fn(Homer, tokio::net::TcpStream, SocketAddr, OwnedSemaphorePermit) -> Fut,
+        F: Fn(Homer, tokio::net::TcpStream, SocketAddr, Slot) -> Fut,
         Fut: Future<Output = ()> + Send + 'static,
     {
         loop {
@@ -550,10 +606,13 @@ impl Homer {
             };
             match accepted {
                 Ok((stream, peer)) => {
-                    let Some(permit) = self.connection_permit() else {
-                        tracing::debug!(%peer, limit = self.inner.limits.max_connections, "refused: too many connections");
-                        drop(stream);
-                        continue;
+                    let permit = match self.admit(peer) {
+                        Ok(permit) => permit,
+                        Err(refusal) => {
+                            drop(stream);
+                            self.refused(peer, refusal);
+                            continue;
+                        }
                     };
                     let _ = stream.set_nodelay(true);
                     self.spawn(serve(self.clone(), stream, peer, permit));
@@ -568,9 +627,33 @@ impl Homer {
         }
     }
 
-    /// A connection slot, if the server holds fewer than `max_connections`.
-    pub(crate) fn connection_permit(&self) -> Option<OwnedSemaphorePermit> {
-        self.inner.permits.clone().try_acquire_owned().ok()
+    /// A slot for a new connection from `peer`: one of `max_connections`,
+    /// and one of its address's (unless `peer` is a trusted proxy, whose
+    /// clients are admitted by the address its PROXY header names, if any).
+    pub(crate) fn admit(&self, peer: SocketAddr) -> Result<Slot, Refusal> {
+        let global = self
+            .inner
+            .permits
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Refusal::Full)?;
+        let admission = &self.inner.admission;
+        let address = if admission.is_trusted(peer.ip()) {
+            None
+        } else {
+            Some(admission.admit(peer.ip())?)
+        };
+        Ok(Slot::new(global, address))
+    }
+
+    pub(crate) fn admission(&self) -> &Arc<Admission> {
+        &self.inner.admission
+    }
+
+    /// Log and report a connection closed before it was served.
+    pub(crate) fn refused(&self, peer: SocketAddr, refusal: Refusal) {
+        tracing::debug!(%peer, %refusal, "connection refused");
+        self.inner.observers.refused(peer, refusal);
     }
 
     pub(crate) fn spawn<F>(&self, fut: F)

@@ -2,10 +2,10 @@
 
 use std::net::SocketAddr;
 
+use crate::admission::{Slot, read_proxy_header};
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::OwnedSemaphorePermit;
-use tokio_util::codec::{Decoder, Encoder, Framed};
+use tokio_util::codec::{Decoder, Encoder, Framed, FramedParts};
 use tracing::Instrument;
 
 use crate::connection::Transport;
@@ -45,18 +45,37 @@ impl<P: Protocol> Encoder<Outgoing> for ProtocolCodec<P> {
 }
 
 /// Serve one connection with `protocol` over any byte stream: a TCP socket,
-/// or an in-memory pipe (`transport` says which).
+/// or an in-memory pipe (`transport` says which). From a trusted proxy with
+/// the PROXY protocol on, the stream starts with a header naming the client:
+/// that address is the connection's peer and is admitted by its limits.
 pub(crate) async fn serve_connection<S, P>(
     homer: Homer,
-    stream: S,
+    mut stream: S,
     peer: SocketAddr,
-    permit: OwnedSemaphorePermit,
+    mut permit: Slot,
     protocol: P,
     transport: Transport,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     P: Protocol,
 {
+    let mut peer = peer;
+    let mut early = Vec::new();
+    if transport == Transport::Tcp && homer.admission().expects_proxy_header(peer) {
+        let within = homer.limits().handshake_timeout;
+        let (client, rest) = match read_proxy_header(&mut stream, peer, within).await {
+            Ok(found) => found,
+            Err(refusal) => return homer.refused(peer, refusal),
+        };
+        match homer.admission().admit(client.ip()) {
+            Ok(slot) => permit.hold_address(slot),
+            // The client's own limit: reported with the client's address.
+            Err(refusal) => return homer.refused(client, refusal),
+        }
+        tracing::debug!(proxy = %peer, %client, "PROXY header read");
+        peer = client;
+        early = rest;
+    }
     let name = protocol.name();
     let (conn, rx) = homer.new_connection(peer, transport, name, None);
     let span = tracing::info_span!("conn", id = %conn.id(), %peer, protocol = name);
@@ -65,7 +84,10 @@ pub(crate) async fn serve_connection<S, P>(
         homer.hub().register(&conn);
         homer.mark_opened(&conn).await;
         let each = protocol.write_each_message();
-        let mut wire = Framed::new(stream, ProtocolCodec(protocol));
+        let mut parts = FramedParts::new::<Outgoing>(stream, ProtocolCodec(protocol));
+        // What arrived with the PROXY header is the start of the stream.
+        parts.read_buf.extend_from_slice(&early);
+        let mut wire = Framed::from_parts(parts);
         if each {
             // A non-empty write buffer is flushed before the next item is
             // encoded: one write per encoded reply or push.

@@ -42,7 +42,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream};
 
 use crate::connection::Transport;
 use crate::protocol::{Decoded, MakeProtocol, Protocol};
-use crate::{ApiError, Homer, Push, Reply, json_lines};
+use crate::{ApiError, Homer, Push, Refusal, Reply, json_lines};
 
 /// The address in-memory connections come from unless one is given.
 pub const TEST_PEER: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 40000);
@@ -54,9 +54,10 @@ const PIPE: usize = 64 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConnectError {
-    /// The server holds `max_connections` already.
-    #[error("the server holds its limit of connections")]
-    Full,
+    /// The server refused it, as it would a socket (its limit of
+    /// connections, or the peer address's).
+    #[error("refused: {0}")]
+    Refused(Refusal),
     /// The server is shutting down.
     #[error("the server is shutting down")]
     ShuttingDown,
@@ -77,7 +78,7 @@ pub fn connect_from<M: MakeProtocol>(
     if homer.is_shutting_down() {
         return Err(ConnectError::ShuttingDown);
     }
-    let permit = homer.connection_permit().ok_or(ConnectError::Full)?;
+    let permit = homer.admit(peer).map_err(ConnectError::Refused)?;
     let (client, server) = tokio::io::duplex(PIPE);
     let protocol = make.make(homer.limits());
     homer.spawn(crate::tcp::serve_connection(

@@ -86,7 +86,7 @@ async fn limits_hooks_and_shutdown_apply() {
     assert_eq!(opened.load(Ordering::SeqCst), 2);
     assert_eq!(
         Client::connect(&homer).unwrap_err(),
-        ConnectError::Full,
+        ConnectError::Refused(homer::Refusal::Full),
         "max_connections counts in-memory connections"
     );
 

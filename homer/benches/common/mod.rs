@@ -31,6 +31,8 @@ pub fn homer() -> Homer {
     let homer = Homer::builder()
         .no_rate_limit()
         .max_connections(100_000)
+        .max_connections_per_ip(100_000)
+        .no_connection_rate_per_ip()
         .outbound_queue(1024)
         .build();
     homer.api("echo", |_ctx: Context, p: Value| async move {

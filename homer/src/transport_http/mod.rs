@@ -20,6 +20,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
+use crate::admission::Slot;
 use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
@@ -31,7 +32,6 @@ use hyper::{Method, Request, Response, StatusCode, Uri};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::Value;
 use tokio::net::TcpStream;
-use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 
 use crate::connection::Transport;
@@ -250,13 +250,13 @@ pub(crate) fn error_response(err: ApiError) -> Response<Body> {
 
 /// The slot holding the socket's connection permit; a WebSocket upgrade
 /// takes it over.
-pub(crate) type PermitSlot = Arc<Mutex<Option<OwnedSemaphorePermit>>>;
+pub(crate) type PermitSlot = Arc<Mutex<Option<Slot>>>;
 
 pub(crate) async fn serve_connection(
     homer: Homer,
     stream: TcpStream,
     peer: SocketAddr,
-    permit: OwnedSemaphorePermit,
+    permit: Slot,
 ) {
     let slot: PermitSlot = Arc::new(Mutex::new(Some(permit)));
     let span = tracing::info_span!("http", %peer);
