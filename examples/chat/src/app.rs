@@ -285,8 +285,15 @@ impl Chat {
             Some(dir) => builder.static_dir(dir.clone()),
             None => builder.static_files(crate::web::files()),
         };
+        let builder = match config.connection_rate_per_ip {
+            0 => builder.no_connection_rate_per_ip(),
+            rate => builder.connection_rate_per_ip(rate, config.connection_burst_per_ip),
+        };
         let homer = builder
             .max_connections(config.max_connections)
+            .max_connections_per_ip(config.max_connections_per_ip)
+            .trusted_proxies(config.trusted_proxy.iter().copied())
+            .proxy_protocol(config.proxy_protocol)
             .max_sessions(config.max_connections)
             // Legacy clients never send heartbeats; an idle but logged-in
             // user of one should not be dropped after a few minutes.

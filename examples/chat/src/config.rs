@@ -1,7 +1,7 @@
 //! The server's configuration: flags, environment variables and an optional
 //! TOML file, in that order of precedence, over built-in defaults.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use clap::parser::ValueSource;
@@ -91,6 +91,40 @@ pub struct Config {
     /// Most simultaneous connections over all transports.
     #[arg(long, env = "CHAT_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
+
+    /// Most simultaneous connections from one client address; more are
+    /// closed before any handshake.
+    #[arg(long, env = "CHAT_MAX_CONNECTIONS_PER_IP", default_value_t = 1_000)]
+    pub max_connections_per_ip: usize,
+
+    /// New connections one client address may open per second, on average
+    /// (0: no limit); faster ones are closed before any handshake.
+    #[arg(long, env = "CHAT_CONNECTION_RATE_PER_IP", default_value_t = 100)]
+    pub connection_rate_per_ip: u32,
+
+    /// New connections one client address may open at once after a quiet
+    /// period.
+    #[arg(long, env = "CHAT_CONNECTION_BURST_PER_IP", default_value_t = 500)]
+    pub connection_burst_per_ip: u32,
+
+    /// Addresses of the load balancers in front of this node (repeat the
+    /// flag, or separate with commas). Their connections are not limited by
+    /// their own address; with `--proxy-protocol` their TCP connections name
+    /// the client in a PROXY protocol header.
+    #[arg(
+        long = "trusted-proxy",
+        env = "CHAT_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    #[serde(default)]
+    pub trusted_proxy: Vec<IpAddr>,
+
+    /// TCP listeners (native and legacy) expect a PROXY protocol v1 or v2
+    /// header on connections from a `--trusted-proxy`: the client it names
+    /// is the peer, stamped on messages and limited per address.
+    #[arg(long, env = "CHAT_PROXY_PROTOCOL")]
+    #[serde(default)]
+    pub proxy_protocol: bool,
 
     /// At shutdown (Ctrl-C, SIGTERM), how long `/readyz` answers 503 while
     /// the node still serves everything, before it stops listening and
@@ -235,6 +269,11 @@ impl std::fmt::Debug for Config {
             send_rate,
             send_burst,
             max_connections,
+            max_connections_per_ip,
+            connection_rate_per_ip,
+            connection_burst_per_ip,
+            trusted_proxy,
+            proxy_protocol,
             shutdown_drain_ms,
             log,
         } = self;
@@ -254,6 +293,11 @@ impl std::fmt::Debug for Config {
             .field("send_rate", send_rate)
             .field("send_burst", send_burst)
             .field("max_connections", max_connections)
+            .field("max_connections_per_ip", max_connections_per_ip)
+            .field("connection_rate_per_ip", connection_rate_per_ip)
+            .field("connection_burst_per_ip", connection_burst_per_ip)
+            .field("trusted_proxy", trusted_proxy)
+            .field("proxy_protocol", proxy_protocol)
             .field("shutdown_drain_ms", shutdown_drain_ms)
             .field("log", log)
             .finish()
@@ -285,6 +329,12 @@ impl serde::Serialize for Config {
         m.serialize_entry("send_rate", &self.send_rate)?;
         m.serialize_entry("send_burst", &self.send_burst)?;
         m.serialize_entry("max_connections", &self.max_connections)?;
+        m.serialize_entry("max_connections_per_ip", &self.max_connections_per_ip)?;
+        m.serialize_entry("connection_rate_per_ip", &self.connection_rate_per_ip)?;
+        m.serialize_entry("connection_burst_per_ip", &self.connection_burst_per_ip)?;
+        let proxies: Vec<String> = self.trusted_proxy.iter().map(IpAddr::to_string).collect();
+        m.serialize_entry("trusted_proxy", &proxies)?;
+        m.serialize_entry("proxy_protocol", &self.proxy_protocol)?;
         m.serialize_entry("shutdown_drain_ms", &self.shutdown_drain_ms)?;
         m.serialize_entry("log", &self.log)?;
         m.end()
@@ -353,6 +403,47 @@ mod tests {
             shown.contains("max_text: 4096"),
             "the rest is shown: {shown}"
         );
+    }
+
+    #[test]
+    fn address_limits_and_trusted_proxies_from_flags_and_file() {
+        let c = Config::load_from(["chat-server"]).unwrap();
+        assert_eq!(
+            (
+                c.max_connections_per_ip,
+                c.connection_rate_per_ip,
+                c.connection_burst_per_ip
+            ),
+            (1_000, 100, 500)
+        );
+        assert!(c.trusted_proxy.is_empty() && !c.proxy_protocol);
+
+        let c = Config::load_from([
+            "chat-server",
+            "--trusted-proxy",
+            "127.0.0.2,::1",
+            "--proxy-protocol",
+            "--max-connections-per-ip",
+            "3",
+        ])
+        .unwrap();
+        let want: Vec<IpAddr> = vec!["127.0.0.2".parse().unwrap(), "::1".parse().unwrap()];
+        assert_eq!(c.trusted_proxy, want);
+        assert!(c.proxy_protocol);
+        assert_eq!(c.max_connections_per_ip, 3);
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chat.toml");
+        std::fs::write(
+            &path,
+            "trusted_proxy = [\"10.0.0.5\"]\nproxy_protocol = true\nconnection_rate_per_ip = 0\n",
+        )
+        .unwrap();
+        let c = Config::load_from(["chat-server", "--config", path.to_str().unwrap()]).unwrap();
+        assert_eq!(c.trusted_proxy, vec!["10.0.0.5".parse::<IpAddr>().unwrap()]);
+        assert!(c.proxy_protocol);
+        assert_eq!(c.connection_rate_per_ip, 0, "0 turns the rate limit off");
+        assert!(Config::load_from(["chat-server", "--trusted-proxy", "nginx"]).is_err());
     }
 
     #[test]

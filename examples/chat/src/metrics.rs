@@ -47,6 +47,12 @@ struct LimitLabels {
     limit: &'static str,
 }
 
+/// Labels of `chat_connections_refused_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusalLabels {
+    reason: &'static str,
+}
+
 /// Labels of the per-service metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ServiceLabels {
@@ -106,6 +112,7 @@ pub(crate) struct Metrics {
     messages_delivered: Counter,
     delivery_latency: Histogram,
     rate_limited: Family<LimitLabels, Counter>,
+    refused: Family<RefusalLabels, Counter>,
     failed_logins: Counter,
     up: Family<ServiceLabels, Gauge>,
     users_online: Gauge,
@@ -166,6 +173,15 @@ impl Metrics {
             "Requests refused with 429, by the limit that refused them",
             rate_limited.clone(),
         );
+        let refused = Family::<RefusalLabels, Counter>::default();
+        registry.register(
+            "chat_connections_refused",
+            "Sockets closed before any handshake, by reason: full, per_ip_limit, per_ip_rate, proxy_header",
+            refused.clone(),
+        );
+        for reason in ["full", "per_ip_limit", "per_ip_rate", "proxy_header"] {
+            let _ = refused.get_or_create(&RefusalLabels { reason });
+        }
         let failed_logins = Counter::default();
         registry.register(
             "chat_failed_logins",
@@ -225,6 +241,7 @@ impl Metrics {
             messages_delivered,
             delivery_latency,
             rate_limited,
+            refused,
             failed_logins,
             up,
             users_online,
@@ -322,6 +339,15 @@ impl Observer for HomerObserver {
         if call.status == 429 && !call.handled {
             self.0.rate_limited(Limit::Connection);
         }
+    }
+
+    fn connection_refused(&self, _peer: std::net::SocketAddr, why: homer::Refusal) {
+        self.0
+            .refused
+            .get_or_create(&RefusalLabels {
+                reason: why.as_str(),
+            })
+            .inc();
     }
 }
 
