@@ -191,3 +191,79 @@ fn ppp_v2(client: &str) -> Vec<u8> {
     h.extend_from_slice(&7000u16.to_be_bytes());
     h
 }
+
+/// One raw HTTP/1.1 request from loopback address `from`; the status and
+/// the body.
+async fn http_from(from: &str, to: SocketAddr, request: &str) -> (u16, String) {
+    let mut s = connect_from(from, to).await;
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut text = String::new();
+    within(s.read_to_string(&mut text)).await.unwrap();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+    (status, body)
+}
+
+#[tokio::test]
+async fn behind_a_trusted_http_proxy_the_forwarded_client_is_the_peer_and_is_limited() {
+    let proxy: IpAddr = "127.0.0.8".parse().unwrap();
+    let (_homer, _tcp, http, refusals) = start(
+        Homer::builder()
+            .trusted_proxies([proxy])
+            .max_connections_per_ip(1),
+    )
+    .await;
+    let call = |xff: &str| {
+        format!(
+            "POST /api/peer HTTP/1.1\r\nhost: x\r\nx-forwarded-for: {xff}\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{{}}"
+        )
+    };
+    // The right-most address that is not a trusted proxy: what the client
+    // wrote on the left is not believed.
+    let (status, body) =
+        http_from("127.0.0.8", http, &call("6.6.6.6, 203.0.113.20, 127.0.0.8")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"203.0.113.20:0\""), "{body}");
+    // From anyone else the header is ignored.
+    let (_, body) = http_from("127.0.0.9", http, &call("203.0.113.20")).await;
+    assert!(body.contains("\"127.0.0.9:"), "{body}");
+
+    // WebSocket upgrades through the proxy hold the client's slot.
+    let upgrade = |client: &str| {
+        format!(
+            "GET /ws HTTP/1.1\r\nhost: x\r\nconnection: Upgrade\r\nupgrade: websocket\r\nsec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nx-forwarded-for: {client}\r\n\r\n"
+        )
+    };
+    let mut first = connect_from("127.0.0.8", http).await;
+    first
+        .write_all(upgrade("203.0.113.30").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let n = within(first.read(&mut buf)).await.unwrap();
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 101"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    let mut second = connect_from("127.0.0.8", http).await;
+    second
+        .write_all(upgrade("203.0.113.30").as_bytes())
+        .await
+        .unwrap();
+    let n = within(second.read(&mut buf)).await.unwrap();
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 429"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    assert_eq!(
+        refusals.0.lock().unwrap().as_slice(),
+        [("203.0.113.30".parse().unwrap(), "per_ip_limit")]
+    );
+    drop(first);
+}

@@ -307,6 +307,10 @@ async fn handle(
     slot: PermitSlot,
     req: Request<Incoming>,
 ) -> Response<Body> {
+    let (peer, proxied) = match forwarded_client(&homer, peer, &req) {
+        Some(client) => (client, true),
+        None => (peer, false),
+    };
     let route = homer
         .inner
         .http
@@ -322,7 +326,7 @@ async fn handle(
         Some((Route::Poll, _)) if req.method() == Method::GET => {
             session::poll(homer, peer, req).await
         }
-        Some((Route::Ws, _)) => ws::upgrade(homer, peer, slot, req),
+        Some((Route::Ws, _)) => ws::upgrade(homer, peer, proxied, slot, req),
         Some(_) => error_response(ApiError::new(
             405,
             "method_not_allowed",
@@ -337,6 +341,34 @@ async fn handle(
             None => files::serve(&homer, &req).await,
         },
     }
+}
+
+/// The client a trusted proxy forwards for: the right-most address of
+/// `X-Forwarded-For` that is not itself a trusted proxy (each proxy appends
+/// the address it got the request from, so the left part is the client's
+/// own word and not believed). `None` for anyone else, or without the
+/// header.
+fn forwarded_client(
+    homer: &Homer,
+    peer: SocketAddr,
+    req: &Request<Incoming>,
+) -> Option<SocketAddr> {
+    let admission = homer.admission();
+    if !admission.is_trusted(peer.ip()) {
+        return None;
+    }
+    let mut hops: Vec<IpAddr> = Vec::new();
+    for value in req.headers().get_all("x-forwarded-for") {
+        let text = value.to_str().ok()?;
+        for hop in text.split(',') {
+            hops.push(hop.trim().parse().ok()?);
+        }
+    }
+    let client = hops
+        .into_iter()
+        .rev()
+        .find(|ip| !admission.is_trusted(*ip))?;
+    Some(SocketAddr::new(client, 0))
 }
 
 /// Whether an HTTP call without a session may run now (rate limit per IP).

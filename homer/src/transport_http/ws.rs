@@ -38,6 +38,7 @@ fn header_has(req: &Request<Incoming>, name: header::HeaderName, token: &str) ->
 pub(super) fn upgrade(
     homer: Homer,
     peer: SocketAddr,
+    proxied: bool,
     slot: PermitSlot,
     mut req: Request<Incoming>,
 ) -> Response<Body> {
@@ -75,13 +76,30 @@ pub(super) fn upgrade(
         ));
     };
     let accept = derive_accept_key(key.as_bytes());
-    let Some(permit) = slot.lock().unwrap_or_else(PoisonError::into_inner).take() else {
+    // Through a trusted proxy, the forwarded client holds a slot of its
+    // address for as long as its WebSocket lives, as a direct one does.
+    let address = match proxied.then(|| homer.admission().admit(peer.ip())) {
+        Some(Err(refusal)) => {
+            homer.refused(peer, refusal);
+            return error_response(ApiError::new(
+                429,
+                "too_many_connections",
+                refusal.to_string(),
+            ));
+        }
+        Some(Ok(slot)) => Some(slot),
+        None => None,
+    };
+    let Some(mut permit) = slot.lock().unwrap_or_else(PoisonError::into_inner).take() else {
         return error_response(ApiError::new(
             503,
             "unavailable",
             "connection already upgraded",
         ));
     };
+    if let Some(address) = address {
+        permit.hold_address(address);
+    }
     // The handshake headers are of no use after it; not keeping them saves
     // memory on every connection.
     let request = Arc::new(HttpRequest::from_parts_without(
