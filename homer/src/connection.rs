@@ -85,6 +85,8 @@ pub enum CloseReason {
     /// Nothing arrived for longer than the idle timeout (for an HTTP
     /// session: no request and no event stream).
     Idle(Duration),
+    /// The connection sent nothing within the first-message timeout.
+    Silent(Duration),
     /// Its outbound queue filled up: it read too slowly.
     SlowReader {
         /// The queue's capacity, in messages.
@@ -106,6 +108,7 @@ impl fmt::Display for CloseReason {
             Self::PeerClosed => f.write_str("peer closed the connection"),
             Self::Closed(r) => write!(f, "closed by the server: {r}"),
             Self::Idle(d) => write!(f, "idle for longer than the {}s idle timeout", d.as_secs()),
+            Self::Silent(d) => write!(f, "sent nothing within {} ms of connecting", d.as_millis()),
             Self::SlowReader { capacity } => write!(
                 f,
                 "slow reader: outbound queue of {capacity} messages is full"

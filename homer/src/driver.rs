@@ -89,7 +89,10 @@ pub(crate) async fn drive<W>(
     let mut calls: Option<FuturesUnordered<CallFuture>> = None;
     let in_flight =
         |c: &Option<FuturesUnordered<CallFuture>>| c.as_ref().map_or(0, FuturesUnordered::len);
-    let idle = sleep(limits.idle_timeout);
+    // Until the first frame, the first-message timeout (if shorter) runs.
+    let first = limits.first_message_timeout.min(limits.idle_timeout);
+    let mut heard = false;
+    let idle = sleep(first);
     tokio::pin!(idle);
     // Without pings the timer is never armed (its branch is disabled).
     let ping_every = ping.unwrap_or(limits.idle_timeout);
@@ -153,7 +156,10 @@ pub(crate) async fn drive<W>(
                 }
             }
             item = wire.next(), if reading && in_flight(&calls) < limits.max_in_flight => {
-                idle.as_mut().reset(Instant::now() + limits.idle_timeout);
+                heard |= matches!(item, Some(Ok(Inbound::Frame(_))));
+                if heard {
+                    idle.as_mut().reset(Instant::now() + limits.idle_timeout);
+                }
                 match item {
                     None => {
                         reading = false;
@@ -187,7 +193,11 @@ pub(crate) async fn drive<W>(
                 }
             }
             () = &mut idle, if reading => {
-                break CloseReason::Idle(limits.idle_timeout);
+                break if heard {
+                    CloseReason::Idle(limits.idle_timeout)
+                } else {
+                    CloseReason::Silent(first)
+                };
             }
             () = &mut ping_timer, if reading && ping.is_some() => {
                 ping_timer.as_mut().reset(Instant::now() + ping_every);

@@ -32,6 +32,7 @@ impl Default for RateLimit {
 /// | [`connection_rate_per_ip`](Self::connection_rate_per_ip) (new sockets of one source address) | 100/s, bursts of 500 |
 /// | [`max_sessions`](Self::max_sessions) (HTTP sessions) | 10 000 |
 /// | [`idle_timeout`](Self::idle_timeout) | 5 minutes |
+/// | [`first_message_timeout`](Self::first_message_timeout) (TCP and WebSocket) | 60 s |
 /// | [`handshake_timeout`](Self::handshake_timeout) (HTTP headers and body, WebSocket upgrade) | 10 s |
 /// | [`outbound_queue`](Self::outbound_queue) (messages per connection) | 256 |
 /// | [`rate_limit`](Self::rate_limit) | 20 calls/s, bursts of 50 |
@@ -47,6 +48,7 @@ pub struct Limits {
     pub(crate) connection_rate_per_ip: Option<RateLimit>,
     pub(crate) max_sessions: usize,
     pub(crate) idle_timeout: Duration,
+    pub(crate) first_message_timeout: Duration,
     pub(crate) handshake_timeout: Duration,
     pub(crate) outbound_queue: usize,
     pub(crate) rate_limit: Option<RateLimit>,
@@ -68,6 +70,7 @@ impl Default for Limits {
             }),
             max_sessions: 10_000,
             idle_timeout: Duration::from_secs(300),
+            first_message_timeout: Duration::from_secs(60),
             handshake_timeout: Duration::from_secs(10),
             outbound_queue: 256,
             rate_limit: Some(RateLimit::default()),
@@ -108,6 +111,12 @@ impl Limits {
     /// session with no request and no event stream for this long expires.
     pub fn idle_timeout(&self) -> Duration {
         self.idle_timeout
+    }
+    /// A TCP or WebSocket connection that sends no frame this long after it
+    /// opened is closed (pings and pongs do not count), so one that never
+    /// logs in does not hold a slot for the whole idle timeout.
+    pub fn first_message_timeout(&self) -> Duration {
+        self.first_message_timeout
     }
     /// Time allowed for HTTP request headers and body, and for a WebSocket
     /// upgrade.

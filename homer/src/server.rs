@@ -125,6 +125,13 @@ impl HomerBuilder {
         self
     }
 
+    /// Close a TCP or WebSocket connection that sends no frame this long
+    /// after it opened (at least 10 ms; pings do not count).
+    pub fn first_message_timeout(mut self, d: Duration) -> Self {
+        self.limits.first_message_timeout = d.max(Duration::from_millis(10));
+        self
+    }
+
     /// Time allowed for HTTP request headers and body, and a WebSocket
     /// upgrade; an HTTP keep-alive connection idle this long is closed.
     pub fn handshake_timeout(mut self, d: Duration) -> Self {

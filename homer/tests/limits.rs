@@ -123,6 +123,44 @@ async fn max_connections_refuses_the_extra_socket_cleanly() {
 }
 
 #[tokio::test]
+async fn connections_that_send_nothing_are_closed_at_the_first_message_timeout() {
+    let s = Server::start(
+        Homer::builder()
+            .first_message_timeout(Duration::from_millis(300))
+            .idle_timeout(Duration::from_secs(60)),
+    )
+    .await;
+    let closed = record_closes(&s.homer);
+    let mut silent = s.lines().await;
+    let mut talker = s.prefixed().await;
+    assert_eq!(talker.call(1, "echo", json!(1)).await["status"], 200);
+    let notice = silent.recv().await.unwrap();
+    assert_eq!(notice["push"], "close");
+    assert!(
+        notice["content"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("sent nothing within 300 ms"),
+        "{notice}"
+    );
+    assert_eq!(silent.recv().await, None);
+    // A WebSocket that only answers pings is silent too.
+    let mut ws = s.ws().await;
+    let (_, reason) = ws.recv_close().await.unwrap();
+    assert!(reason.contains("sent nothing"), "{reason}");
+    // One that spoke stays, past the first-message timeout.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(talker.call(2, "echo", json!(2)).await["status"], 200);
+    let silents = closed
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, r)| matches!(r, CloseReason::Silent(_)))
+        .count();
+    assert_eq!(silents, 2);
+}
+
+#[tokio::test]
 async fn idle_connections_are_closed_with_a_reason() {
     let s = Server::start(Homer::builder().idle_timeout(Duration::from_millis(400))).await;
     let closed = record_closes(&s.homer);
@@ -150,10 +188,12 @@ async fn idle_connections_are_closed_with_a_reason() {
         CloseReason::Idle(_)
     ));
 
+    // One that never sent a frame is closed for that (the first-message
+    // timeout is capped by the idle timeout).
     let mut ws = s.ws().await;
     let (code, reason) = ws.recv_close().await.unwrap();
     assert_eq!(code, 1000);
-    assert!(reason.contains("idle"), "{reason}");
+    assert!(reason.contains("sent nothing within 400 ms"), "{reason}");
     // Activity keeps a connection open past the timeout.
     let mut busy = s.prefixed().await;
     for i in 0..10 {

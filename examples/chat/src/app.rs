@@ -298,6 +298,7 @@ impl Chat {
             // Legacy clients never send heartbeats; an idle but logged-in
             // user of one should not be dropped after a few minutes.
             .idle_timeout(Duration::from_secs(30 * 60))
+            .first_message_timeout(Duration::from_secs(config.first_message_timeout_secs))
             .rate_limit(100, 200)
             // One call at a time per connection: a client's messages are
             // routed in the order it sent them, and a login sent right after

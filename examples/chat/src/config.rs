@@ -92,6 +92,13 @@ pub struct Config {
     #[arg(long, env = "CHAT_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
 
+    /// A TCP or WebSocket connection that sends nothing this long after it
+    /// opened is closed (seconds): one that never logs in does not hold a
+    /// slot for the whole idle timeout. Long enough for a person at a login
+    /// screen (both clients connect before the user logs in).
+    #[arg(long, env = "CHAT_FIRST_MESSAGE_TIMEOUT_SECS", default_value_t = 300)]
+    pub first_message_timeout_secs: u64,
+
     /// Most simultaneous connections from one client address; more are
     /// closed before any handshake.
     #[arg(long, env = "CHAT_MAX_CONNECTIONS_PER_IP", default_value_t = 1_000)]
@@ -269,6 +276,7 @@ impl std::fmt::Debug for Config {
             send_rate,
             send_burst,
             max_connections,
+            first_message_timeout_secs,
             max_connections_per_ip,
             connection_rate_per_ip,
             connection_burst_per_ip,
@@ -293,6 +301,7 @@ impl std::fmt::Debug for Config {
             .field("send_rate", send_rate)
             .field("send_burst", send_burst)
             .field("max_connections", max_connections)
+            .field("first_message_timeout_secs", first_message_timeout_secs)
             .field("max_connections_per_ip", max_connections_per_ip)
             .field("connection_rate_per_ip", connection_rate_per_ip)
             .field("connection_burst_per_ip", connection_burst_per_ip)
@@ -329,6 +338,10 @@ impl serde::Serialize for Config {
         m.serialize_entry("send_rate", &self.send_rate)?;
         m.serialize_entry("send_burst", &self.send_burst)?;
         m.serialize_entry("max_connections", &self.max_connections)?;
+        m.serialize_entry(
+            "first_message_timeout_secs",
+            &self.first_message_timeout_secs,
+        )?;
         m.serialize_entry("max_connections_per_ip", &self.max_connections_per_ip)?;
         m.serialize_entry("connection_rate_per_ip", &self.connection_rate_per_ip)?;
         m.serialize_entry("connection_burst_per_ip", &self.connection_burst_per_ip)?;
