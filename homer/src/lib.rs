@@ -149,6 +149,7 @@ pub use observer::{CallEvent, Observer};
 pub use protocol::{
     Decoded, JsonLines, LengthPrefixed, MakeProtocol, Protocol, json_lines, length_prefixed, native,
 };
+pub use rate::KeyedLimiter;
 pub use registry::Handler;
 pub use server::{Homer, HomerBuilder};
 pub use session::Session;

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use tiny_storage::{Attribute, UserModel, Validator};
 
 use crate::config::Config;
-use crate::limits::{LoginBackoff, SendRate};
+use crate::limits::{Abuse, LoginBackoff};
 use crate::metrics::{HomerObserver, Metrics};
 use crate::wire::LOBBY;
 
@@ -84,7 +84,7 @@ pub(crate) struct Inner {
     pub(crate) healthy_since: std::sync::atomic::AtomicU64,
     pub(crate) meta: Tree,
     pub(crate) homer: Homer,
-    pub(crate) send_rate: SendRate,
+    pub(crate) abuse: Abuse,
     pub(crate) logins: LoginBackoff,
     /// The connection each user logged in on, on this node.
     pub(crate) local: Mutex<HashMap<String, ConnId>>,
@@ -307,7 +307,7 @@ impl Chat {
             .build();
         let inner = Inner {
             node: config.node_id(),
-            send_rate: SendRate::new(config.send_rate, config.send_burst),
+            abuse: Abuse::new(&config),
             logins: LoginBackoff::default(),
             friends: store.tree("chat.inner.friends").await.map_err(nopi_err)?,
             sent: store.tree("chat.inner.sent").await.map_err(nopi_err)?,

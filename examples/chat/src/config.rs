@@ -99,6 +99,27 @@ pub struct Config {
     #[arg(long, env = "CHAT_FIRST_MESSAGE_TIMEOUT_SECS", default_value_t = 300)]
     pub first_message_timeout_secs: u64,
 
+    /// Accounts one client address may create per hour (all of them at once
+    /// if need be); more get 429 with the time to wait.
+    #[arg(long, env = "CHAT_REGISTRATIONS_PER_IP_PER_HOUR", default_value_t = 20)]
+    pub registrations_per_ip_per_hour: u32,
+
+    /// Failed logins one client address may make per minute over all
+    /// accounts (password spraying); then its logins get 429.
+    #[arg(
+        long,
+        env = "CHAT_FAILED_LOGINS_PER_IP_PER_MINUTE",
+        default_value_t = 30
+    )]
+    pub failed_logins_per_ip_per_minute: u32,
+
+    /// Registrations hashing a password at once (an argon2id hash takes
+    /// 19 MiB and most of a core); more wait up to 2 s, then get 429. Keep
+    /// it below the core count so logins keep a share of the CPU during a
+    /// flood.
+    #[arg(long, env = "CHAT_REGISTRATIONS_IN_FLIGHT", default_value_t = 1)]
+    pub registrations_in_flight: usize,
+
     /// Most simultaneous connections from one client address; more are
     /// closed before any handshake.
     #[arg(long, env = "CHAT_MAX_CONNECTIONS_PER_IP", default_value_t = 1_000)]
@@ -277,6 +298,9 @@ impl std::fmt::Debug for Config {
             send_burst,
             max_connections,
             first_message_timeout_secs,
+            registrations_per_ip_per_hour,
+            failed_logins_per_ip_per_minute,
+            registrations_in_flight,
             max_connections_per_ip,
             connection_rate_per_ip,
             connection_burst_per_ip,
@@ -302,6 +326,15 @@ impl std::fmt::Debug for Config {
             .field("send_burst", send_burst)
             .field("max_connections", max_connections)
             .field("first_message_timeout_secs", first_message_timeout_secs)
+            .field(
+                "registrations_per_ip_per_hour",
+                registrations_per_ip_per_hour,
+            )
+            .field(
+                "failed_logins_per_ip_per_minute",
+                failed_logins_per_ip_per_minute,
+            )
+            .field("registrations_in_flight", registrations_in_flight)
             .field("max_connections_per_ip", max_connections_per_ip)
             .field("connection_rate_per_ip", connection_rate_per_ip)
             .field("connection_burst_per_ip", connection_burst_per_ip)
@@ -342,6 +375,15 @@ impl serde::Serialize for Config {
             "first_message_timeout_secs",
             &self.first_message_timeout_secs,
         )?;
+        m.serialize_entry(
+            "registrations_per_ip_per_hour",
+            &self.registrations_per_ip_per_hour,
+        )?;
+        m.serialize_entry(
+            "failed_logins_per_ip_per_minute",
+            &self.failed_logins_per_ip_per_minute,
+        )?;
+        m.serialize_entry("registrations_in_flight", &self.registrations_in_flight)?;
         m.serialize_entry("max_connections_per_ip", &self.max_connections_per_ip)?;
         m.serialize_entry("connection_rate_per_ip", &self.connection_rate_per_ip)?;
         m.serialize_entry("connection_burst_per_ip", &self.connection_burst_per_ip)?;

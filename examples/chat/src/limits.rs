@@ -1,9 +1,16 @@
-//! Abuse limits kept in memory: a per-user send rate and a per-account login
-//! backoff.
+//! Abuse limits kept in memory: per-user send rates, per-address
+//! registrations and failed logins, registrations hashing at once, and a
+//! per-account login backoff.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use homer::{ApiError, KeyedLimiter};
+use tokio::sync::Semaphore;
+
+use crate::config::Config;
 
 /// The most keys either table keeps; past it the stalest are forgotten.
 const MAX_KEYS: usize = 100_000;
@@ -12,42 +19,50 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A token bucket per user: `rate` messages per second, bursts of `burst`.
+/// The per-address and per-user limits of one node, on homer's
+/// [`KeyedLimiter`]: messages per user, registrations and failed logins per
+/// client address, and registrations hashing at once.
 #[derive(Debug)]
-pub(crate) struct SendRate {
-    rate: f64,
-    burst: f64,
-    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+pub(crate) struct Abuse {
+    /// Messages per user (`--send-rate`, `--send-burst`).
+    pub(crate) send: KeyedLimiter<String>,
+    /// Accounts created per client address (`--registrations-per-ip-per-hour`).
+    pub(crate) registrations: KeyedLimiter<IpAddr>,
+    /// Failed logins per client address, over all accounts
+    /// (`--failed-logins-per-ip-per-minute`): password spraying.
+    pub(crate) failed_logins: KeyedLimiter<IpAddr>,
+    /// Registrations hashing a password at once (`--registrations-in-flight`):
+    /// with fewer of these than cores, logins keep a share of the CPU while
+    /// a flood of registrations waits.
+    pub(crate) hashing: Arc<Semaphore>,
 }
 
-impl SendRate {
-    pub(crate) fn new(rate: u32, burst: u32) -> Self {
-        SendRate {
-            rate: f64::from(rate.max(1)),
-            burst: f64::from(burst.max(1)),
-            buckets: Mutex::new(HashMap::new()),
+impl Abuse {
+    pub(crate) fn new(config: &Config) -> Self {
+        Abuse {
+            send: KeyedLimiter::per_second(config.send_rate, config.send_burst),
+            registrations: KeyedLimiter::new(
+                config.registrations_per_ip_per_hour,
+                Duration::from_secs(3600),
+            ),
+            failed_logins: KeyedLimiter::new(
+                config.failed_logins_per_ip_per_minute,
+                Duration::from_secs(60),
+            ),
+            hashing: Arc::new(Semaphore::new(config.registrations_in_flight.max(1))),
         }
     }
+}
 
-    /// Take one token for `user`; false when the user is over the limit.
-    pub(crate) fn allow(&self, user: &str) -> bool {
-        let now = Instant::now();
-        let mut buckets = lock(&self.buckets);
-        if buckets.len() >= MAX_KEYS && !buckets.contains_key(user) {
-            // Buckets that have refilled completely carry no information.
-            let full = Duration::from_secs_f64(self.burst / self.rate);
-            buckets.retain(|_, (_, at)| now.duration_since(*at) < full);
-        }
-        let (tokens, at) = buckets.entry(user.to_owned()).or_insert((self.burst, now));
-        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.rate).min(self.burst);
-        *at = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
+/// A 429 that says when to come back: `retry_after` seconds in the message
+/// (at least 1).
+pub(crate) fn too_many(code: &'static str, what: &str, wait: Duration) -> ApiError {
+    let secs = wait.as_secs_f64().ceil().max(1.0);
+    ApiError::new(
+        429,
+        code,
+        format!("{what}; retry in {secs} s (retry_after={secs})"),
+    )
 }
 
 /// Failed logins per account (by the name or number given, whether or not
@@ -100,11 +115,43 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bursts_then_refuses() {
-        let r = SendRate::new(1, 3);
-        assert!((0..3).all(|_| r.allow("a")));
-        assert!(!r.allow("a"));
-        assert!(r.allow("b"), "users have their own buckets");
+    fn per_address_limits_follow_the_configuration() {
+        let config = Config::load_from([
+            "chat-server",
+            "--send-rate",
+            "1",
+            "--send-burst",
+            "3",
+            "--registrations-per-ip-per-hour",
+            "2",
+            "--failed-logins-per-ip-per-minute",
+            "3",
+        ])
+        .unwrap();
+        let a = Abuse::new(&config);
+        assert!((0..3).all(|_| a.send.allow("a").is_ok()));
+        assert!(a.send.allow("a").is_err());
+        assert!(a.send.allow("b").is_ok(), "users have their own buckets");
+        let ip: IpAddr = "203.0.113.1".parse().unwrap();
+        assert!(a.registrations.allow(&ip).is_ok() && a.registrations.allow(&ip).is_ok());
+        let wait = a.registrations.allow(&ip).unwrap_err();
+        assert!(
+            wait > Duration::from_secs(1000),
+            "{wait:?}: one more in half an hour"
+        );
+        for _ in 0..3 {
+            assert!(a.failed_logins.check(&ip).is_ok());
+            a.failed_logins.charge(&ip);
+        }
+        assert!(a.failed_logins.check(&ip).is_err());
+        assert_eq!(a.hashing.available_permits(), 1);
+        let e = too_many(
+            "too_many_registrations",
+            "slow down",
+            Duration::from_millis(1500),
+        );
+        assert_eq!(e.status(), 429);
+        assert!(e.message().contains("retry_after=2"), "{}", e.message());
     }
 
     #[test]

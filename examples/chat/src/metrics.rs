@@ -69,6 +69,12 @@ pub(crate) enum Limit {
     Send,
     /// The login backoff after repeated failures, per account.
     Login,
+    /// `--registrations-per-ip-per-hour`, per client address.
+    Register,
+    /// `--failed-logins-per-ip-per-minute`, per client address.
+    LoginAddress,
+    /// `--registrations-in-flight`: hashing capacity, over the node.
+    Hashing,
 }
 
 impl Limit {
@@ -77,6 +83,9 @@ impl Limit {
             Limit::Connection => "connection",
             Limit::Send => "send",
             Limit::Login => "login",
+            Limit::Register => "register",
+            Limit::LoginAddress => "login_address",
+            Limit::Hashing => "hashing",
         }
     }
 }
@@ -225,7 +234,14 @@ impl Metrics {
         );
         // Every series of a fixed label set from the start, at 0, so a
         // dashboard's rate() sees the first event.
-        for limit in [Limit::Connection, Limit::Send, Limit::Login] {
+        for limit in [
+            Limit::Connection,
+            Limit::Send,
+            Limit::Login,
+            Limit::Register,
+            Limit::LoginAddress,
+            Limit::Hashing,
+        ] {
             let _ = rate_limited.get_or_create(&LimitLabels {
                 limit: limit.label(),
             });

@@ -161,7 +161,7 @@ impl Chat {
             ));
         };
         self.may_send(me, &p.to).await?;
-        if !self.inner.send_rate.allow(me) {
+        if self.inner.abuse.send.allow(me).is_err() {
             self.inner.metrics.rate_limited(crate::metrics::Limit::Send);
             return Err(ApiError::rate_limited(
                 self.inner.config.send_rate,

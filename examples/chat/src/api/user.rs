@@ -1,5 +1,7 @@
 //! `user.*`: register, login, resume, logout, who is online.
 
+use std::time::Duration;
+
 use homer::{ApiError, Context, Transport};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -7,6 +9,7 @@ use tiny_storage::NewUser;
 
 use super::{api, auth, broker, fail, unavailable};
 use crate::app::{Chat, SessionData, USERS};
+use crate::limits::too_many;
 use crate::metrics::Limit;
 use crate::session::{Acks, Login};
 use crate::wire::LOBBY;
@@ -67,12 +70,15 @@ struct Resume {
     token: String,
 }
 
+/// How long a registration waits for a hashing slot before it is refused.
+const HASHING_WAIT: Duration = Duration::from_secs(2);
+
 fn bad_credentials() -> ApiError {
     ApiError::unauthorized("bad_credentials", "wrong name or password")
 }
 
 impl Chat {
-    pub(crate) async fn register(&self, _ctx: &Context, p: Register) -> Result<Value, ApiError> {
+    pub(crate) async fn register(&self, ctx: &Context, p: Register) -> Result<Value, ApiError> {
         let Some(id) = Chat::user_id(&p.name) else {
             return Err(ApiError::bad_request(
                 "bad_name",
@@ -94,6 +100,28 @@ impl Chat {
         if p.number == Some(0) {
             return Err(ApiError::bad_request("bad_number", "numbers start at 1"));
         }
+        // Checked after the cheap checks (a typo costs nothing), before the
+        // hash: a flood of accounts from one address, or from many, cannot
+        // take every core.
+        let abuse = &self.inner.abuse;
+        if let Err(wait) = abuse.registrations.allow(&ctx.peer_ip()) {
+            self.inner.metrics.rate_limited(Limit::Register);
+            return Err(too_many(
+                "too_many_registrations",
+                "too many accounts created from this address",
+                wait,
+            ));
+        }
+        // Registrations queue for the hashing slots a little, then give up.
+        let slot = tokio::time::timeout(HASHING_WAIT, abuse.hashing.clone().acquire_owned()).await;
+        let Ok(Ok(_hashing)) = slot else {
+            self.inner.metrics.rate_limited(Limit::Hashing);
+            return Err(too_many(
+                "busy",
+                "the server is busy creating other accounts",
+                Duration::from_secs(1),
+            ));
+        };
         let mut new = NewUser::new(p.name.clone()).password(p.password);
         if let Some(n) = p.number {
             new = new.number(n);
@@ -139,6 +167,15 @@ impl Chat {
                 ));
             }
         };
+        let ip = ctx.peer_ip();
+        if let Err(wait) = self.inner.abuse.failed_logins.check(&ip) {
+            self.inner.metrics.rate_limited(Limit::LoginAddress);
+            return Err(too_many(
+                "too_many_attempts",
+                "too many failed logins from this address",
+                wait,
+            ));
+        }
         if let Err(wait) = self.inner.logins.check(&account) {
             self.inner.metrics.rate_limited(Limit::Login);
             return Err(ApiError::new(
@@ -152,6 +189,7 @@ impl Chat {
         }
         let password = p.password;
         if password.len() > MAX_PASSWORD {
+            self.inner.abuse.failed_logins.charge(&ip);
             self.inner.metrics.failed_login();
             return Err(bad_credentials());
         }
@@ -163,6 +201,7 @@ impl Chat {
         let user = match verified {
             Ok(u) => u,
             Err(tiny_storage::Error::BadCredentials) => {
+                self.inner.abuse.failed_logins.charge(&ip);
                 self.inner.logins.failed(&account);
                 self.inner.metrics.failed_login();
                 return Err(bad_credentials());
