@@ -216,64 +216,66 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// Read a PROXY protocol header (v1 or v2) from `stream` within `within`;
-/// the client's address it names (the proxy's own `peer` for a `LOCAL` or
-/// `UNKNOWN` header) and the bytes read past it.
+/// Read a PROXY protocol header (v1 or v2) from `stream` within `within`,
+/// and not a byte more (what follows may be a TLS handshake); the client's
+/// address it names (the proxy's own `peer` for a `LOCAL` or `UNKNOWN`
+/// header).
 pub(crate) async fn read_proxy_header<S: AsyncRead + Unpin>(
     stream: &mut S,
     peer: SocketAddr,
     within: Duration,
-) -> Result<(SocketAddr, Vec<u8>), Refusal> {
-    use ppp::{HeaderResult, PartialResult};
+) -> Result<SocketAddr, Refusal> {
+    use ppp::HeaderResult;
+    const V2_SIGNATURE: &[u8] = b"\r\n\r\n\0\r\nQUIT\n";
     let read = async {
-        let mut buf = Vec::with_capacity(128);
-        let mut chunk = [0u8; 256];
-        loop {
-            let n = stream
-                .read(&mut chunk)
-                .await
-                .map_err(|_| Refusal::BadProxyHeader)?;
-            if n == 0 {
-                return Err(Refusal::BadProxyHeader);
-            }
-            buf.extend_from_slice(&chunk[..n]);
-            let parsed = HeaderResult::parse(&buf);
-            if parsed.is_incomplete() {
-                if buf.len() >= MAX_PROXY_HEADER {
+        let bad = |_| Refusal::BadProxyHeader;
+        let mut buf = vec![0u8; 6];
+        stream.read_exact(&mut buf).await.map_err(bad)?;
+        if buf == b"PROXY " {
+            // v1: text up to CRLF, at most 107 bytes.
+            while !buf.ends_with(b"\r\n") {
+                if buf.len() >= 107 {
                     return Err(Refusal::BadProxyHeader);
                 }
-                continue;
+                let mut byte = [0u8; 1];
+                stream.read_exact(&mut byte).await.map_err(bad)?;
+                buf.push(byte[0]);
             }
-            let (client, used) = match parsed {
-                HeaderResult::V1(Ok(h)) => {
-                    let client = match h.addresses {
-                        ppp::v1::Addresses::Tcp4(a) => {
-                            SocketAddr::new(a.source_address.into(), a.source_port)
-                        }
-                        ppp::v1::Addresses::Tcp6(a) => {
-                            SocketAddr::new(a.source_address.into(), a.source_port)
-                        }
-                        ppp::v1::Addresses::Unknown => peer,
-                    };
-                    (client, h.header.len())
-                }
-                HeaderResult::V2(Ok(h)) => {
-                    let client = match h.addresses {
-                        ppp::v2::Addresses::IPv4(a) => {
-                            SocketAddr::new(a.source_address.into(), a.source_port)
-                        }
-                        ppp::v2::Addresses::IPv6(a) => {
-                            SocketAddr::new(a.source_address.into(), a.source_port)
-                        }
-                        _ => peer,
-                    };
-                    (client, h.len())
-                }
-                _ => return Err(Refusal::BadProxyHeader),
-            };
-            let rest = buf.get(used..).unwrap_or_default().to_vec();
-            return Ok((client, rest));
+        } else if V2_SIGNATURE.starts_with(&buf) {
+            // v2: the signature, version, family, a length, then that much.
+            buf.resize(16, 0);
+            stream.read_exact(&mut buf[6..]).await.map_err(bad)?;
+            let len = usize::from(u16::from_be_bytes([buf[14], buf[15]]));
+            if 16 + len > MAX_PROXY_HEADER {
+                return Err(Refusal::BadProxyHeader);
+            }
+            buf.resize(16 + len, 0);
+            stream.read_exact(&mut buf[16..]).await.map_err(bad)?;
+        } else {
+            return Err(Refusal::BadProxyHeader);
         }
+        let client = match HeaderResult::parse(&buf) {
+            HeaderResult::V1(Ok(h)) => match h.addresses {
+                ppp::v1::Addresses::Tcp4(a) => {
+                    SocketAddr::new(a.source_address.into(), a.source_port)
+                }
+                ppp::v1::Addresses::Tcp6(a) => {
+                    SocketAddr::new(a.source_address.into(), a.source_port)
+                }
+                ppp::v1::Addresses::Unknown => peer,
+            },
+            HeaderResult::V2(Ok(h)) => match h.addresses {
+                ppp::v2::Addresses::IPv4(a) => {
+                    SocketAddr::new(a.source_address.into(), a.source_port)
+                }
+                ppp::v2::Addresses::IPv6(a) => {
+                    SocketAddr::new(a.source_address.into(), a.source_port)
+                }
+                _ => peer,
+            },
+            _ => return Err(Refusal::BadProxyHeader),
+        };
+        Ok(client)
     };
     tokio::time::timeout(within, read)
         .await
@@ -343,16 +345,15 @@ mod tests {
         let proxy: SocketAddr = "127.0.0.1:9000".parse().unwrap();
         let within = Duration::from_secs(1);
         let mut v1: &[u8] = b"PROXY TCP4 203.0.113.7 127.0.0.1 51000 7000\r\n{\"id\":1}\n";
-        let (client, rest) = read_proxy_header(&mut v1, proxy, within).await.unwrap();
+        let client = read_proxy_header(&mut v1, proxy, within).await.unwrap();
         assert_eq!(client, "203.0.113.7:51000".parse().unwrap());
-        assert_eq!(rest, b"{\"id\":1}\n");
+        assert_eq!(v1, b"{\"id\":1}\n", "not a byte past the header is read");
 
         let mut unknown: &[u8] = b"PROXY UNKNOWN\r\n";
         assert_eq!(
             read_proxy_header(&mut unknown, proxy, within)
                 .await
-                .unwrap()
-                .0,
+                .unwrap(),
             proxy
         );
 
@@ -367,11 +368,10 @@ mod tests {
         .build()
         .unwrap();
         let mut v2 = [header, b"x".to_vec()].concat();
-        let (client, rest) = read_proxy_header(&mut v2.as_slice(), proxy, within)
-            .await
-            .unwrap();
+        let mut rest = v2.as_slice();
+        let client = read_proxy_header(&mut rest, proxy, within).await.unwrap();
         assert_eq!(client, "[2001:db8::1]:4000".parse().unwrap());
-        assert_eq!(rest, b"x");
+        assert_eq!(rest, b"x", "not a byte past the header is read");
         v2.truncate(10);
         assert_eq!(
             read_proxy_header(&mut v2.as_slice(), proxy, within).await,

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use crate::admission::{Slot, read_proxy_header};
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_util::codec::{Decoder, Encoder, Framed, FramedParts};
+use tokio_util::codec::{Decoder, Encoder, Framed};
 use tracing::Instrument;
 
 use crate::connection::Transport;
@@ -60,10 +60,9 @@ pub(crate) async fn serve_connection<S, P>(
     P: Protocol,
 {
     let mut peer = peer;
-    let mut early = Vec::new();
     if transport == Transport::Tcp && homer.admission().expects_proxy_header(peer) {
         let within = homer.limits().handshake_timeout;
-        let (client, rest) = match read_proxy_header(&mut stream, peer, within).await {
+        let client = match read_proxy_header(&mut stream, peer, within).await {
             Ok(found) => found,
             Err(refusal) => return homer.refused(peer, refusal),
         };
@@ -74,7 +73,6 @@ pub(crate) async fn serve_connection<S, P>(
         }
         tracing::debug!(proxy = %peer, %client, "PROXY header read");
         peer = client;
-        early = rest;
     }
     let name = protocol.name();
     let (conn, rx) = homer.new_connection(peer, transport, name, None);
@@ -84,10 +82,7 @@ pub(crate) async fn serve_connection<S, P>(
         homer.hub().register(&conn);
         homer.mark_opened(&conn).await;
         let each = protocol.write_each_message();
-        let mut parts = FramedParts::new::<Outgoing>(stream, ProtocolCodec(protocol));
-        // What arrived with the PROXY header is the start of the stream.
-        parts.read_buf.extend_from_slice(&early);
-        let mut wire = Framed::from_parts(parts);
+        let mut wire = Framed::new(stream, ProtocolCodec(protocol));
         if each {
             // A non-empty write buffer is flushed before the next item is
             // encoded: one write per encoded reply or push.
