@@ -136,6 +136,7 @@ mod session;
 mod tcp;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod tls;
 mod transport_http;
 
 pub use admission::Refusal;
@@ -153,6 +154,7 @@ pub use rate::KeyedLimiter;
 pub use registry::Handler;
 pub use server::{Homer, HomerBuilder};
 pub use session::Session;
+pub use tls::{Tls, TlsError};
 pub use transport_http::{HttpRequest, HttpResponse};
 
 /// The `cookie` crate, for [`Context::set_cookie`].

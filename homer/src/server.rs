@@ -29,6 +29,7 @@ use crate::observer::{CallEvent, Observer, Observers};
 use crate::outbox::Receiver;
 use crate::protocol::MakeProtocol;
 use crate::registry::{BoxFuture, Handler, Registry, Typed};
+use crate::tls::Tls;
 use crate::transport_http::{HttpRequest, HttpState, Statics};
 
 type OpenHook = Arc<dyn Fn(Context) -> BoxFuture<()> + Send + Sync>;
@@ -504,17 +505,58 @@ impl Homer {
         &self,
         addr: impl ToSocketAddrs + fmt::Debug,
     ) -> Result<SocketAddr, Error> {
+        self.listen_http_with(addr, None).await
+    }
+
+    /// [`listen_http`](Self::listen_http) over TLS: `https://` and `wss://`.
+    /// A client that does not finish its TLS handshake within the handshake
+    /// timeout is closed.
+    pub async fn listen_https(
+        &self,
+        addr: impl ToSocketAddrs + fmt::Debug,
+        tls: Tls,
+    ) -> Result<SocketAddr, Error> {
+        self.listen_http_with(addr, Some(tls)).await
+    }
+
+    async fn listen_http_with(
+        &self,
+        addr: impl ToSocketAddrs + fmt::Debug,
+        tls: Option<Tls>,
+    ) -> Result<SocketAddr, Error> {
         let (listener, local) = self.bind(addr).await?;
         let homer = self.clone();
+        let kind = if tls.is_some() { "https" } else { "http" };
         self.spawn(
             async move {
                 homer
-                    .accept_loop(listener, |homer, stream, peer, permit| {
-                        crate::transport_http::serve_connection(homer, stream, peer, permit)
+                    .accept_loop(listener, move |homer, stream, peer, permit| {
+                        let tls = tls.clone();
+                        async move {
+                            let Some(tls) = tls else {
+                                return crate::transport_http::serve_connection(
+                                    homer, stream, peer, permit,
+                                )
+                                .await;
+                            };
+                            let within = homer.limits().handshake_timeout;
+                            match tokio::time::timeout(within, tls.acceptor.accept(stream)).await {
+                                Ok(Ok(stream)) => {
+                                    crate::transport_http::serve_connection(
+                                        homer, stream, peer, permit,
+                                    )
+                                    .await;
+                                }
+                                Ok(Err(e)) => {
+                                    tracing::debug!(%peer, error = %e, "TLS handshake failed")
+                                }
+                                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                            }
+                        }
                     })
                     .await;
             }
-            .instrument(tracing::info_span!("listener", %local, kind = "http")),
+            .instrument(tracing::info_span!("listener", %local, kind)),
         );
         Ok(local)
     }
@@ -533,9 +575,30 @@ impl Homer {
         addr: impl ToSocketAddrs + fmt::Debug,
         make: M,
     ) -> Result<SocketAddr, Error> {
+        self.listen_tcp_with(addr, make, None).await
+    }
+
+    /// [`listen_tcp`](Self::listen_tcp) over TLS (after the PROXY header,
+    /// if one is expected).
+    pub async fn listen_tcp_tls<M: MakeProtocol>(
+        &self,
+        addr: impl ToSocketAddrs + fmt::Debug,
+        make: M,
+        tls: Tls,
+    ) -> Result<SocketAddr, Error> {
+        self.listen_tcp_with(addr, make, Some(tls)).await
+    }
+
+    async fn listen_tcp_with<M: MakeProtocol>(
+        &self,
+        addr: impl ToSocketAddrs + fmt::Debug,
+        make: M,
+        tls: Option<Tls>,
+    ) -> Result<SocketAddr, Error> {
         let (listener, local) = self.bind(addr).await?;
         let homer = self.clone();
         let make = Arc::new(make);
+        let kind = if tls.is_some() { "tcp+tls" } else { "tcp" };
         self.spawn(
             async move {
                 homer
@@ -548,11 +611,12 @@ impl Homer {
                             permit,
                             protocol,
                             crate::Transport::Tcp,
+                            tls.as_ref().map(|t| t.acceptor.clone()),
                         )
                     })
                     .await;
             }
-            .instrument(tracing::info_span!("listener", %local, kind = "tcp")),
+            .instrument(tracing::info_span!("listener", %local, kind)),
         );
         Ok(local)
     }

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use crate::admission::{Slot, read_proxy_header};
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_rustls::TlsAcceptor;
 use tokio_util::codec::{Decoder, Encoder, Framed};
 use tracing::Instrument;
 
@@ -48,6 +49,7 @@ impl<P: Protocol> Encoder<Outgoing> for ProtocolCodec<P> {
 /// or an in-memory pipe (`transport` says which). From a trusted proxy with
 /// the PROXY protocol on, the stream starts with a header naming the client:
 /// that address is the connection's peer and is admitted by its limits.
+/// With `tls`, a TLS handshake follows (within the handshake timeout).
 pub(crate) async fn serve_connection<S, P>(
     homer: Homer,
     mut stream: S,
@@ -55,13 +57,14 @@ pub(crate) async fn serve_connection<S, P>(
     mut permit: Slot,
     protocol: P,
     transport: Transport,
+    tls: Option<TlsAcceptor>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     P: Protocol,
 {
     let mut peer = peer;
+    let within = homer.limits().handshake_timeout;
     if transport == Transport::Tcp && homer.admission().expects_proxy_header(peer) {
-        let within = homer.limits().handshake_timeout;
         let client = match read_proxy_header(&mut stream, peer, within).await {
             Ok(found) => found,
             Err(refusal) => return homer.refused(peer, refusal),
@@ -74,6 +77,27 @@ pub(crate) async fn serve_connection<S, P>(
         tracing::debug!(proxy = %peer, %client, "PROXY header read");
         peer = client;
     }
+    match tls {
+        None => serve_stream(homer, stream, peer, permit, protocol, transport).await,
+        Some(tls) => match tokio::time::timeout(within, tls.accept(stream)).await {
+            Ok(Ok(stream)) => serve_stream(homer, stream, peer, permit, protocol, transport).await,
+            Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+        },
+    }
+}
+
+async fn serve_stream<S, P>(
+    homer: Homer,
+    stream: S,
+    peer: SocketAddr,
+    permit: Slot,
+    protocol: P,
+    transport: Transport,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    P: Protocol,
+{
     let name = protocol.name();
     let (conn, rx) = homer.new_connection(peer, transport, name, None);
     let span = tracing::info_span!("conn", id = %conn.id(), %peer, protocol = name);

@@ -88,6 +88,7 @@ pub fn connect_from<M: MakeProtocol>(
         permit,
         protocol,
         Transport::Memory,
+        None,
     ));
     Ok(client)
 }

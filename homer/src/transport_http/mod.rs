@@ -31,7 +31,6 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode, Uri};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::Value;
-use tokio::net::TcpStream;
 use tracing::Instrument;
 
 use crate::connection::Transport;
@@ -252,12 +251,10 @@ pub(crate) fn error_response(err: ApiError) -> Response<Body> {
 /// takes it over.
 pub(crate) type PermitSlot = Arc<Mutex<Option<Slot>>>;
 
-pub(crate) async fn serve_connection(
-    homer: Homer,
-    stream: TcpStream,
-    peer: SocketAddr,
-    permit: Slot,
-) {
+pub(crate) async fn serve_connection<S>(homer: Homer, stream: S, peer: SocketAddr, permit: Slot)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let slot: PermitSlot = Arc::new(Mutex::new(Some(permit)));
     let span = tracing::info_span!("http", %peer);
     let svc = {
