@@ -118,6 +118,9 @@ pub enum StartError {
     /// A listener could not bind.
     #[error("cannot listen: {0}")]
     Listen(#[from] homer::Error),
+    /// The TLS certificate or key could not be used.
+    #[error("cannot set up TLS: {0}")]
+    Tls(#[from] homer::TlsError),
     /// Anything else at start.
     #[error("{0}")]
     Other(String),
@@ -206,12 +209,27 @@ impl Chat {
         crate::health::register(&chat);
         crate::metrics::register(&chat);
         let c = &chat.inner.config;
-        let http = chat.inner.homer.listen_http(c.http).await?;
-        let tcp = chat
-            .inner
-            .homer
-            .listen_tcp(c.tcp, homer::json_lines())
-            .await?;
+        let homer = &chat.inner.homer;
+        let (http, tcp) = match (&c.tls_cert, &c.tls_key) {
+            (None, None) => (
+                homer.listen_http(c.http).await?,
+                homer.listen_tcp(c.tcp, homer::json_lines()).await?,
+            ),
+            (Some(cert), Some(key)) => {
+                let tls = homer::Tls::from_pem_files(cert, key)?;
+                (
+                    homer.listen_https(c.http, tls.clone()).await?,
+                    homer
+                        .listen_tcp_tls(c.tcp, homer::json_lines(), tls)
+                        .await?,
+                )
+            }
+            _ => {
+                return Err(StartError::Other(
+                    "--tls-cert and --tls-key go together: give both or neither".into(),
+                ));
+            }
+        };
         let legacy = crate::legacy::start(&chat).await?;
         let (msgid_json, type_data) = (legacy.msgid_json, legacy.type_data);
         let mut tasks = vec![

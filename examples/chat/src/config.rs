@@ -92,6 +92,17 @@ pub struct Config {
     #[arg(long, env = "CHAT_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
 
+    /// A PEM certificate chain (the server's certificate first): with
+    /// `--tls-key`, the HTTP listener serves https and wss and the native TCP
+    /// listener speaks TLS. The legacy listeners stay plain text (their
+    /// clients do not speak TLS).
+    #[arg(long, env = "CHAT_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The PEM private key of `--tls-cert`.
+    #[arg(long, env = "CHAT_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
     /// A TCP or WebSocket connection that sends nothing this long after it
     /// opened is closed (seconds): one that never logs in does not hold a
     /// slot for the whole idle timeout. Long enough for a person at a login
@@ -297,6 +308,8 @@ impl std::fmt::Debug for Config {
             send_rate,
             send_burst,
             max_connections,
+            tls_cert,
+            tls_key,
             first_message_timeout_secs,
             registrations_per_ip_per_hour,
             failed_logins_per_ip_per_minute,
@@ -325,6 +338,8 @@ impl std::fmt::Debug for Config {
             .field("send_rate", send_rate)
             .field("send_burst", send_burst)
             .field("max_connections", max_connections)
+            .field("tls_cert", tls_cert)
+            .field("tls_key", tls_key)
             .field("first_message_timeout_secs", first_message_timeout_secs)
             .field(
                 "registrations_per_ip_per_hour",
@@ -371,6 +386,12 @@ impl serde::Serialize for Config {
         m.serialize_entry("send_rate", &self.send_rate)?;
         m.serialize_entry("send_burst", &self.send_burst)?;
         m.serialize_entry("max_connections", &self.max_connections)?;
+        if let Some(p) = &self.tls_cert {
+            m.serialize_entry("tls_cert", p)?;
+        }
+        if let Some(p) = &self.tls_key {
+            m.serialize_entry("tls_key", p)?;
+        }
         m.serialize_entry(
             "first_message_timeout_secs",
             &self.first_message_timeout_secs,
