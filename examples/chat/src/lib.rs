@@ -37,5 +37,22 @@ mod web;
 mod wire;
 
 pub use app::{Chat, Running, StartError};
+
+/// The legacy wire protocols as homer protocols, to mount on a listener of
+/// your own server, or to fuzz (see `scripts/fuzz`). The chat server itself
+/// mounts them with `--msgid-json` and `--type-data`.
+pub mod protocols {
+    use homer::MakeProtocol;
+
+    /// The muduo course's msgid-json protocol (see `docs/legacy-protocols.md`).
+    pub fn msgid_json() -> impl MakeProtocol {
+        crate::legacy::msgid_json_protocol()
+    }
+
+    /// The Go course's type-data protocol (see `docs/legacy-protocols.md`).
+    pub fn type_data() -> impl MakeProtocol {
+        crate::legacy::type_data_protocol()
+    }
+}
 pub use config::{Config, ConfigError, Listen};
 pub use wire::{GroupEvent, LOBBY, Message, Target};
