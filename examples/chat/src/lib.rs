@@ -46,12 +46,12 @@ pub mod protocols {
 
     /// The muduo course's msgid-json protocol (see `docs/legacy-protocols.md`).
     pub fn msgid_json() -> impl MakeProtocol {
-        crate::legacy::msgid_json_protocol()
+        crate::legacy::msgid_json::make()
     }
 
     /// The Go course's type-data protocol (see `docs/legacy-protocols.md`).
     pub fn type_data() -> impl MakeProtocol {
-        crate::legacy::type_data_protocol()
+        crate::legacy::type_data::make()
     }
 }
 pub use config::{Config, ConfigError, Listen};

@@ -292,13 +292,3 @@ mod tests {
         check(4_102_444_799_999, "2099-12-31 23:59:59");
     }
 }
-
-/// The msgid-json protocol, for [`crate::protocols`].
-pub(crate) fn msgid_json_protocol() -> impl homer::MakeProtocol {
-    msgid_json::make()
-}
-
-/// The type-data protocol, for [`crate::protocols`].
-pub(crate) fn type_data_protocol() -> impl homer::MakeProtocol {
-    type_data::make()
-}
