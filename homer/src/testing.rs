@@ -317,13 +317,45 @@ where
     let _ = p.encode_close("shutdown", &mut out);
 }
 
-/// Decode `chunks` as successive reads, then the end of the stream; the
-/// frames in order (their `Debug` form), or why not.
-fn decode_chunks<P: Protocol>(
+/// How a feed of chunks ended.
+enum Fed {
+    /// Every frame (their `Debug` form), through the end of the stream.
+    Frames(Vec<String>),
+    /// The decoder refused the input (the connection would close).
+    Refused(String),
+}
+
+/// Decode `bytes` in one read with a fresh decoder from `make`: each frame
+/// as the call's id (`Decoded::Call`) or the reply's status
+/// (`Decoded::Reply`), for a protocol's own tests of what a sample means.
+///
+/// ```
+/// let got = homer::testing::ids_and_statuses(
+///     || homer::JsonLines::new(64),
+///     b"{\"id\":1,\"api\":\"a\"}\n{nope\n",
+/// );
+/// assert_eq!(got, ["1", "400"]);
+/// ```
+pub fn ids_and_statuses<P: Protocol>(make: impl Fn() -> P, bytes: &[u8]) -> Vec<String> {
+    let mut p = make();
+    let mut buf = BytesMut::from(bytes);
+    let mut got = Vec::new();
+    while let Ok(Some(frame)) = p.decode(&mut buf) {
+        got.push(match frame {
+            Decoded::Call(c) => c.id.to_string(),
+            Decoded::Reply(r) => r.status().to_string(),
+        });
+    }
+    got
+}
+
+/// Decode `chunks` as successive reads, then the end of the stream. `Err`
+/// for what no decoder may do: buffer past `max_buffered`, or stall.
+fn feed<P: Protocol>(
     make: &impl Fn() -> P,
     chunks: &[&[u8]],
     max_buffered: usize,
-) -> Result<Vec<String>, String> {
+) -> Result<Fed, String> {
     let mut p = make();
     let mut buf = BytesMut::new();
     let mut frames = Vec::new();
@@ -341,55 +373,41 @@ fn decode_chunks<P: Protocol>(
                     stalls = 0;
                     break;
                 }
-                Err(e) => return Err(format!("decode failed: {e}")),
+                Err(e) => return Ok(Fed::Refused(format!("decode failed: {e}"))),
             }
         }
         check_bound(buf.len(), max_buffered)?;
     }
-    loop {
+    for _ in 0..1_000_000 {
         match p.decode_eof(&mut buf) {
             Ok(Some(frame)) => frames.push(summary(&frame)),
-            Ok(None) => return Ok(frames),
-            Err(e) => return Err(format!("decode at the end failed: {e}")),
+            Ok(None) => return Ok(Fed::Frames(frames)),
+            Err(e) => return Ok(Fed::Refused(format!("decode at the end failed: {e}"))),
         }
-        if frames.len() > 1_000_000 {
-            return Err("decode_eof never ends".into());
-        }
+    }
+    Err("decode_eof never ends".into())
+}
+
+/// The frames of valid input, or why not.
+fn decode_chunks<P: Protocol>(
+    make: &impl Fn() -> P,
+    chunks: &[&[u8]],
+    max_buffered: usize,
+) -> Result<Vec<String>, String> {
+    match feed(make, chunks, max_buffered)? {
+        Fed::Frames(frames) => Ok(frames),
+        Fed::Refused(why) => Err(why),
     }
 }
 
-/// Feed `chunks`: errors are fine (the connection would close), panics,
-/// unbounded buffering and frames that consume nothing are not.
+/// Any input: refusing it is fine, panics, unbounded buffering and stalls
+/// are not.
 fn survive<P: Protocol>(
     make: &impl Fn() -> P,
     chunks: &[&[u8]],
     max_buffered: usize,
 ) -> Result<(), String> {
-    let mut p = make();
-    let mut buf = BytesMut::new();
-    let mut stalls = 0;
-    for chunk in chunks {
-        buf.extend_from_slice(chunk);
-        loop {
-            let before = buf.len();
-            match p.decode(&mut buf) {
-                Ok(Some(_)) => check_progress(before, buf.len(), &mut stalls)?,
-                Ok(None) => {
-                    stalls = 0;
-                    break;
-                }
-                Err(_) => return Ok(()),
-            }
-        }
-        check_bound(buf.len(), max_buffered)?;
-    }
-    for _ in 0..10_000 {
-        match p.decode_eof(&mut buf) {
-            Ok(Some(_)) => {}
-            Ok(None) | Err(_) => return Ok(()),
-        }
-    }
-    Err("decode_eof never ends".into())
+    feed(make, chunks, max_buffered).map(drop)
 }
 
 /// A frame that consumed nothing is a stall; three in a row could be forever.

@@ -180,15 +180,7 @@ mod tests {
         sample.push_str("{\"id\":9,\"api\":\"b\"}\n");
         crate::testing::check_protocol(|| JsonLines::new(64), sample.as_bytes(), 64 + 1);
 
-        let mut p = JsonLines::new(64);
-        let mut buf = BytesMut::from(sample.as_bytes());
-        let mut got = vec![];
-        while let Some(d) = p.decode(&mut buf).unwrap() {
-            got.push(match d {
-                Decoded::Call(c) => c.id.to_string(),
-                Decoded::Reply(r) => r.status().to_string(),
-            });
-        }
+        let got = crate::testing::ids_and_statuses(|| JsonLines::new(64), sample.as_bytes());
         assert_eq!(got, ["0", "1", "2", "3", "4", "400", "413", "9"]);
     }
 }

@@ -203,15 +203,7 @@ mod tests {
         sample.extend(frame(br#"{"id":9,"api":"b"}"#));
         crate::testing::check_protocol(|| LengthPrefixed::new(64), &sample, 4 + 64);
 
-        let mut p = LengthPrefixed::new(64);
-        let mut buf = BytesMut::from(&sample[..]);
-        let mut got = vec![];
-        while let Some(d) = p.decode(&mut buf).unwrap() {
-            got.push(match d {
-                Decoded::Call(c) => c.id.to_string(),
-                Decoded::Reply(r) => r.status().to_string(),
-            });
-        }
+        let got = crate::testing::ids_and_statuses(|| LengthPrefixed::new(64), &sample);
         assert_eq!(got, ["0", "1", "2", "3", "4", "400", "413", "9"]);
     }
 }
