@@ -1,4 +1,8 @@
-//! Throwaway stores for tests (feature `testing`).
+//! Throwaway and fault-injecting stores for tests (feature `testing`).
+//!
+//! - [`TempStore`]: a fresh, isolated store of any backend.
+//! - [`FaultyBackend`]: any engine with failures and delays switched on and
+//!   off by the test ([`Faults`], [`Ops`]).
 //!
 //! Each [`TempStore`] is a fresh, isolated store that cleans up after
 //! itself: a new in-memory store, a sled directory removed on drop, or — with
@@ -22,6 +26,10 @@
 use std::any::Any;
 
 use crate::{Result, Store, StoreBuilder};
+
+mod faulty;
+
+pub use faulty::{FaultyBackend, Faults, Ops};
 
 /// The PostgreSQL used by [`TempStore::postgres`] when `DATABASE_URL` is unset.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres:postgres@127.0.0.1:5432/test";
