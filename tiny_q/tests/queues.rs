@@ -6,8 +6,8 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use nopi::testing::Ops;
+use serde::{Deserialize, Serialize};
 use support::{faulty_store, memory, options, sled};
 use tiny_q::{Durability, Error, Overflow, Position, QueueOptions, Queues};
 

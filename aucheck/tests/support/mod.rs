@@ -8,7 +8,7 @@ use std::time::Duration;
 use aucheck::{AuthManager, AuthManagerBuilder, DenyReason, Member};
 use nopi::Store;
 use nopi::backend::memory::MemoryBackend;
-use nopi::testing::{FaultyBackend, Faults};
+use nopi::testing::{Faults, FaultyBackend};
 use tiny_storage::{NewUser, PasswordParams};
 
 /// The permissions every fixture declares.

@@ -450,7 +450,13 @@ mod tests {
     #[tokio::test]
     async fn all_takes_the_whole_store_down() {
         let (store, faults) = FaultyBackend::memory();
-        store.tree("t").await.unwrap().insert("k", "v").await.unwrap();
+        store
+            .tree("t")
+            .await
+            .unwrap()
+            .insert("k", "v")
+            .await
+            .unwrap();
         faults.fail(Ops::ALL);
         assert!(store.tree("t").await.unwrap_err().is_unavailable());
         assert!(store.tree_names().await.unwrap_err().is_unavailable());
@@ -469,10 +475,20 @@ mod tests {
         let (faulty, faults) = FaultyBackend::wrap(&plain);
         assert_eq!(faulty.limits().max_batch_ops, 3);
         assert_eq!(faulty.backend_name(), "faulty");
-        faulty.tree("t").await.unwrap().insert("k", "v").await.unwrap();
+        faulty
+            .tree("t")
+            .await
+            .unwrap()
+            .insert("k", "v")
+            .await
+            .unwrap();
         faults.fail(Ops::ALL);
         let seen = plain.tree("t").await.unwrap().get("k").await.unwrap();
-        assert_eq!(seen.as_deref(), Some(&b"v"[..]), "the plain store is not faulty");
+        assert_eq!(
+            seen.as_deref(),
+            Some(&b"v"[..]),
+            "the plain store is not faulty"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -486,7 +502,10 @@ mod tests {
         tree.flush().await.unwrap();
         assert_eq!(start.elapsed(), Duration::from_secs(3));
         faults.fail(Ops::FLUSH);
-        assert!(store.flush().await.is_err(), "a delayed operation can still fail");
+        assert!(
+            store.flush().await.is_err(),
+            "a delayed operation can still fail"
+        );
         assert_eq!(start.elapsed(), Duration::from_secs(6));
         faults.delay(Ops::FLUSH, Duration::ZERO);
         faults.heal();

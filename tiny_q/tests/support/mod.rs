@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use nopi::Store;
-use nopi::testing::{FaultyBackend, Faults, Ops};
+use nopi::testing::{Faults, FaultyBackend, Ops};
 use tiny_q::{Durability, Overflow, QueueOptions, Queues};
 
 /// Options with the given capacity and overflow, buffered pushes.
