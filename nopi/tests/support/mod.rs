@@ -17,6 +17,5 @@ pub(crate) async fn postgres() -> Fixture {
 }
 
 /// The PostgreSQL under test: `DATABASE_URL`, by default the local server.
-pub(crate) fn database_url() -> String {
-    std::env::var("DATABASE_URL").unwrap_or_else(|_| nopi::testing::DEFAULT_DATABASE_URL.to_owned())
-}
+#[cfg(feature = "postgres")]
+pub(crate) use testkit::database_url;
