@@ -5,12 +5,10 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::sync::lock;
+
 /// The most keys either table keeps; past it the stalest are forgotten.
 const MAX_KEYS: usize = 100_000;
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// A token bucket per user: `rate` messages per second, bursts of `burst`.
 #[derive(Debug)]
