@@ -15,7 +15,3 @@ pub(crate) async fn sled() -> Fixture {
 pub(crate) async fn postgres() -> Fixture {
     Fixture::postgres()
 }
-
-/// The PostgreSQL under test: `DATABASE_URL`, by default the local server.
-#[cfg(feature = "postgres")]
-pub(crate) use testkit::database_url;
