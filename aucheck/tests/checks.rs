@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use aucheck::DenyReason;
 use nopi::Store;
+use nopi::testing::Ops;
 use support::{allowed, builder, faulty_store, manager, refusal, user};
 
 #[tokio::test]
@@ -100,7 +101,7 @@ async fn checks_fail_closed_when_the_store_is_unreachable_past_the_bound() {
     user(&auth, "alice", Some("members")).await;
     assert!(allowed(&auth, "alice", "group.read").await); // cached now
 
-    faults.set_down(true);
+    faults.fail(Ops::ALL);
     // Once the last successful refresh is older than the bound, the cached
     // grant is no longer trusted.
     support::eventually(Duration::from_secs(10), "checks refused", || async {
@@ -112,7 +113,7 @@ async fn checks_fail_closed_when_the_store_is_unreachable_past_the_bound() {
     .await;
     assert!(auth.refresh().await.is_err());
 
-    faults.set_down(false);
+    faults.heal();
     assert!(allowed(&auth, "alice", "group.read").await);
 }
 

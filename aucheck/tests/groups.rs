@@ -3,6 +3,7 @@ mod support;
 
 use aucheck::{DeleteRule, Error};
 use nopi::Store;
+use nopi::testing::Ops;
 use support::{allowed, builder, expect, faulty_store_with_batches, manager, user};
 
 #[tokio::test]
@@ -264,7 +265,7 @@ async fn an_interrupted_deletion_is_finished_by_calling_again() {
     }
 
     // The mark, one page and its audit entries go through, then the store fails.
-    faults.fail_applies_after(3);
+    faults.fail_after(Ops::WRITES, 3);
     let err = root
         .delete_group("big", DeleteRule::move_to("other"))
         .await

@@ -57,7 +57,7 @@
 //! |---|---|---|
 //! | `sled` | yes | the `sled:<path>` backend |
 //! | `postgres` | no | the `postgres://` backend (tokio-postgres with a deadpool pool) |
-//! | `testing` | no | [`testing::TempStore`]: throwaway memory, sled and PostgreSQL stores for tests |
+//! | `testing` | no | [`testing::TempStore`]: throwaway memory, sled and PostgreSQL stores for tests; [`testing::FaultyBackend`]: any engine with failures and delays injected on command |
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 pub mod backend;

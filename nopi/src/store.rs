@@ -73,6 +73,12 @@ impl Store {
         Store { backend, limits }
     }
 
+    /// The engine behind this handle (for `testing::FaultyBackend::wrap`).
+    #[cfg(feature = "testing")]
+    pub(crate) fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
     /// The backend's name: `memory`, `sled` or `postgres`.
     pub fn backend_name(&self) -> &'static str {
         self.backend.name()

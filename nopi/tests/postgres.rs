@@ -17,7 +17,7 @@ async fn unreachable_server_is_unavailable() {
 
 #[tokio::test]
 async fn bad_schema_parameter_is_refused() {
-    let url = format!("{}?schema=Robert');DROP", support::database_url());
+    let url = format!("{}?schema=Robert');DROP", testkit::database_url());
     assert!(matches!(
         nopi::open(&url).await,
         Err(nopi::Error::BadUrl { .. })
@@ -62,7 +62,7 @@ async fn temp_store_schema_is_dropped_with_it() {
     let schema = temp.url().rsplit("schema=").next().unwrap().to_owned();
     let exists = || async {
         let (client, conn) =
-            tokio_postgres::connect(&support::database_url(), tokio_postgres::NoTls)
+            tokio_postgres::connect(&testkit::database_url(), tokio_postgres::NoTls)
                 .await
                 .expect("PostgreSQL at DATABASE_URL is reachable");
         tokio::spawn(conn);

@@ -39,9 +39,10 @@ use std::fmt::Debug;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use nopi::testing::{FaultProxy, TempStore};
+use nopi::testing::TempStore;
 use nopi::{Batch, Scan, Store};
 use serde::{Deserialize, Serialize};
+use testkit::{DEFAULT_DATABASE_URL, FaultProxy, database_url};
 
 /// How long a failure during the outage may take: "at once" on a quiet
 /// machine; generous here, and still well under the pool's wait timeout (10 s).
@@ -59,11 +60,6 @@ fn note(text: &str) -> Note {
     Note {
         text: text.to_owned(),
     }
-}
-
-/// The PostgreSQL under test: `DATABASE_URL`, by default the local server.
-fn database_url() -> String {
-    std::env::var("DATABASE_URL").unwrap_or_else(|_| nopi::testing::DEFAULT_DATABASE_URL.to_owned())
 }
 
 /// `url` split around its `host:port` (port 5432 if absent).
@@ -105,7 +101,7 @@ async fn open(url: &str) -> Store {
         Ok(Ok(store)) => store,
         Ok(Err(e)) => panic!(
             "PostgreSQL (DATABASE_URL, default {}) is required by these tests: {e}",
-            nopi::testing::DEFAULT_DATABASE_URL
+            DEFAULT_DATABASE_URL
         ),
         Err(_) => panic!("opening {url} hung"),
     }

@@ -32,6 +32,7 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use rmq_core::{AmqpBroker, Broker, Envelope, LocalBroker, RoomId, Subscription, To, UserId};
+use testkit::amqp_url;
 use tokio::runtime::Runtime;
 use tokio::sync::Mutex;
 
@@ -44,10 +45,6 @@ const MEMBERS: usize = 10;
 /// Messages per fan-out iteration.
 const ROOM_N: usize = 200;
 const BODY: usize = 200;
-
-fn amqp_url() -> String {
-    std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
-}
 
 fn runtime() -> Runtime {
     tokio::runtime::Builder::new_multi_thread()

@@ -1,6 +1,8 @@
 //! The `Broker` conformance suite, run unchanged against every implementation:
 //! `LocalBroker` (in memory) and `AmqpBroker` on the real RabbitMQ (each test
-//! in its own namespace, deleted afterwards).
+//! in its own namespace, deleted afterwards). Every `async fn <case>(f:
+//! Fixture)` must be listed in `conformance!` below; `case_list_is_complete`
+//! fails on one left out.
 #![allow(missing_docs)]
 
 mod support;
@@ -475,6 +477,16 @@ macro_rules! conformance {
                 support::run($kind, super::$name).await;
             }
         )*
+
+        /// Every case of this file is in the list above: one left out fails here.
+        #[test]
+        fn case_list_is_complete() {
+            testkit::cases::assert_all_listed(
+                include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/conformance.rs")),
+                "Fixture",
+                &[$(stringify!($name)),*],
+            );
+        }
     };
 }
 

@@ -4,6 +4,9 @@
 //! - `local`: a sled store and an [`InProcessFanout`];
 //! - `amqp`: the real PostgreSQL (a fresh schema) and the real RabbitMQ
 //!   (two `AmqpBroker` connections in a fresh namespace).
+//!
+//! Every `async fn <case>(n: Nodes)` must be listed in `conformance!` below;
+//! `case_list_is_complete` fails on one left out.
 #![allow(missing_docs)]
 
 mod support;
@@ -837,6 +840,16 @@ macro_rules! conformance {
                     .expect("the case finished within 120 s");
             }
         )*
+
+        /// Every case of this file is in the list above: one left out fails here.
+        #[test]
+        fn case_list_is_complete() {
+            testkit::cases::assert_all_listed(
+                include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/conversations.rs")),
+                "Nodes",
+                &[$(stringify!($name)),*],
+            );
+        }
     };
 }
 

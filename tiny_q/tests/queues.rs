@@ -6,8 +6,9 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
+use nopi::testing::Ops;
 use serde::{Deserialize, Serialize};
-use support::{Faults, memory, options, sled};
+use support::{faulty_store, memory, options, sled};
 use tiny_q::{Durability, Error, Overflow, Position, QueueOptions, Queues};
 
 fn bytes(items: &[&str]) -> Vec<Vec<u8>> {
@@ -439,11 +440,10 @@ async fn items_and_unacked_leases_survive_a_restart_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_durable_pushes_share_flushes() {
-    let faults = Faults::default();
-    let store = faults.store(Duration::from_millis(20));
+    let (store, faults) = faulty_store(Duration::from_millis(20));
     let queues = Queues::new(&store).await.unwrap();
     let q = queues.create("q", QueueOptions::default()).await.unwrap();
-    let before = faults.flushes();
+    let before = faults.count(Ops::FLUSH);
     let producers = 64;
     let per_producer = 5;
     let mut tasks = Vec::new();
@@ -458,7 +458,7 @@ async fn concurrent_durable_pushes_share_flushes() {
     for t in tasks {
         t.await.unwrap();
     }
-    let flushes = faults.flushes() - before;
+    let flushes = faults.count(Ops::FLUSH) - before;
     let pushes = producers * per_producer;
     assert_eq!(q.len().await.unwrap(), pushes);
     // Each producer waits for its flush before its next push, so at least
@@ -472,8 +472,7 @@ async fn concurrent_durable_pushes_share_flushes() {
 
 #[tokio::test]
 async fn buffered_pushes_never_flush_and_a_failed_flush_is_reported() {
-    let faults = Faults::default();
-    let store = faults.store(Duration::ZERO);
+    let (store, faults) = faulty_store(Duration::ZERO);
     let queues = Queues::new(&store).await.unwrap();
     let buffered = queues
         .create("b", options(10, Overflow::Reject))
@@ -482,11 +481,11 @@ async fn buffered_pushes_never_flush_and_a_failed_flush_is_reported() {
     let durable = queues.create("d", QueueOptions::default()).await.unwrap();
     buffered.push_batch(["1", "2"]).await.unwrap();
     buffered.push("3").await.unwrap();
-    assert_eq!(faults.flushes(), 0);
+    assert_eq!(faults.count(Ops::FLUSH), 0);
     durable.push("x").await.unwrap();
-    assert_eq!(faults.flushes(), 1);
+    assert_eq!(faults.count(Ops::FLUSH), 1);
 
-    faults.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    faults.fail(Ops::FLUSH);
     let err = durable.push("y").await.unwrap_err();
     assert!(matches!(err, Error::Flush { .. }), "{err}");
     assert!(err.is_unavailable());
@@ -496,9 +495,7 @@ async fn buffered_pushes_never_flush_and_a_failed_flush_is_reported() {
         "{err}"
     );
     assert!(queues.flush().await.is_err());
-    faults
-        .fail
-        .store(false, std::sync::atomic::Ordering::SeqCst);
+    faults.heal();
     queues.flush().await.unwrap();
     assert_eq!(
         durable.peek(5).await.unwrap(),

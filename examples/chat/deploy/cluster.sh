@@ -86,7 +86,8 @@ start() {
     done
     for i in $(seq 1 "$n"); do
         for _ in $(seq 1 100); do
-            grep -q "point a browser at" "$dir/node$i.log" && break
+            # The machine-readable readiness line (docs/chat.md, "Readiness").
+            grep -q '^READY {' "$dir/node$i.log" && break
             kill -0 "$(cat "$dir/node$i.pid")" 2>/dev/null || die "node $i exited; see $dir/node$i.log"
             sleep 0.2
         done

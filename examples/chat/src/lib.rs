@@ -33,6 +33,7 @@ mod limits;
 mod metrics;
 mod presence;
 mod session;
+mod sync;
 mod web;
 mod wire;
 

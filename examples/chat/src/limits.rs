@@ -11,13 +11,10 @@ use homer::{ApiError, KeyedLimiter};
 use tokio::sync::Semaphore;
 
 use crate::config::Config;
+use crate::sync::lock;
 
-/// The most keys either table keeps; past it the stalest are forgotten.
+/// The most accounts the backoff table keeps; past it the stalest are forgotten.
 const MAX_KEYS: usize = 100_000;
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// The per-address and per-user limits of one node, on homer's
 /// [`KeyedLimiter`]: messages per user, registrations and failed logins per

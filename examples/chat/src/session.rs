@@ -12,6 +12,7 @@ use uuid::Uuid;
 use crate::api::{fail, unavailable};
 use crate::app::Chat;
 use crate::cluster::OnlineEntry;
+use crate::sync::lock;
 use crate::wire::{GROUP_EVENT, GroupEvent, Message};
 
 /// The logged-in user of a connection, kept in its homer session.
@@ -64,10 +65,6 @@ impl Drop for LoginState {
             pump.abort();
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Where a user's live pushes go on this node.

@@ -17,7 +17,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 
-use support::{Client as Raw, Server, process, process::free_port};
+use support::{Client as Raw, Server, process};
+use testkit::free_port;
 
 /// How long a test waits for one event.
 const EVENT_WAIT: Duration = Duration::from_secs(30);

@@ -8,7 +8,8 @@
 
 mod support;
 
-use support::process::{self, free_port};
+use support::process;
+use testkit::{FaultProxy, amqp_url, free_port, lock};
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -30,14 +31,6 @@ const LIVENESS_BOUND: Duration = Duration::from_secs(8 + 3);
 
 /// The tests of this file share RabbitMQ's uptime: one at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-fn amqp_url() -> String {
-    std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 fn ensure_nginx() {
     let ok = std::process::Command::new("nginx")
@@ -102,7 +95,7 @@ struct Cluster {
     tcp: SocketAddr,
     msgid_json: SocketAddr,
     type_data: SocketAddr,
-    postgres: nopi::testing::FaultProxy,
+    postgres: FaultProxy,
     namespace: String,
     _store: nopi::testing::TempStore,
 }
@@ -139,7 +132,7 @@ impl Cluster {
             hp if hp.contains(':') => hp.to_owned(),
             host => format!("{host}:5432"),
         };
-        let postgres = nopi::testing::FaultProxy::start(&target)
+        let postgres = FaultProxy::start(&target)
             .await
             .expect("start the PostgreSQL proxy");
         let store_url = through(store.url(), postgres.addr());
@@ -959,7 +952,7 @@ async fn readyz_follows_the_rabbitmq_connection() {
         hp if hp.contains(':') => hp.to_owned(),
         host => format!("{host}:5672"),
     };
-    let proxy = nopi::testing::FaultProxy::start(&target)
+    let proxy = FaultProxy::start(&target)
         .await
         .expect("start the RabbitMQ proxy");
     let store = nopi::testing::TempStore::postgres();

@@ -832,3 +832,44 @@ async fn web_dir_overrides_the_built_in_client_and_help_bakes_in_no_path() {
     assert!(!option.contains("[default"), "{option}");
     assert!(!help.contains(env!("CARGO_MANIFEST_DIR")), "{help}");
 }
+
+/// The READY line (docs/chat.md, "Readiness") names every bound listener
+/// and only those, with the real ports, and comes once.
+#[tokio::test]
+async fn the_ready_line_lists_exactly_the_bound_listeners() {
+    use std::sync::{Arc, Mutex};
+    for (legacy, expected) in [
+        (
+            "127.0.0.1:0",
+            &["http", "msgid_json", "tcp", "type_data"][..],
+        ),
+        ("off", &["http", "tcp"][..]),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = support::process::command();
+        cmd.arg("--store")
+            .arg(format!("sled:{}", dir.path().join("data").display()))
+            .args(["--http", "127.0.0.1:0", "--tcp", "127.0.0.1:0"])
+            .args(["--msgid-json", legacy, "--type-data", legacy])
+            // The line does not depend on the log filter.
+            .args(["--log", "off"]);
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let seen = lines.clone();
+        let (mut child, ready) = testkit::ready::start(cmd, Duration::from_secs(60), move |l| {
+            testkit::lock(&seen).push(l.to_owned());
+        })
+        .await;
+        let names: Vec<&str> = ready.listeners().keys().map(String::as_str).collect();
+        assert_eq!(names, expected, "{ready:?}");
+        for (name, addr) in ready.listeners() {
+            assert_ne!(addr.port(), 0, "{name}");
+            tokio::net::TcpStream::connect(addr)
+                .await
+                .unwrap_or_else(|e| panic!("{name} at {addr} does not accept: {e}"));
+        }
+        support::process::interrupt(&mut child).await;
+        let lines = testkit::lock(&lines).clone();
+        let ready_lines = lines.iter().filter(|l| l.starts_with("READY ")).count();
+        assert_eq!(ready_lines, 1, "{lines:?}");
+    }
+}

@@ -1,7 +1,9 @@
 //! The conformance suite: every case runs unchanged against every backend.
 //!
 //! A backend's test file calls `conformance_suite!(support::<fixture>)`, which
-//! expands to one `#[tokio::test]` per case.
+//! expands to one `#[tokio::test]` per case, plus
+//! `conformance_case_list_is_complete`, which fails if an
+//! `async fn <case>(fx: &Fixture)` of this file is missing from the list.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -20,6 +22,16 @@ macro_rules! cases {
                 $crate::conformance::$case(&fixture).await;
             }
         )*
+
+        /// Every case of the suite is in the list above: one left out fails here.
+        #[test]
+        fn conformance_case_list_is_complete() {
+            testkit::cases::assert_all_listed(
+                include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/conformance/mod.rs")),
+                "&Fixture",
+                &[$(stringify!($case)),*],
+            );
+        }
     };
 }
 

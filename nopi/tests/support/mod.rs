@@ -15,8 +15,3 @@ pub(crate) async fn sled() -> Fixture {
 pub(crate) async fn postgres() -> Fixture {
     Fixture::postgres()
 }
-
-/// The PostgreSQL under test: `DATABASE_URL`, by default the local server.
-pub(crate) fn database_url() -> String {
-    std::env::var("DATABASE_URL").unwrap_or_else(|_| nopi::testing::DEFAULT_DATABASE_URL.to_owned())
-}

@@ -33,6 +33,7 @@ use tokio::time::Instant;
 
 use super::AmqpConfig;
 use super::topology::{self, Names};
+use crate::sync::lock;
 use crate::{Error, Result, UserId};
 
 /// One established connection and its confirm-mode publish channel.
@@ -252,18 +253,12 @@ impl Shared {
     }
 
     pub(crate) fn register_inbox(&self, user: &UserId) {
-        let mut map = self
-            .active_inboxes
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut map = lock(&self.active_inboxes);
         *map.entry(user.clone()).or_default() += 1;
     }
 
     pub(crate) fn unregister_inbox(&self, user: &UserId) {
-        let mut map = self
-            .active_inboxes
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut map = lock(&self.active_inboxes);
         if let Some(n) = map.get_mut(user) {
             *n -= 1;
             if *n == 0 {
@@ -273,12 +268,7 @@ impl Shared {
     }
 
     fn active_inboxes(&self) -> Vec<UserId> {
-        self.active_inboxes
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .keys()
-            .cloned()
-            .collect()
+        lock(&self.active_inboxes).keys().cloned().collect()
     }
 
     pub(crate) fn shutdown(&self) {

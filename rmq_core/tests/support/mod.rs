@@ -9,19 +9,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::FutureExt;
-pub use nopi::testing::FaultProxy;
 use rmq_core::{
     AmqpBroker, AmqpBrokerBuilder, Broker, Delivery, LocalBroker, RoomId, Subscription, UserId,
 };
+pub use testkit::{FaultProxy, amqp_url};
 
 /// How long a delivery that must arrive may take.
 pub const ARRIVE: Duration = Duration::from_secs(10);
 /// How long to wait before concluding that nothing arrives.
 pub const SILENCE: Duration = Duration::from_millis(400);
-
-pub fn amqp_url() -> String {
-    std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
-}
 
 /// A namespace no other test run uses.
 pub fn unique_namespace() -> String {

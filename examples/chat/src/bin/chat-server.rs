@@ -45,11 +45,37 @@ async fn main() -> ExitCode {
         "chat server ready: point a browser at http://{}/",
         running.http
     );
+    announce_ready(&running);
 
     stop_signal().await;
     tracing::info!("shutting down");
     running.shutdown(Duration::from_secs(5)).await;
     ExitCode::SUCCESS
+}
+
+/// Print the one machine-readable readiness line on standard output, now
+/// that every listener is bound: `READY ` and a JSON object from listener
+/// name to bound address (`http`, `tcp`, and `msgid_json` / `type_data` when
+/// enabled). Documented in docs/chat.md ("Readiness"); tests and scripts
+/// wait for it instead of reading the log, so keep it stable.
+fn announce_ready(running: &chat::Running) {
+    use std::io::Write;
+    let mut listeners = serde_json::Map::new();
+    let bound = [
+        ("http", Some(running.http)),
+        ("tcp", Some(running.tcp)),
+        ("msgid_json", running.msgid_json),
+        ("type_data", running.type_data),
+    ];
+    for (name, addr) in bound {
+        if let Some(addr) = addr {
+            listeners.insert(name.to_owned(), addr.to_string().into());
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    // A closed standard output is no reason to stop serving.
+    let _ = writeln!(out, "READY {}", serde_json::Value::Object(listeners));
+    let _ = out.flush();
 }
 
 /// Ctrl-C (SIGINT), or SIGTERM on Unix (what orchestrators and systemd send).

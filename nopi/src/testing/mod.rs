@@ -1,4 +1,8 @@
-//! Throwaway stores for tests (feature `testing`).
+//! Throwaway and fault-injecting stores for tests (feature `testing`).
+//!
+//! - [`TempStore`]: a fresh, isolated store of any backend.
+//! - [`FaultyBackend`]: any engine with failures and delays switched on and
+//!   off by the test ([`Faults`], [`Ops`]).
 //!
 //! Each [`TempStore`] is a fresh, isolated store that cleans up after
 //! itself: a new in-memory store, a sled directory removed on drop, or — with
@@ -22,6 +26,10 @@
 use std::any::Any;
 
 use crate::{Result, Store, StoreBuilder};
+
+mod faulty;
+
+pub use faulty::{Faults, FaultyBackend, Ops};
 
 /// The PostgreSQL used by [`TempStore::postgres`] when `DATABASE_URL` is unset.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres:postgres@127.0.0.1:5432/test";
@@ -142,127 +150,4 @@ impl Drop for DropSchema {
 #[allow(clippy::print_stderr)]
 fn tracing_free_warning(schema: &str, e: &str) {
     eprintln!("nopi::testing: could not drop test schema {schema}: {e}");
-}
-
-/// A TCP proxy in front of a server (PostgreSQL, RabbitMQ, ...) that a test
-/// can cut and restore: on [`cut`](Self::cut) every connection through it dies
-/// and new ones are closed at once, which is what a client sees when the
-/// server goes away — without touching the server other tests share.
-///
-/// ```no_run
-/// use nopi::testing::FaultProxy;
-///
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> std::io::Result<()> {
-/// let proxy = FaultProxy::start("127.0.0.1:5432").await?;
-/// let url = format!("postgres://postgres@{}/test", proxy.addr());
-/// // ... open a store at `url`, then:
-/// proxy.cut(); // the store is unreachable
-/// proxy.restore(); // and back
-/// # let _ = url;
-/// # Ok(())
-/// # }
-/// ```
-#[derive(Debug)]
-pub struct FaultProxy {
-    addr: std::net::SocketAddr,
-    state: std::sync::Arc<ProxyState>,
-    accept: tokio::task::JoinHandle<()>,
-}
-
-#[derive(Debug, Default)]
-struct ProxyState {
-    up: std::sync::atomic::AtomicBool,
-    conns: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
-}
-
-impl ProxyState {
-    fn kill_all(&self) {
-        let conns = std::mem::take(&mut *self.conns.lock().unwrap_or_else(|e| e.into_inner()));
-        for conn in conns {
-            conn.abort();
-        }
-    }
-}
-
-impl FaultProxy {
-    /// Listen on a free loopback port and forward every connection to `target`
-    /// (`host:port`).
-    pub async fn start(target: &str) -> std::io::Result<FaultProxy> {
-        use std::sync::atomic::Ordering;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let state = std::sync::Arc::new(ProxyState::default());
-        state.up.store(true, Ordering::SeqCst);
-        let target = target.to_owned();
-        let accept = {
-            let state = state.clone();
-            tokio::spawn(async move {
-                loop {
-                    let mut client = match listener.accept().await {
-                        Ok((client, _)) => client,
-                        Err(_) => {
-                            // Out of descriptors, say: try again shortly.
-                            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                            continue;
-                        }
-                    };
-                    let _ = client.set_nodelay(true);
-                    // Checked under the lock that `cut` takes after clearing
-                    // `up`: a connection accepted while cutting is either
-                    // killed by the cut or refused here, never left alive.
-                    let mut conns = state.conns.lock().unwrap_or_else(|e| e.into_inner());
-                    if !state.up.load(Ordering::SeqCst) {
-                        continue; // dropped: closed at once
-                    }
-                    let target = target.clone();
-                    let conn = tokio::spawn(async move {
-                        if let Ok(mut server) = tokio::net::TcpStream::connect(&target).await {
-                            let _ = server.set_nodelay(true);
-                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                        }
-                    });
-                    conns.retain(|c| !c.is_finished());
-                    conns.push(conn);
-                }
-            })
-        };
-        Ok(FaultProxy {
-            addr,
-            state,
-            accept,
-        })
-    }
-
-    /// The address clients connect to instead of the target.
-    pub fn addr(&self) -> std::net::SocketAddr {
-        self.addr
-    }
-
-    /// Kill every connection through the proxy and refuse new ones.
-    pub fn cut(&self) {
-        self.state
-            .up
-            .store(false, std::sync::atomic::Ordering::SeqCst);
-        self.state.kill_all();
-    }
-
-    /// Accept connections again.
-    pub fn restore(&self) {
-        self.state
-            .up
-            .store(true, std::sync::atomic::Ordering::SeqCst);
-    }
-
-    /// True while connections are forwarded.
-    pub fn is_up(&self) -> bool {
-        self.state.up.load(std::sync::atomic::Ordering::SeqCst)
-    }
-}
-
-impl Drop for FaultProxy {
-    fn drop(&mut self) {
-        self.accept.abort();
-        self.cut();
-    }
 }
