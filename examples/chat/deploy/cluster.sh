@@ -81,6 +81,7 @@ start() {
         CHAT_STORE="$store" CHAT_AMQP="$amqp" NO_COLOR=1 "$bin" --node-id "node$i" --amqp-namespace "$ns" \
             --http "127.0.0.1:$((8080 + i))" --tcp "127.0.0.1:$((7000 + i))" \
             --msgid-json "127.0.0.1:$((6000 + i))" --type-data "127.0.0.1:$((8890 + i))" \
+            --trusted-proxy 127.0.0.2 --proxy-protocol \
             >"$dir/node$i.log" 2>&1 &
         echo $! >"$dir/node$i.pid"
     done

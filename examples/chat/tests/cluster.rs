@@ -70,6 +70,8 @@ impl Node {
             .args(["--http", "127.0.0.1:0", "--tcp", "127.0.0.1:0"])
             .args(["--msgid-json", "127.0.0.1:0", "--type-data", "127.0.0.1:0"])
             .args(["--send-rate", "1000", "--send-burst", "1000"])
+            // nginx.conf connects from 127.0.0.2 with PROXY headers.
+            .args(["--trusted-proxy", "127.0.0.2", "--proxy-protocol"])
             // Calls wait at most 2 s for a lost RabbitMQ, then answer 503.
             .args(["--broker-timeout-ms", "2000"])
             .args(["--log", "warn,chat=info,chat_server=info"]);
@@ -1081,6 +1083,57 @@ async fn offline_delivery_history_idempotency_and_redelivery_across_nodes() {
         .await;
     carol.message("h4").await;
     bob.no_push("message", Duration::from_millis(300)).await;
+    c.clean_up().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_nginx_the_stamped_ip_is_the_clients() {
+    let _serial = SERIAL.lock().await;
+    let c = Cluster::start().await;
+    // nginx reaches the nodes from 127.0.0.2; the clients connect to it from
+    // 127.0.0.3 (TCP, with a PROXY header on the way in) and 127.0.0.1.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.3:0".parse().unwrap()).unwrap();
+    let stream = socket.connect(c.tcp).await.unwrap();
+    let mut ann = support::Client::over_tcp(stream);
+    ann.ok(
+        "user.register",
+        json!({"name": "ann", "password": "pw-ann"}),
+    )
+    .await;
+    ann.ok("user.login", json!({"name": "ann", "password": "pw-ann"}))
+        .await;
+    let mut ben = native(c.nodes[1].tcp, "ben", None).await;
+    ann.ok(
+        "chat.send",
+        json!({"to": {"user": "ben"}, "text": "from .3"}),
+    )
+    .await;
+    assert_eq!(
+        ben.message("from .3").await["ip"],
+        "127.0.0.3",
+        "through the PROXY header"
+    );
+
+    // Over WebSocket through nginx's HTTP side: X-Forwarded-For.
+    let mut cid = support::Client::ws(c.http).await;
+    cid.ok(
+        "user.register",
+        json!({"name": "cid", "password": "pw-cid"}),
+    )
+    .await;
+    cid.ok("user.login", json!({"name": "cid", "password": "pw-cid"}))
+        .await;
+    cid.ok(
+        "chat.send",
+        json!({"to": {"user": "ben"}, "text": "from ws"}),
+    )
+    .await;
+    assert_eq!(
+        ben.message("from ws").await["ip"],
+        "127.0.0.1",
+        "through X-Forwarded-For"
+    );
     c.clean_up().await;
 }
 

@@ -168,10 +168,13 @@ pub(crate) struct Client {
 
 impl Client {
     pub(crate) async fn tcp(addr: SocketAddr) -> Client {
-        let (r, w) = TcpStream::connect(addr)
-            .await
-            .expect("connect tcp")
-            .into_split();
+        Client::over_tcp(TcpStream::connect(addr).await.expect("connect tcp"))
+    }
+
+    /// A native client on a connected socket (one bound to a chosen source
+    /// address, say).
+    pub(crate) fn over_tcp(stream: TcpStream) -> Client {
+        let (r, w) = stream.into_split();
         Client {
             link: Link::Tcp {
                 read: BufReader::new(r).lines(),
