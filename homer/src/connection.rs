@@ -74,6 +74,10 @@ impl fmt::Display for Transport {
     }
 }
 
+/// How many pings in a row a WebSocket peer may leave unanswered before it
+/// is closed as [`CloseReason::DeadPeer`].
+pub(crate) const UNANSWERED_PINGS: u32 = 3;
+
 /// Why a connection ended; given to the close hook.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -87,6 +91,9 @@ pub enum CloseReason {
     Idle(Duration),
     /// The connection sent nothing within the first-message timeout.
     Silent(Duration),
+    /// A WebSocket peer answered none of the last pings (their interval
+    /// given): it is gone, or not reading.
+    DeadPeer(Duration),
     /// Its outbound queue filled up: it read too slowly.
     SlowReader {
         /// The queue's capacity, in messages.
@@ -108,6 +115,11 @@ impl fmt::Display for CloseReason {
             Self::PeerClosed => f.write_str("peer closed the connection"),
             Self::Closed(r) => write!(f, "closed by the server: {r}"),
             Self::Idle(d) => write!(f, "idle for longer than the {}s idle timeout", d.as_secs()),
+            Self::DeadPeer(d) => write!(
+                f,
+                "answered no ping for {} ms",
+                (*d * UNANSWERED_PINGS).as_millis()
+            ),
             Self::Silent(d) => write!(f, "sent nothing within {} ms of connecting", d.as_millis()),
             Self::SlowReader { capacity } => write!(
                 f,

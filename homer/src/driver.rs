@@ -92,6 +92,8 @@ pub(crate) async fn drive<W>(
     // Until the first frame, the first-message timeout (if shorter) runs.
     let first = limits.first_message_timeout.min(limits.idle_timeout);
     let mut heard = false;
+    // Pings sent since the peer last sent anything (a pong counts).
+    let mut unanswered = 0u32;
     let idle = sleep(first);
     tokio::pin!(idle);
     // Without pings the timer is never armed (its branch is disabled).
@@ -157,6 +159,7 @@ pub(crate) async fn drive<W>(
             }
             item = wire.next(), if reading && in_flight(&calls) < limits.max_in_flight => {
                 heard |= matches!(item, Some(Ok(Inbound::Frame(_))));
+                unanswered = 0;
                 if heard {
                     idle.as_mut().reset(Instant::now() + limits.idle_timeout);
                 }
@@ -200,6 +203,10 @@ pub(crate) async fn drive<W>(
                 };
             }
             () = &mut ping_timer, if reading && ping.is_some() => {
+                if unanswered >= crate::connection::UNANSWERED_PINGS {
+                    break CloseReason::DeadPeer(ping_every);
+                }
+                unanswered += 1;
                 ping_timer.as_mut().reset(Instant::now() + ping_every);
                 if let Err(r) = guarded(kill, wire.send(Outgoing::Ping)).await {
                     break r;

@@ -38,7 +38,7 @@ impl Default for RateLimit {
 /// | [`rate_limit`](Self::rate_limit) | 20 calls/s, bursts of 50 |
 /// | [`max_in_flight`](Self::max_in_flight) (calls per connection) | 16 |
 /// | [`long_poll_wait`](Self::long_poll_wait) (longest long-poll) | 30 s |
-/// | [`sse_keepalive`](Self::sse_keepalive) (SSE comment and WebSocket ping interval) | 15 s |
+/// | [`sse_keepalive`](Self::sse_keepalive) (SSE comment and WebSocket ping interval; a WebSocket that answers 3 pings in a row with nothing is closed) | 15 s |
 /// | [`max_static_file`](Self::max_static_file) | 32 MiB |
 #[derive(Debug, Clone)]
 pub struct Limits {

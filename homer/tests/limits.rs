@@ -277,3 +277,71 @@ async fn graceful_shutdown_finishes_calls_then_closes_with_a_reason() {
     };
     assert!(refused);
 }
+
+#[tokio::test]
+async fn a_websocket_peer_that_answers_no_pings_is_closed() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let s = Server::start(
+        Homer::builder()
+            .sse_keepalive(Duration::from_millis(100))
+            .idle_timeout(Duration::from_secs(60)),
+    )
+    .await;
+    let closed = record_closes(&s.homer);
+    let url = format!("ws://{}/ws", s.http);
+    // Both call once; then one keeps reading (tungstenite answers pings
+    // while it is polled), the other never reads again (no pongs).
+    let (mut gone, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let (mut alive, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    for ws in [&mut gone, &mut alive] {
+        ws.send(Message::text(r#"{"id":1,"api":"echo","params":1}"#))
+            .await
+            .unwrap();
+        ws.next().await.unwrap().unwrap();
+    }
+    let reader = tokio::spawn(async move {
+        let mut pings = 0;
+        while let Some(Ok(m)) = alive.next().await {
+            if m.is_ping() {
+                pings += 1;
+                if pings == 10 {
+                    return alive;
+                }
+            }
+        }
+        panic!("the reading peer was closed");
+    });
+    let reason = within(async {
+        loop {
+            if let Some((_, r)) = closed.lock().unwrap().first().cloned() {
+                return r;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(matches!(reason, CloseReason::DeadPeer(_)), "{reason:?}");
+    assert!(
+        reason.to_string().contains("answered no ping for 300 ms"),
+        "{reason}"
+    );
+    let mut alive = within(reader).await.unwrap();
+    // After ten pings the reader is still served.
+    alive
+        .send(Message::text(r#"{"id":2,"api":"echo","params":2}"#))
+        .await
+        .unwrap();
+    loop {
+        if let Message::Text(t) = alive.next().await.unwrap().unwrap() {
+            assert!(t.contains("\"status\":200"), "{t}");
+            break;
+        }
+    }
+    assert_eq!(
+        closed.lock().unwrap().len(),
+        1,
+        "only the silent peer was closed"
+    );
+    drop(gone);
+}
