@@ -111,6 +111,23 @@
 //! transport and time), to keep metrics; homer itself depends on no
 //! metrics crate.
 //!
+//! # Who may connect, TLS
+//!
+//! Every listener admits a socket only within
+//! [`max_connections`](Limits::max_connections),
+//! [`max_connections_per_ip`](Limits::max_connections_per_ip) and
+//! [`connection_rate_per_ip`](Limits::connection_rate_per_ip); a refused
+//! one is closed before any handshake and reported to
+//! [`Observer::connection_refused`]. Behind a load balancer, name it in
+//! [`HomerBuilder::trusted_proxies`]: its `X-Forwarded-For` (HTTP) and, with
+//! [`HomerBuilder::proxy_protocol`], its PROXY protocol header (TCP) name
+//! the client, who is then the peer and is limited. A connection that sends
+//! nothing within [`first_message_timeout`](Limits::first_message_timeout),
+//! or a WebSocket that answers no pings, is closed. [`Tls`] puts any
+//! listener behind rustls: [`Homer::listen_https`] (https, wss) and
+//! [`Homer::listen_tcp_tls`]. [`KeyedLimiter`] gives applications the same
+//! token buckets per user or per address.
+//!
 //! # Crate features
 //!
 //! | feature | default | what it adds |

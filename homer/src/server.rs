@@ -296,7 +296,7 @@ impl HomerBuilder {
         Homer {
             inner: Arc::new(Shared {
                 admission,
-                http: HttpState::new(),
+                http: HttpState::new(self.limits.rate_limit),
                 limits: self.limits,
                 statics: self.statics,
                 session_cookie: self.session_cookie,

@@ -13,7 +13,6 @@ mod routes;
 pub(crate) mod session;
 mod ws;
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -36,9 +35,10 @@ use tracing::Instrument;
 use crate::connection::Transport;
 use crate::context::{CallState, Context};
 use crate::error::ApiError;
+use crate::limits::RateLimit;
 use crate::message::{Call, Reply};
 use crate::outbox::Receiver;
-use crate::rate::TokenBucket;
+use crate::rate::KeyedLimiter;
 use crate::server::Homer;
 
 pub(crate) use files::Statics;
@@ -189,13 +189,14 @@ enum Route {
 
 pub(crate) struct HttpState {
     router: matchit::Router<Route>,
-    ip_buckets: Mutex<HashMap<IpAddr, TokenBucket>>,
+    /// The call rate of HTTP calls without a session, per client address.
+    ip_buckets: Option<KeyedLimiter<IpAddr>>,
     pub(crate) sessions: Sessions,
     pub(crate) routes: Routes,
 }
 
 impl HttpState {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(rate: Option<RateLimit>) -> Self {
         let mut router = matchit::Router::new();
         for (path, route) in [
             ("/api/{name}", Route::Api),
@@ -208,7 +209,8 @@ impl HttpState {
         }
         Self {
             router,
-            ip_buckets: Mutex::new(HashMap::new()),
+            ip_buckets: rate
+                .map(|l| KeyedLimiter::per_second(l.per_second, l.burst).max_keys(MAX_IP_BUCKETS)),
             sessions: Sessions::default(),
             routes: Routes::default(),
         }
@@ -370,26 +372,12 @@ fn forwarded_client(
 
 /// Whether an HTTP call without a session may run now (rate limit per IP).
 fn allow_anonymous(homer: &Homer, ip: IpAddr) -> bool {
-    let Some(limit) = homer.limits().rate_limit else {
-        return true;
-    };
-    let now = Instant::now();
-    let mut buckets = homer
+    homer
         .inner
         .http
         .ip_buckets
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
-    if buckets.len() >= MAX_IP_BUCKETS && !buckets.contains_key(&ip) {
-        buckets.retain(|_, b| !b.is_full(limit, now));
-        if buckets.len() >= MAX_IP_BUCKETS {
-            buckets.clear();
-        }
-    }
-    buckets
-        .entry(ip)
-        .or_insert_with(|| TokenBucket::new(limit))
-        .try_take(limit, now)
+        .as_ref()
+        .is_none_or(|l| l.allow(&ip).is_ok())
 }
 
 /// The response to a call of `name` refused before any handler ran, reported

@@ -178,13 +178,10 @@ impl Chat {
         }
         if let Err(wait) = self.inner.logins.check(&account) {
             self.inner.metrics.rate_limited(Limit::Login);
-            return Err(ApiError::new(
-                429,
+            return Err(too_many(
                 "too_many_attempts",
-                format!(
-                    "too many failed logins for this account; retry in {} s",
-                    wait.as_secs().max(1)
-                ),
+                "too many failed logins for this account",
+                wait,
             ));
         }
         let password = p.password;
