@@ -133,6 +133,11 @@ impl Registry {
         self.update(|m| m.remove(name).is_some())
     }
 
+    /// Drops every handler (at shutdown).
+    pub(crate) fn clear(&self) {
+        self.update(Map::clear);
+    }
+
     pub(crate) fn names(&self) -> Vec<String> {
         let mut v: Vec<String> = self
             .map

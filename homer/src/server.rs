@@ -352,6 +352,11 @@ fn set<T>(l: &RwLock<Option<T>>, v: T) {
     *l.write().unwrap_or_else(PoisonError::into_inner) = Some(v);
 }
 
+fn clear<T>(l: &RwLock<Option<T>>) {
+    let old = l.write().unwrap_or_else(PoisonError::into_inner).take();
+    drop(old);
+}
+
 impl Homer {
     /// A builder with the default limits.
     pub fn builder() -> HomerBuilder {
@@ -626,6 +631,29 @@ impl Homer {
     /// closes every connection with [`CloseReason::Shutdown`] (WebSocket:
     /// close frame 1001; built-in TCP protocols: a `close` push). Returns
     /// when every connection task has ended.
+    ///
+    /// Then it drops every registered API, hook, `GET` route and HTTP
+    /// session: a handler that holds a `Homer` clone, or app state that holds
+    /// one, no longer keeps the server (or the state) alive. A server that
+    /// has shut down serves nothing again.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use std::sync::Arc;
+    ///
+    /// let homer = homer::Homer::builder().build();
+    /// let state = Arc::new("app state");
+    /// let (s, h) = (state.clone(), homer.clone());
+    /// homer.api("who", move |_ctx, _: ()| {
+    ///     let (s, _server) = (s.clone(), h.clone());
+    ///     async move { Ok::<_, homer::ApiError>(*s) }
+    /// });
+    /// assert_eq!(Arc::strong_count(&state), 2);
+    /// homer.shutdown(std::time::Duration::from_secs(1)).await;
+    /// assert_eq!(Arc::strong_count(&state), 1, "the handler is gone");
+    /// # }
+    /// ```
     pub async fn shutdown(&self, grace: Duration) {
         self.inner.shutdown.cancel();
         self.inner.tracker.close();
@@ -640,6 +668,13 @@ impl Homer {
             }
             let _ = tokio::time::timeout(Duration::from_secs(1), self.inner.tracker.wait()).await;
         }
+        self.inner.registry.clear();
+        self.inner.http.routes.clear();
+        self.inner.http.sessions.clear();
+        let hooks = &self.inner.hooks;
+        clear(&hooks.open);
+        clear(&hooks.close);
+        clear(&hooks.resolver);
     }
 
     /// Whether [`shutdown`](Self::shutdown) has begun.

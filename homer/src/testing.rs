@@ -100,6 +100,8 @@ pub struct Client<S = DuplexStream> {
     next_id: u64,
     pushes: std::collections::VecDeque<(String, Value)>,
     timeout: Duration,
+    /// What was read of a line a timeout cut.
+    partial: Vec<u8>,
 }
 
 impl<S> fmt::Debug for Client<S> {
@@ -127,6 +129,7 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> Client<S> {
             next_id: 1,
             pushes: Default::default(),
             timeout: Duration::from_secs(10),
+            partial: Vec::new(),
         }
     }
 
@@ -179,6 +182,36 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> Client<S> {
         self.pushes.pop_front().unwrap_or_default()
     }
 
+    /// The next push if one arrives within `within`, else `None`: for
+    /// checking that nothing is pushed.
+    pub async fn try_push(&mut self, within: Duration) -> Option<(String, Value)> {
+        if let Some(p) = self.pushes.pop_front() {
+            return Some(p);
+        }
+        let msg = self.next(within).await?;
+        if msg.get("push").is_none() {
+            panic!("a push was expected, got {msg}");
+        }
+        self.keep_push(msg);
+        self.pushes.pop_front()
+    }
+
+    /// Whether the server closes the connection within the timeout,
+    /// skipping what it writes before.
+    pub async fn closed(&mut self) -> bool {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        loop {
+            self.partial.clear();
+            let read =
+                tokio::time::timeout_at(deadline, self.io.read_until(b'\n', &mut self.partial));
+            match read.await {
+                Err(_) => return false,
+                Ok(Ok(0) | Err(_)) => return true,
+                Ok(Ok(_)) => continue,
+            }
+        }
+    }
+
     /// Write one raw line (a newline is added).
     pub async fn send_raw(&mut self, line: &str) {
         let io = self.io.get_mut();
@@ -194,14 +227,29 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> Client<S> {
 
     /// Read the next JSON object the server wrote.
     pub async fn read(&mut self) -> Value {
-        let mut line = String::new();
-        match tokio::time::timeout(self.timeout, self.io.read_line(&mut line)).await {
-            Err(_) => panic!("nothing arrived within {:?}", self.timeout),
+        let timeout = self.timeout;
+        match self.next(timeout).await {
+            Some(msg) => msg,
+            None => panic!("nothing arrived within {timeout:?}"),
+        }
+    }
+
+    /// The next JSON object, if one arrives within `within`. A line cut by
+    /// the timeout is kept for the next read.
+    async fn next(&mut self, within: Duration) -> Option<Value> {
+        // `read_until` keeps what it read when the timeout cancels it.
+        let read = tokio::time::timeout(within, self.io.read_until(b'\n', &mut self.partial));
+        match read.await {
+            Err(_) => None,
             Ok(Err(e)) => panic!("reading from the connection failed: {e}"),
             Ok(Ok(0)) => panic!("the server closed the connection"),
-            Ok(Ok(_)) => serde_json::from_str(&line).unwrap_or_else(|e| {
-                panic!("the server wrote a line that is not JSON ({e}): {line}")
-            }),
+            Ok(Ok(_)) => {
+                let line = std::mem::take(&mut self.partial);
+                Some(serde_json::from_slice(&line).unwrap_or_else(|e| {
+                    let line = String::from_utf8_lossy(&line);
+                    panic!("the server wrote a line that is not JSON ({e}): {line}")
+                }))
+            }
         }
     }
 

@@ -204,6 +204,35 @@ impl Users {
         cores()
     }
 
+    /// Check `user` against the model (every attribute's kind, size and
+    /// validators) without creating it or hashing anything: what
+    /// [`create`](Self::create) would refuse with [`Error::Invalid`] (and
+    /// the like) before its costly hash. The name's availability is not
+    /// checked.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use tiny_storage::{Attribute, Error, NewUser, UserModel, Users, Validator};
+    ///
+    /// let model = UserModel::builder()
+    ///     .attribute(Attribute::user_name("name").validate(Validator::length(1..=8)))
+    ///     .password("password")
+    ///     .build()?;
+    /// let users = Users::open(&nopi::open("memory:").await?, model).await?;
+    /// assert!(users.check(&NewUser::new("ann").password("pw")).is_ok());
+    /// let long = users.check(&NewUser::new("annabelle").password("pw"));
+    /// assert!(matches!(long, Err(Error::Invalid { attr, .. }) if attr == "name"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn check(&self, user: &NewUser) -> Result<()> {
+        self.inner
+            .model
+            .prepare(user.clone(), SystemTime::now())
+            .map(drop)
+    }
+
     /// Create a user, returning it as stored (defaults applied, number
     /// assigned).
     ///

@@ -8,16 +8,16 @@ use std::time::Duration;
 
 use aucheck::AuthManager;
 use easy_cookie::{Key, KeyRing, Sessions};
-use homer::{ConnId, Homer};
+use homer::{ConnId, Homer, Hub};
 use nopi::{Collection, Store, Tree};
-use rmq_core::{AmqpBroker, Broker, LocalBroker, RoomId, UserId};
+use rmq_core::{AmqpBroker, Broker, LocalBroker, RoomId};
 use serde::{Deserialize, Serialize};
 use tiny_storage::{Attribute, UserModel, Validator};
 
 use crate::config::Config;
 use crate::limits::{Abuse, LoginBackoff};
 use crate::metrics::{HomerObserver, Metrics};
-use crate::wire::LOBBY;
+use crate::wire::{LOBBY, Role};
 
 /// Permissions, as declared to aucheck.
 pub(crate) mod perm {
@@ -26,13 +26,6 @@ pub(crate) mod perm {
     pub(crate) const GROUP_KICK: &str = "group.kick";
     pub(crate) const GROUP_PROMOTE: &str = "group.promote";
     pub(crate) const ALL: [&str; 4] = [GROUP_CREATE, GROUP_POST, GROUP_KICK, GROUP_PROMOTE];
-}
-
-/// Group roles, as declared to aucheck (one per user per group scope).
-pub(crate) mod role {
-    pub(crate) const OWNER: &str = "owner";
-    pub(crate) const ADMIN: &str = "admin";
-    pub(crate) const MEMBER: &str = "member";
 }
 
 /// The shared permission groups every user is in one of.
@@ -58,6 +51,11 @@ pub(crate) struct SessionData {
 }
 
 /// The chat service: state shared by every API handler. Cheap to clone.
+///
+/// It holds homer's [`Hub`] (connections and topics), not the server: the
+/// handlers registered on the server hold a `Chat`, so the server owning
+/// the handlers and the handlers owning the server would keep each other
+/// alive. [`Running`] owns the server.
 #[derive(Clone)]
 pub struct Chat {
     pub(crate) inner: Arc<Inner>,
@@ -83,7 +81,8 @@ pub(crate) struct Inner {
     /// [`crate::cluster::STALE`] of it.
     pub(crate) healthy_since: std::sync::atomic::AtomicU64,
     pub(crate) meta: Tree,
-    pub(crate) homer: Homer,
+    /// Every connection of this node, and the topics they subscribe to.
+    pub(crate) hub: Hub,
     pub(crate) abuse: Abuse,
     pub(crate) logins: LoginBackoff,
     /// The connection each user logged in on, on this node.
@@ -130,6 +129,7 @@ pub enum StartError {
 pub struct Running {
     /// The service.
     pub chat: Chat,
+    homer: Homer,
     /// HTTP, SSE, WebSocket and the web client.
     pub http: SocketAddr,
     /// Native JSON lines over TCP.
@@ -142,6 +142,12 @@ pub struct Running {
 }
 
 impl Running {
+    /// The homer server all transports share: mount more APIs or listeners
+    /// on it, or connect in process with `homer::testing`.
+    pub fn homer(&self) -> &Homer {
+        &self.homer
+    }
+
     /// Shut down gracefully. First `/readyz` answers 503 while the node
     /// goes on serving everything for `--shutdown-drain-ms` (so a load
     /// balancer that probes it sends new clients elsewhere); then stop
@@ -154,13 +160,18 @@ impl Running {
             tracing::info!("not ready; draining for {drain:?} before closing connections");
             tokio::time::sleep(drain).await;
         }
-        self.chat.inner.homer.shutdown(grace).await;
+        self.homer.shutdown(grace).await;
         for t in &self.tasks {
             t.abort();
+        }
+        for t in self.tasks {
+            let _ = t.await; // each has dropped its `Chat` once this returns
         }
         if let Err(e) = self.chat.inner.store.flush().await {
             tracing::warn!(error = %e, "flushing the store at shutdown");
         }
+        // Dropping the last `Chat` and the server closes the store and the
+        // broker, and stops the permission refresh.
     }
 }
 
@@ -197,7 +208,7 @@ impl Chat {
             Some(b) => Arc::new(b.clone()),
             None => Arc::new(LocalBroker::builder(store.clone()).build().await?),
         };
-        let chat = Chat::compose(config, store, broker, amqp).await?;
+        let (chat, homer) = Chat::compose(config, store, broker, amqp).await?;
         chat.ensure_lobby().await?;
         crate::cluster::beat(&chat)
             .await
@@ -205,11 +216,10 @@ impl Chat {
         crate::cluster::forget_previous_run(&chat)
             .await
             .map_err(|e| StartError::Other(format!("clearing stale online entries: {e}")))?;
-        crate::api::register(&chat);
-        crate::health::register(&chat);
-        crate::metrics::register(&chat);
+        crate::api::register(&homer, &chat);
+        crate::health::register(&homer, &chat);
+        crate::metrics::register(&homer, &chat);
         let c = &chat.inner.config;
-        let homer = &chat.inner.homer;
         let (http, tcp) = match (&c.tls_cert, &c.tls_key) {
             (None, None) => (
                 homer.listen_http(c.http).await?,
@@ -230,7 +240,7 @@ impl Chat {
                 ));
             }
         };
-        let legacy = crate::legacy::start(&chat).await?;
+        let legacy = crate::legacy::start(&homer, &chat).await?;
         let (msgid_json, type_data) = (legacy.msgid_json, legacy.type_data);
         let mut tasks = vec![
             tokio::spawn(crate::presence::run(chat.clone())),
@@ -240,6 +250,7 @@ impl Chat {
         tasks.extend(legacy.tasks);
         Ok(Running {
             chat,
+            homer,
             http,
             tcp,
             msgid_json,
@@ -253,7 +264,7 @@ impl Chat {
         store: Store,
         broker: Arc<dyn Broker>,
         amqp: Option<AmqpBroker>,
-    ) -> Result<Chat, StartError> {
+    ) -> Result<(Chat, Homer), StartError> {
         let other =
             |what: &str, e: &dyn std::fmt::Display| StartError::Other(format!("{what}: {e}"));
         let nopi_err = |e: nopi::Error| StartError::Store {
@@ -262,7 +273,14 @@ impl Chat {
         };
         let meta = store.tree("chat.inner.meta").await.map_err(nopi_err)?;
         let model = UserModel::builder()
-            .user_name("name")
+            .attribute(
+                Attribute::user_name("name").validate(Validator::custom("chat-name", |v| match v
+                    .as_text()
+                {
+                    Some(name) => crate::users::check_name(name),
+                    None => Err("a name is text".to_owned()),
+                })),
+            )
             .password("password")
             .number("number")
             .created("created")
@@ -275,9 +293,9 @@ impl Chat {
             .map_err(|e| other("user model", &e))?;
         let auth = AuthManager::builder(&store)
             .permissions(perm::ALL)
-            .role(role::OWNER, perm::ALL)
-            .role(role::ADMIN, [perm::GROUP_POST, perm::GROUP_KICK])
-            .role(role::MEMBER, [perm::GROUP_POST])
+            .role(Role::Owner.as_str(), perm::ALL)
+            .role(Role::Admin.as_str(), [perm::GROUP_POST, perm::GROUP_KICK])
+            .role(Role::Member.as_str(), [perm::GROUP_POST])
             .group(USERS, [perm::GROUP_CREATE])
             .group(ADMINS, ["*"])
             .user_model(model)
@@ -339,32 +357,23 @@ impl Chat {
             broker,
             amqp,
             groups,
-            homer,
+            hub: homer.hub().clone(),
             local: Mutex::new(HashMap::new()),
             metrics,
             last_probe: crate::health::LastProbe::default(),
             draining: AtomicBool::new(false),
             healthy_since: std::sync::atomic::AtomicU64::new(crate::cluster::now_ms()),
         };
-        Ok(Chat {
+        let chat = Chat {
             inner: Arc::new(inner),
-        })
+        };
+        Ok((chat, homer))
     }
 
     async fn ensure_lobby(&self) -> Result<(), StartError> {
         let lobby = RoomId::new(LOBBY).map_err(|e| StartError::Other(e.to_string()))?;
         self.inner.broker.create_room(&lobby).await?;
         Ok(())
-    }
-
-    /// The homer server all transports share.
-    pub fn homer(&self) -> &Homer {
-        &self.inner.homer
-    }
-
-    /// The user id of a valid user name (rmq_core's rules).
-    pub(crate) fn user_id(name: &str) -> Option<UserId> {
-        UserId::new(name).ok()
     }
 }
 

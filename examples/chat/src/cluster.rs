@@ -159,7 +159,7 @@ async fn clear_entries(chat: &Chat, gone: impl Fn(&OnlineEntry) -> bool) -> nopi
         }
         cleared += 1;
         tracing::info!(user = %name, node = %entry.node, "user offline: their node is gone");
-        if let Some(user) = Chat::user_id(&name) {
+        if let Ok(user) = rmq_core::UserId::new(name.as_str()) {
             let broker = chat.inner.broker.clone();
             tokio::spawn(async move {
                 if let Err(e) = broker.publish_presence(&Presence::new(user, false)).await {
@@ -233,8 +233,7 @@ async fn sweep(chat: &Chat) -> nopi::Result<()> {
 async fn reassert(chat: &Chat) {
     let logins: Vec<Login> = chat
         .inner
-        .homer
-        .hub()
+        .hub
         .connections()
         .into_iter()
         .filter_map(|c| c.session().get::<Login>())

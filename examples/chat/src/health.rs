@@ -33,8 +33,7 @@ pub(crate) const PROBE_REUSE: Duration = Duration::from_millis(500);
 /// Shared by `/readyz` and `/metrics` (`chat_service_up`).
 pub(crate) type LastProbe = Mutex<Option<(Instant, bool)>>;
 
-pub(crate) fn register(chat: &Chat) {
-    let homer = chat.homer();
+pub(crate) fn register(homer: &homer::Homer, chat: &Chat) {
     homer.http_get("/healthz", |_| async {
         HttpResponse::json(200, &json!({"status": "ok"}))
     });
@@ -59,9 +58,9 @@ async fn ready(chat: &Chat) -> HttpResponse {
     HttpResponse::json(if ready { 200 } else { 503 }, &body)
 }
 
-/// Whether graceful shutdown has begun (the drain, or homer's shutdown).
+/// Whether graceful shutdown has begun (`Running::shutdown` starts with the drain).
 pub(crate) fn shutting_down(chat: &Chat) -> bool {
-    chat.inner.draining.load(Ordering::Acquire) || chat.homer().is_shutting_down()
+    chat.inner.draining.load(Ordering::Acquire)
 }
 
 /// Whether the store answers a read, and whether RabbitMQ is connected

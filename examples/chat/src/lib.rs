@@ -27,17 +27,23 @@ mod api;
 mod app;
 mod cluster;
 mod config;
+mod error;
+mod friends;
+mod groups;
 mod health;
 mod legacy;
 mod limits;
+mod messages;
 mod metrics;
 mod presence;
 mod session;
 mod sync;
+mod users;
 mod web;
-mod wire;
+pub mod wire;
 
 pub use app::{Chat, Running, StartError};
+pub use error::ChatError;
 
 /// The legacy wire protocols as homer protocols, to mount on a listener of
 /// your own server, or to fuzz (see `scripts/fuzz`). The chat server itself

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use homer::{ApiError, KeyedLimiter};
+use homer::KeyedLimiter;
 use tokio::sync::Semaphore;
 
 use crate::config::Config;
@@ -49,17 +49,6 @@ impl Abuse {
             hashing: Arc::new(Semaphore::new(config.registrations_in_flight.max(1))),
         }
     }
-}
-
-/// A 429 that says when to come back: `retry_after` seconds in the message
-/// (at least 1).
-pub(crate) fn too_many(code: &'static str, what: &str, wait: Duration) -> ApiError {
-    let secs = wait.as_secs_f64().ceil().max(1.0);
-    ApiError::new(
-        429,
-        code,
-        format!("{what}; retry in {secs} s (retry_after={secs})"),
-    )
 }
 
 /// Failed logins per account (by the name or number given, whether or not
@@ -142,11 +131,11 @@ mod tests {
         }
         assert!(a.failed_logins.check(&ip).is_err());
         assert_eq!(a.hashing.available_permits(), 1);
-        let e = too_many(
+        let e = homer::ApiError::from(crate::error::ChatError::too_many(
             "too_many_registrations",
             "slow down",
             Duration::from_millis(1500),
-        );
+        ));
         assert_eq!(e.status(), 429);
         assert!(e.message().contains("retry_after=2"), "{}", e.message());
     }

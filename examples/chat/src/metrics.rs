@@ -308,8 +308,8 @@ impl Metrics {
         self.users_online.set(saturating(online));
         self.unacked.set(saturating(unacked));
         let queued: usize = chat
-            .homer()
-            .hub()
+            .inner
+            .hub
             .connections()
             .iter()
             .map(Connection::queued)
@@ -374,9 +374,9 @@ fn conn_labels(conn: &Connection) -> ConnLabels {
     }
 }
 
-pub(crate) fn register(chat: &Chat) {
+pub(crate) fn register(homer: &homer::Homer, chat: &Chat) {
     let c = chat.clone();
-    chat.homer().http_get("/metrics", move |_| {
+    homer.http_get("/metrics", move |_| {
         let chat = c.clone();
         async move {
             let text = chat.inner.metrics.scrape(&chat).await;

@@ -11,7 +11,7 @@ use rmq_core::{Presence, PresenceEvent};
 
 use crate::app::Chat;
 use crate::session::user_topic;
-use crate::wire::LOBBY;
+use crate::wire::{LOBBY, PresenceChange, push};
 
 /// Most co-members looked at per group for one presence change.
 const MAX_FANOUT_PER_GROUP: usize = 1000;
@@ -49,7 +49,7 @@ async fn fan_out(
     p: &Presence,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let user = p.user.as_str();
-    let mut to: BTreeSet<String> = crate::api::friend::watchers(chat, user)
+    let mut to: BTreeSet<String> = crate::friends::watchers(chat, user)
         .await?
         .into_iter()
         .collect();
@@ -70,12 +70,15 @@ async fn fan_out(
         }
     }
     to.remove(user);
-    let push = Push::new(
-        "presence",
-        serde_json::json!({"user": user, "online": p.online}),
-    );
+    let push = Push::json(
+        push::PRESENCE,
+        &PresenceChange {
+            user: user.to_owned(),
+            online: p.online,
+        },
+    )?;
     for r in to {
-        chat.inner.homer.publish(&user_topic(&r), push.clone());
+        chat.inner.hub.publish(&user_topic(&r), push.clone());
     }
     Ok(())
 }

@@ -5,15 +5,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use homer::{ApiError, Connection, Context, Push};
+use homer::{Connection, Context, Push};
 use rmq_core::{Acker, Envelope, Presence, Subscription, UserId};
 use uuid::Uuid;
 
-use crate::api::{fail, unavailable};
 use crate::app::Chat;
 use crate::cluster::OnlineEntry;
+use crate::error::{ChatError, Result};
 use crate::sync::lock;
-use crate::wire::{GROUP_EVENT, GroupEvent, Message};
+use crate::wire::{GROUP_EVENT, GroupEvent, Message, SessionEvent, push};
 
 /// The logged-in user of a connection, kept in its homer session.
 #[derive(Clone)]
@@ -114,7 +114,7 @@ impl Chat {
         number: u64,
         token: String,
         acks: Acks,
-    ) -> Result<Login, ApiError> {
+    ) -> Result<Login> {
         let name = user.as_str().to_owned();
         // This connection may already be logged in (as anyone): end that first.
         if let Some(old) = ctx.session().remove::<Login>() {
@@ -128,19 +128,15 @@ impl Chat {
             .broker
             .subscribe(&user)
             .await
-            .map_err(|e| fail("subscribe", e))?;
+            .map_err(|e| ChatError::failed("subscribe", e))?;
         // Written before the login is installed: if the store is away the
         // call fails with nothing half done (the subscription is dropped).
         let entry = OnlineEntry {
             node: self.inner.node.clone(),
             since: presence.ts,
         };
-        let bytes = serde_json::to_vec(&entry).map_err(|e| fail("online entry", e))?;
-        self.inner
-            .online
-            .insert(&name, bytes)
-            .await
-            .map_err(unavailable)?;
+        let bytes = serde_json::to_vec(&entry).map_err(|e| ChatError::failed("online entry", e))?;
+        self.inner.online.insert(&name, bytes).await?;
         let login = Login(Arc::new(LoginState {
             user,
             number,
@@ -173,16 +169,8 @@ impl Chat {
         let Some(prev) = previous.filter(|id| *id != current.id()) else {
             return;
         };
-        if let Some(conn) = self.inner.homer.hub().connection(prev) {
-            // Take the login off it now, so its inbox subscription is given
-            // back before ours starts.
-            let old = conn.session().remove::<Login>();
-            let _ = conn.push(Push::new(
-                "session",
-                serde_json::json!({"event": "replaced"}),
-            ));
-            conn.close("replaced by a newer login");
-            drop(old);
+        if let Some(conn) = self.inner.hub.connection(prev) {
+            replace(&conn);
         }
     }
 
@@ -190,20 +178,14 @@ impl Chat {
     /// the newer login's time).
     pub(crate) fn replaced_remotely(&self, name: &str, since: u64) {
         let id = lock(&self.inner.local).get(name).copied();
-        let Some(conn) = id.and_then(|id| self.inner.homer.hub().connection(id)) else {
+        let Some(conn) = id.and_then(|id| self.inner.hub.connection(id)) else {
             return;
         };
         let older = conn
             .session()
             .with(|l: Option<&Login>| l.is_some_and(|l| l.0.since < since));
         if older {
-            let old = conn.session().remove::<Login>();
-            let _ = conn.push(Push::new(
-                "session",
-                serde_json::json!({"event": "replaced"}),
-            ));
-            conn.close("replaced by a newer login");
-            drop(old);
+            replace(&conn);
             lock(&self.inner.local).retain(|_, c| *c != conn.id());
         }
     }
@@ -289,18 +271,30 @@ impl Chat {
     }
 
     /// The login of the calling connection, or 401.
-    pub(crate) fn login(ctx: &Context) -> Result<Login, ApiError> {
-        ctx.session().get::<Login>().ok_or_else(|| {
-            ApiError::unauthorized("not_logged_in", "log in first (user.login or user.resume)")
-        })
+    pub(crate) fn login(ctx: &Context) -> Result<Login> {
+        ctx.session()
+            .get::<Login>()
+            .ok_or_else(ChatError::not_logged_in)
     }
+}
+
+/// End `conn`'s login because a newer one replaced it: take the login off
+/// now (so its inbox subscription is given back before the newer one's
+/// starts), tell the client why and close.
+fn replace(conn: &Connection) {
+    let old = conn.session().remove::<Login>();
+    if let Ok(replaced) = Push::json(push::SESSION, &SessionEvent::replaced()) {
+        let _ = conn.push(replaced);
+    }
+    conn.close("replaced by a newer login");
+    drop(old);
 }
 
 /// Users logged in on this node, and the deliveries their clients hold
 /// unacked: read for `/metrics`, one lock per local user.
 pub(crate) fn local_counts(chat: &Chat) -> (usize, usize) {
     let ids: Vec<homer::ConnId> = lock(&chat.inner.local).values().copied().collect();
-    let hub = chat.inner.homer.hub();
+    let hub = &chat.inner.hub;
     let unacked = ids
         .iter()
         .filter_map(|id| hub.connection(*id))
@@ -368,11 +362,11 @@ async fn pump(
             }
         } else if envelope.content_type == GROUP_EVENT {
             match serde_json::from_slice::<GroupEvent>(&envelope.body) {
-                Ok(event) => Some(Push::json("group", &event)),
+                Ok(event) => Some(Push::json(push::GROUP, &event)),
                 Err(_) => None,
             }
         } else {
-            Message::from_envelope(&envelope).map(|m| Push::json("message", &m))
+            Message::from_envelope(&envelope).map(|m| Push::json(push::MESSAGE, &m))
         };
         let Some(Ok(push)) = push else {
             tracing::warn!(id = %envelope.id, content_type = %envelope.content_type, "dropping an inbox entry that is not a chat message");
@@ -413,7 +407,7 @@ pub(crate) async fn housekeeping(chat: Chat) {
         if let Err(e) = chat.inner.sessions.purge_expired().await {
             tracing::warn!(error = %e, "purging expired sessions");
         }
-        if let Err(e) = crate::api::chat::purge_sent(&chat).await {
+        if let Err(e) = crate::messages::purge_sent(&chat).await {
             tracing::warn!(error = %e, "purging old client_id records");
         }
     }

@@ -1,9 +1,29 @@
-//! The native protocol's objects (PROTOCOL.md §1) and their mapping to
-//! rmq_core envelopes.
+//! The native protocol's objects (PROTOCOL.md §1): every request, reply and
+//! push of the chat API, shared by the server, the legacy layer, the
+//! terminal client and the tests, and their mapping to rmq_core envelopes.
+//!
+//! Requests refuse unknown fields; replies and pushes are what the server
+//! writes. Secrets (passwords, tokens) never show in `Debug`.
+//!
+//! ```
+//! use chat::wire::{Login, LoggedIn};
+//!
+//! let call = serde_json::to_value(Login::by_name("ann", "pw"))?;
+//! assert_eq!(call, serde_json::json!({"name": "ann", "password": "pw"}));
+//! assert!(!format!("{:?}", Login::by_name("ann", "hunter2")).contains("hunter2"));
+//!
+//! let reply: LoggedIn = serde_json::from_value(serde_json::json!({
+//!     "token": "t", "name": "ann", "number": 1, "friends": [], "groups": [],
+//! }))?;
+//! assert_eq!(reply.number, 1);
+//! # Ok::<(), serde_json::Error>(())
+//! ```
 
+use std::fmt;
 use std::net::IpAddr;
 
 use rmq_core::{Envelope, RoomId, To, UserId};
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 
 /// The group every user is a member of.
@@ -13,6 +33,526 @@ pub const LOBBY: &str = "lobby";
 pub(crate) const TEXT: &str = "text/plain; charset=utf-8";
 /// Content type of a group event (`{"group","user","event"}`) sent to members.
 pub(crate) const GROUP_EVENT: &str = "application/vnd.chat.group-event+json";
+
+/// The API names (PROTOCOL.md §1).
+pub mod api {
+    /// [`Register`](super::Register) → [`Registered`](super::Registered).
+    pub const REGISTER: &str = "user.register";
+    /// [`Login`](super::Login) → [`LoggedIn`](super::LoggedIn).
+    pub const LOGIN: &str = "user.login";
+    /// [`Resume`](super::Resume) → [`LoggedIn`](super::LoggedIn).
+    pub const RESUME: &str = "user.resume";
+    /// No params → [`Done`](super::Done).
+    pub const LOGOUT: &str = "user.logout";
+    /// No params → [`OnlineUsers`](super::OnlineUsers).
+    pub const ONLINE: &str = "user.online";
+    /// [`FriendName`](super::FriendName) → [`Done`](super::Done).
+    pub const FRIEND_ADD: &str = "friend.add";
+    /// [`FriendName`](super::FriendName) → [`Done`](super::Done).
+    pub const FRIEND_REMOVE: &str = "friend.remove";
+    /// No params → [`Friends`](super::Friends).
+    pub const FRIEND_LIST: &str = "friend.list";
+    /// [`CreateGroup`](super::CreateGroup) → [`Created`](super::Created).
+    pub const GROUP_CREATE: &str = "group.create";
+    /// [`SearchGroups`](super::SearchGroups) → [`FoundGroups`](super::FoundGroups).
+    pub const GROUP_SEARCH: &str = "group.search";
+    /// [`GroupName`](super::GroupName) → [`Done`](super::Done).
+    pub const GROUP_JOIN: &str = "group.join";
+    /// [`GroupName`](super::GroupName) → [`Done`](super::Done).
+    pub const GROUP_LEAVE: &str = "group.leave";
+    /// [`GroupName`](super::GroupName) → [`Members`](super::Members).
+    pub const GROUP_MEMBERS: &str = "group.members";
+    /// No params → [`Groups`](super::Groups).
+    pub const GROUP_LIST: &str = "group.list";
+    /// [`Kick`](super::Kick) → [`Done`](super::Done).
+    pub const GROUP_KICK: &str = "group.kick";
+    /// [`SetRole`](super::SetRole) → [`Done`](super::Done).
+    pub const GROUP_ROLE: &str = "group.role";
+    /// [`SendMessage`](super::SendMessage) → [`Sent`](super::Sent).
+    pub const SEND: &str = "chat.send";
+    /// [`History`](super::History) → [`Messages`](super::Messages).
+    pub const HISTORY: &str = "chat.history";
+    /// [`Ack`](super::Ack) → [`Done`](super::Done).
+    pub const ACK: &str = "chat.ack";
+}
+
+/// The push kinds (PROTOCOL.md §1).
+pub mod push {
+    /// A [`Message`](super::Message).
+    pub const MESSAGE: &str = "message";
+    /// A [`GroupEvent`](super::GroupEvent).
+    pub const GROUP: &str = "group";
+    /// A [`PresenceChange`](super::PresenceChange).
+    pub const PRESENCE: &str = "presence";
+    /// A [`SessionEvent`](super::SessionEvent).
+    pub const SESSION: &str = "session";
+}
+
+/// Shows a secret as `***`.
+struct Redacted;
+
+impl fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Requests.
+
+/// Params of APIs that take none: absent, `null` or `{}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoParams {}
+
+/// `user.register`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Register {
+    /// 1 to 64 of `A-Z a-z 0-9 _ - .`, not all digits.
+    pub name: String,
+    /// 1 to [`tiny_storage::MAX_PASSWORD_LEN`] bytes.
+    pub password: String,
+    /// The number legacy clients log in with; the next free one if absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number: Option<u64>,
+}
+
+impl fmt::Debug for Register {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Register")
+            .field("name", &self.name)
+            .field("password", &Redacted)
+            .field("number", &self.number)
+            .finish()
+    }
+}
+
+/// `user.login`: by `name` or by `number`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Login {
+    /// The user's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Or the user's number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number: Option<u64>,
+    /// The password.
+    pub password: String,
+}
+
+impl Login {
+    /// A login by name.
+    pub fn by_name(name: impl Into<String>, password: impl Into<String>) -> Self {
+        Login {
+            name: Some(name.into()),
+            number: None,
+            password: password.into(),
+        }
+    }
+
+    /// A login by number.
+    pub fn by_number(number: u64, password: impl Into<String>) -> Self {
+        Login {
+            name: None,
+            number: Some(number),
+            password: password.into(),
+        }
+    }
+}
+
+impl fmt::Debug for Login {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Login")
+            .field("name", &self.name)
+            .field("number", &self.number)
+            .field("password", &Redacted)
+            .finish()
+    }
+}
+
+/// `user.resume`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resume {
+    /// A token of an earlier login.
+    pub token: String,
+}
+
+impl fmt::Debug for Resume {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Resume").field("token", &Redacted).finish()
+    }
+}
+
+/// `friend.add` and `friend.remove`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FriendName {
+    /// The friend.
+    pub name: String,
+}
+
+/// `group.create`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateGroup {
+    /// 1 to 64 of `A-Z a-z 0-9 _ - .`.
+    pub name: String,
+    /// At most 256 bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desc: Option<String>,
+}
+
+/// `group.search`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchGroups {
+    /// Part of a group's name, any case; empty finds every group.
+    #[serde(default)]
+    pub query: String,
+}
+
+/// `group.join`, `group.leave` and `group.members`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupName {
+    /// The group.
+    pub name: String,
+}
+
+/// `group.kick`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Kick {
+    /// The group.
+    pub name: String,
+    /// Who to remove.
+    pub user: String,
+}
+
+/// `group.role`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetRole {
+    /// The group.
+    pub name: String,
+    /// Whose role.
+    pub user: String,
+    /// `admin` or `member` (a [`Role`] other than the owner's).
+    pub role: String,
+}
+
+/// `chat.send`. `from` and `ip` are accepted and dropped unread (the server
+/// sets both), so a client may send a whole message object back; any other
+/// unknown field is refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendMessage {
+    /// Where it goes.
+    pub to: Target,
+    /// The text.
+    pub text: String,
+    /// 1 to 64 bytes: a repeat of a send with the same `client_id` gets the
+    /// first send's reply and sends nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// Accepted and dropped: the server's value wins.
+    #[serde(default, rename = "from", skip_serializing)]
+    _from: Ignored,
+    /// Accepted and dropped: the server's value wins.
+    #[serde(default, rename = "ip", skip_serializing)]
+    _ip: Ignored,
+}
+
+impl SendMessage {
+    /// A send of `text` to `to`, without a `client_id`.
+    pub fn new(to: Target, text: impl Into<String>) -> Self {
+        SendMessage {
+            to,
+            text: text.into(),
+            client_id: None,
+            _from: Ignored,
+            _ip: Ignored,
+        }
+    }
+
+    /// The same send, made idempotent by `client_id`.
+    #[must_use]
+    pub fn client_id(mut self, client_id: impl Into<String>) -> Self {
+        self.client_id = Some(client_id.into());
+        self
+    }
+}
+
+/// A field read and dropped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Ignored;
+
+impl<'de> Deserialize<'de> for Ignored {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        IgnoredAny::deserialize(d).map(|_| Ignored)
+    }
+}
+
+/// `chat.history`: a group's messages, newest last.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct History {
+    /// The group (`{"group": ...}`).
+    pub to: Target,
+    /// Only messages older than this message id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<String>,
+    /// 1 to 200; 50 if absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+}
+
+/// `chat.ack`: the message ids the client has.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ack {
+    /// At most 1,000.
+    pub ids: Vec<String>,
+}
+
+// ---------------------------------------------------------------------------
+// Replies.
+
+/// The reply of calls that return nothing: `{}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Done {}
+
+/// The reply to `user.register`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registered {
+    /// The account's name.
+    pub name: String,
+    /// Its number.
+    pub number: u64,
+}
+
+/// The reply to `user.login` and `user.resume`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoggedIn {
+    /// Resumes this login (`user.resume`, `Authorization: Bearer`).
+    pub token: String,
+    /// The user's name.
+    pub name: String,
+    /// The user's number.
+    pub number: u64,
+    /// The user's friends.
+    pub friends: Vec<Friend>,
+    /// The lobby, then the user's groups.
+    pub groups: Vec<MyGroup>,
+}
+
+impl fmt::Debug for LoggedIn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoggedIn")
+            .field("token", &Redacted)
+            .field("name", &self.name)
+            .field("number", &self.number)
+            .field("friends", &self.friends)
+            .field("groups", &self.groups)
+            .finish()
+    }
+}
+
+/// The reply to `user.online`: everyone online, sorted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OnlineUsers {
+    /// Their names.
+    pub users: Vec<String>,
+}
+
+/// A friend and whether they are online.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Friend {
+    /// The friend's name.
+    pub name: String,
+    /// Whether they are online.
+    pub online: bool,
+}
+
+/// The reply to `friend.list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Friends {
+    /// The caller's friends.
+    pub friends: Vec<Friend>,
+}
+
+/// A member's role in a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Created the group (or was handed it): may do everything.
+    Owner,
+    /// May kick members.
+    Admin,
+    /// May post.
+    Member,
+}
+
+impl Role {
+    /// The role's name, as aucheck and the wire know it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Admin => "admin",
+            Role::Member => "member",
+        }
+    }
+
+    /// The role named `name`.
+    pub fn from_name(name: &str) -> Option<Role> {
+        [Role::Owner, Role::Admin, Role::Member]
+            .into_iter()
+            .find(|r| r.as_str() == name)
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A group the caller is in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MyGroup {
+    /// The group's name.
+    pub name: String,
+    /// Its description.
+    pub desc: String,
+    /// The caller's role in it.
+    pub role: Role,
+}
+
+/// The reply to `group.list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Groups {
+    /// The lobby, then the caller's groups.
+    pub groups: Vec<MyGroup>,
+}
+
+/// The reply to `group.create`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Created {
+    /// The new group's name.
+    pub name: String,
+}
+
+/// A group `group.search` found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FoundGroup {
+    /// The group's name.
+    pub name: String,
+    /// Its description.
+    pub desc: String,
+    /// How many members it has.
+    pub members: usize,
+}
+
+/// The reply to `group.search`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FoundGroups {
+    /// At most 50.
+    pub groups: Vec<FoundGroup>,
+}
+
+/// A member of a group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// The member's name.
+    pub name: String,
+    /// Their role.
+    pub role: Role,
+    /// Whether they are online.
+    pub online: bool,
+}
+
+/// The reply to `group.members`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Members {
+    /// At most 1,000.
+    pub members: Vec<Member>,
+}
+
+/// The reply to `chat.send`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sent {
+    /// The message id (uuid v7).
+    pub id: String,
+    /// When the server accepted it, in milliseconds since the Unix epoch.
+    pub ts: u64,
+}
+
+/// The reply to `chat.history`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Messages {
+    /// Oldest first.
+    pub messages: Vec<Message>,
+}
+
+// ---------------------------------------------------------------------------
+// Pushes, and what they carry.
+
+/// A `presence` push: a friend or co-member came online or went offline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresenceChange {
+    /// Who.
+    pub user: String,
+    /// Online now?
+    pub online: bool,
+}
+
+/// A `session` push: this login ended elsewhere.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionEvent {
+    /// `replaced`: a newer login of the user replaced this one.
+    pub event: String,
+}
+
+impl SessionEvent {
+    /// A newer login replaced this one.
+    pub fn replaced() -> Self {
+        SessionEvent {
+            event: "replaced".to_owned(),
+        }
+    }
+}
+
+/// What happened to a member, in a [`GroupEvent`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Change {
+    /// Joined the group.
+    Joined,
+    /// Left it.
+    Left,
+    /// Was removed by the owner or an admin.
+    Kicked,
+}
+
+impl Change {
+    /// `joined`, `left` or `kicked`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Change::Joined => "joined",
+            Change::Left => "left",
+            Change::Kicked => "kicked",
+        }
+    }
+}
+
+impl fmt::Display for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// Where a message goes: `{"group"}`, `{"user"}` or `{"user","group"}` (a
 /// private message to a member inside a group).
@@ -95,8 +635,8 @@ pub struct GroupEvent {
     pub group: String,
     /// Who.
     pub user: String,
-    /// `joined`, `left` or `kicked`.
-    pub event: String,
+    /// What happened.
+    pub event: Change,
 }
 
 /// The envelope that carries `text` from `from` (at `ip`) to `to`, as

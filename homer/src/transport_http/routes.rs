@@ -96,6 +96,14 @@ impl Routes {
             .is_some()
     }
 
+    /// Drops every route (at shutdown).
+    pub(crate) fn clear(&self) {
+        self.map
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+
     fn get(&self, path: &str) -> Option<Route> {
         self.map
             .read()

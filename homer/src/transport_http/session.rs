@@ -67,6 +67,13 @@ impl Sessions {
     pub(crate) fn count(&self) -> usize {
         lock(&self.by_key).len()
     }
+
+    /// Drops every session (at shutdown), and what their connections'
+    /// sessions hold.
+    pub(crate) fn clear(&self) {
+        let all = std::mem::take(&mut *lock(&self.by_key));
+        drop(all);
+    }
 }
 
 pub(crate) struct HttpSession {

@@ -1,28 +1,30 @@
-//! Every API of PROTOCOL.md §1, registered on homer.
+//! Every API of PROTOCOL.md §1, registered on homer: each handler reads its
+//! typed params ([`crate::wire`]), calls one domain operation and maps its
+//! [`ChatError`] to a status, a code and a message ([`reply`]).
 
-pub(crate) mod chat;
-pub(crate) mod friend;
-pub(crate) mod group;
-pub(crate) mod user;
+use std::future::Future;
 
-use std::fmt::Display;
-
-use homer::ApiError;
+use homer::{ApiError, Homer};
 
 use crate::app::Chat;
+use crate::error::ChatError;
+use crate::wire::{
+    Ack, CreateGroup, Created, Done, FoundGroups, FriendName, Friends, GroupName, Groups, History,
+    Kick, Login, Members, Messages, NoParams, OnlineUsers, Register, Resume, SearchGroups,
+    SendMessage, SetRole, api,
+};
 
-/// Params of APIs that take none: absent, `null` or `{}`.
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct NoParams {}
+/// Most names `user.online` returns.
+const MAX_ONLINE: usize = 10_000;
 
-pub(crate) fn register(c: &Chat) {
-    user::register(c);
-    friend::register(c);
-    group::register(c);
-    chat::register(c);
+/// Register every native API, the close hook and the token resolver.
+pub(crate) fn register(homer: &Homer, c: &Chat) {
+    users(homer, c);
+    friends(homer, c);
+    groups(homer, c);
+    messages(homer, c);
     let hooks = c.clone();
-    c.inner.homer.on_close(move |ctx, reason| {
+    homer.on_close(move |ctx, reason| {
         let chat = hooks.clone();
         async move {
             if let Some(login) = ctx.session().remove::<crate::session::Login>() {
@@ -32,74 +34,220 @@ pub(crate) fn register(c: &Chat) {
         }
     });
     let resolver = c.clone();
-    c.inner.homer.session_resolver(move |ctx, token| {
+    homer.session_resolver(move |ctx, token| {
         let chat = resolver.clone();
-        async move { user::resume_token(&chat, &ctx, &token).await.map(drop) }
+        async move { reply(chat.resume(&ctx, &token).await.map(drop)) }
     });
 }
 
-/// Register the API `name`: `f` gets the service, the call's context and its
-/// typed params.
-pub(crate) fn api<P, R, F, Fut>(c: &Chat, name: &str, f: F)
+fn users(homer: &Homer, c: &Chat) {
+    on(
+        homer,
+        c,
+        api::REGISTER,
+        |chat, ctx, p: Register| async move { chat.register(&ctx, p).await },
+    );
+    on(homer, c, api::LOGIN, |chat, ctx, p: Login| async move {
+        chat.login_with_password(&ctx, p, crate::session::Acks::Client)
+            .await
+    });
+    on(homer, c, api::RESUME, |chat, ctx, p: Resume| async move {
+        chat.resume(&ctx, &p.token).await
+    });
+    on(homer, c, api::LOGOUT, |chat, ctx, _: NoParams| async move {
+        chat.logout(&ctx).await.map(|()| Done {})
+    });
+    on(homer, c, api::ONLINE, |chat, ctx, _: NoParams| async move {
+        Chat::login(&ctx)?;
+        let users = chat.online_users(MAX_ONLINE).await?;
+        Ok(OnlineUsers { users })
+    });
+}
+
+fn friends(homer: &Homer, c: &Chat) {
+    on(
+        homer,
+        c,
+        api::FRIEND_ADD,
+        |chat, ctx, p: FriendName| async move {
+            let me = Chat::login(&ctx)?;
+            chat.add_friend(me.name(), &p.name).await.map(|()| Done {})
+        },
+    );
+    on(
+        homer,
+        c,
+        api::FRIEND_REMOVE,
+        |chat, ctx, p: FriendName| async move {
+            let me = Chat::login(&ctx)?;
+            chat.remove_friend(me.name(), &p.name)
+                .await
+                .map(|()| Done {})
+        },
+    );
+    on(
+        homer,
+        c,
+        api::FRIEND_LIST,
+        |chat, ctx, _: NoParams| async move {
+            let me = Chat::login(&ctx)?;
+            let friends = chat.friend_list(me.name()).await?;
+            Ok(Friends { friends })
+        },
+    );
+}
+
+fn groups(homer: &Homer, c: &Chat) {
+    on(
+        homer,
+        c,
+        api::GROUP_CREATE,
+        |chat, ctx, p: CreateGroup| async move {
+            let me = Chat::login(&ctx)?;
+            let desc = p.desc.as_deref().unwrap_or("");
+            chat.create_group(me.name(), &p.name, desc).await?;
+            Ok(Created { name: p.name })
+        },
+    );
+    on(
+        homer,
+        c,
+        api::GROUP_SEARCH,
+        |chat, ctx, p: SearchGroups| async move {
+            Chat::login(&ctx)?;
+            let groups = chat.search_groups(&p.query).await?;
+            Ok(FoundGroups { groups })
+        },
+    );
+    on(
+        homer,
+        c,
+        api::GROUP_JOIN,
+        |chat, ctx, p: GroupName| async move {
+            let me = Chat::login(&ctx)?;
+            chat.join_group(me.name(), &p.name).await.map(|()| Done {})
+        },
+    );
+    on(
+        homer,
+        c,
+        api::GROUP_LEAVE,
+        |chat, ctx, p: GroupName| async move {
+            let me = Chat::login(&ctx)?;
+            chat.leave_group(me.name(), &p.name).await.map(|()| Done {})
+        },
+    );
+    on(
+        homer,
+        c,
+        api::GROUP_MEMBERS,
+        |chat, ctx, p: GroupName| async move {
+            Chat::login(&ctx)?;
+            let members = chat.members(&p.name).await?;
+            Ok(Members { members })
+        },
+    );
+    on(
+        homer,
+        c,
+        api::GROUP_LIST,
+        |chat, ctx, _: NoParams| async move {
+            let me = Chat::login(&ctx)?;
+            let groups = chat.my_groups(me.name()).await?;
+            Ok(Groups { groups })
+        },
+    );
+    on(homer, c, api::GROUP_KICK, |chat, ctx, p: Kick| async move {
+        let me = Chat::login(&ctx)?;
+        chat.kick(me.name(), &p.name, &p.user)
+            .await
+            .map(|()| Done {})
+    });
+    on(
+        homer,
+        c,
+        api::GROUP_ROLE,
+        |chat, ctx, p: SetRole| async move {
+            let me = Chat::login(&ctx)?;
+            chat.set_member_role(me.name(), &p.name, &p.user, &p.role)
+                .await
+                .map(|()| Done {})
+        },
+    );
+}
+
+fn messages(homer: &Homer, c: &Chat) {
+    on(
+        homer,
+        c,
+        api::SEND,
+        |chat, ctx, p: SendMessage| async move {
+            let login = Chat::login(&ctx)?;
+            chat.send(&login, ctx.peer_ip(), p).await
+        },
+    );
+    on(homer, c, api::HISTORY, |chat, ctx, p: History| async move {
+        let me = Chat::login(&ctx)?;
+        let messages = chat.history(me.name(), p).await?;
+        Ok(Messages { messages })
+    });
+    on(homer, c, api::ACK, |chat, ctx, p: Ack| async move {
+        let login = Chat::login(&ctx)?;
+        chat.ack(&login, &p.ids).await.map(|()| Done {})
+    });
+}
+
+/// Register the API `name` on `homer`: `f` gets the service, the call's
+/// context and its typed params, and returns a typed reply.
+pub(crate) fn on<P, R, F, Fut>(homer: &Homer, c: &Chat, name: &str, f: F)
 where
     F: Fn(Chat, homer::Context, P) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Result<R, ApiError>> + Send + 'static,
+    Fut: Future<Output = Result<R, ChatError>> + Send + 'static,
     P: serde::de::DeserializeOwned + Send + 'static,
     R: serde::Serialize + Send + 'static,
 {
     let chat = c.clone();
-    c.inner.homer.api(name, move |ctx: homer::Context, p: P| {
-        f(chat.clone(), ctx, p)
+    homer.api(name, move |ctx: homer::Context, p: P| {
+        let call = f(chat.clone(), ctx, p);
+        async move { reply(call.await) }
     });
 }
 
-/// An error from a crate this app composes, which can tell whether the
-/// service behind it (the store or RabbitMQ) was unreachable.
-pub(crate) trait Failure: Display {
-    /// The unreachable service (`"storage"`, `"messaging"`), if that is the cause.
-    fn unreachable(&self) -> Option<&'static str> {
-        None
-    }
+/// A domain result as homer's reply.
+pub(crate) fn reply<R>(result: Result<R, ChatError>) -> Result<R, ApiError> {
+    result.map_err(ApiError::from)
 }
 
-/// Errors of the crates whose only service is the store.
-macro_rules! store_failure {
-    ($($t:ty),*) => {$(
-        impl Failure for $t {
-            fn unreachable(&self) -> Option<&'static str> {
-                self.is_unavailable().then_some("storage")
+/// The one place a [`ChatError`] becomes what a client sees. A failure that
+/// is not the caller's is logged here with its source, and answered without
+/// details.
+impl From<ChatError> for ApiError {
+    fn from(e: ChatError) -> Self {
+        match e {
+            ChatError::Invalid { code, message } => ApiError::bad_request(code, message),
+            ChatError::Unauthenticated { code, message } => ApiError::unauthorized(code, message),
+            ChatError::Forbidden { code, message } => ApiError::forbidden(code, message),
+            ChatError::NotFound { code, message } => ApiError::not_found(code, message),
+            ChatError::Conflict { code, message } => ApiError::conflict(code, message),
+            ChatError::TooLarge { code, message } => ApiError::new(413, code, message),
+            ChatError::TooMany { code, message, .. } => ApiError::new(429, code, message),
+            ChatError::Unavailable {
+                service,
+                what,
+                source,
+            } => {
+                tracing::warn!(error = %source, "{what}: {service} unavailable");
+                down(service)
+            }
+            ChatError::Internal { what, source } => {
+                tracing::error!(error = %source, "{what}");
+                ApiError::internal(format!("{what} failed"))
             }
         }
-    )*};
-}
-
-store_failure!(
-    nopi::Error,
-    tiny_storage::Error,
-    aucheck::Error,
-    easy_cookie::SessionError
-);
-
-impl Failure for rmq_core::Error {
-    fn unreachable(&self) -> Option<&'static str> {
-        match self {
-            rmq_core::Error::Timeout { .. }
-            | rmq_core::Error::Connect { .. }
-            | rmq_core::Error::Amqp { .. }
-            | rmq_core::Error::Closed => Some("messaging"),
-            rmq_core::Error::Storage(s) if s.is_unavailable() => Some("storage"),
-            _ => None,
-        }
     }
 }
 
-impl Failure for serde_json::Error {}
-impl Failure for rmq_core::NameError {}
-impl Failure for &str {}
-impl Failure for &String {}
-
-/// 503: `service` (`"storage"`, `"messaging"`) cannot be reached now (the
-/// cause is logged where it was seen).
+/// 503: `service` (`"storage"`, `"messaging"`) cannot be reached now.
 pub(crate) fn down(service: &str) -> ApiError {
     crate::metrics::unavailable(service);
     ApiError::new(
@@ -107,47 +255,4 @@ pub(crate) fn down(service: &str) -> ApiError {
         "unavailable",
         format!("{service} is unavailable; try again shortly"),
     )
-}
-
-/// A failure that is not the caller's: 503 when a service the call needs is
-/// unreachable (try again shortly), otherwise logged and a 500 without details.
-pub(crate) fn fail(what: &str, e: impl Failure) -> ApiError {
-    match e.unreachable() {
-        Some(service) => {
-            tracing::warn!(error = %e, "{what}: {service} unavailable");
-            down(service)
-        }
-        None => {
-            tracing::error!(error = %e, "{what}");
-            ApiError::internal(format!("{what} failed"))
-        }
-    }
-}
-
-/// A storage failure.
-pub(crate) fn unavailable(e: nopi::Error) -> ApiError {
-    fail("storage", e)
-}
-
-/// A broker failure.
-pub(crate) fn broker(e: rmq_core::Error) -> ApiError {
-    fail("messaging", e)
-}
-
-/// A refused permission check: 503 when the permissions could not be read
-/// (the store is away: the check failed closed, but the caller should retry,
-/// not be told "no"), `refusal()` otherwise.
-pub(crate) fn denied(e: aucheck::NotAuthorized, refusal: impl FnOnce() -> ApiError) -> ApiError {
-    match e.reason {
-        aucheck::DenyReason::Unavailable(why) => {
-            tracing::warn!(error = %why, "permissions unavailable");
-            down("storage")
-        }
-        _ => refusal(),
-    }
-}
-
-/// An aucheck failure.
-pub(crate) fn auth(e: aucheck::Error) -> ApiError {
-    fail("permissions", e)
 }

@@ -13,7 +13,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use homer::{ApiError, Context, Push};
+use homer::{ApiError, Context, Homer, Push};
 use rmq_core::{Envelope, PresenceEvent, To};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -22,10 +22,11 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::{apis, format_time, msgid_json, pushes, type_data};
-use crate::api::{auth, fail, unavailable};
-use crate::app::{Chat, role};
+use crate::api::reply;
+use crate::app::Chat;
+use crate::error::{ChatError, Result};
 use crate::session::{Acks, Later, Login, PushFuture, Translate};
-use crate::wire::{LOBBY, Message, Target};
+use crate::wire::{self, Created, Done, LOBBY, Message, Role, Target};
 
 /// Content type of the barrier envelope a legacy login sends to its own
 /// inbox: when it comes back, every message that waited has been seen.
@@ -135,15 +136,11 @@ pub(crate) const NO_SUCH_USER: u16 = 404;
 // Per-connection state.
 
 /// What a legacy connection keeps in its homer session, shared between its
-/// calls and its [`Translate`] hook.
+/// calls and its [`Translate`] hook. (Calls of one connection run one at a
+/// time, in arrival order, so a login sent with a message right behind it
+/// comes first: the server reads one call at a time, `max_in_flight(1)` in
+/// `app.rs`.)
 struct Shared {
-    /// Calls of one connection run one at a time, in arrival order (a login
-    /// sent with a message right behind it must come first). The server
-    /// reads one call at a time anyway (`max_in_flight(1)` in `app.rs`);
-    /// this keeps it so whatever that setting: each handler takes this fair
-    /// lock before its first other await, and homer polls a call once
-    /// before it reads the next one.
-    turn: Arc<tokio::sync::Mutex<()>>,
     /// The last barrier the inbox pump saw.
     barrier: watch::Sender<Option<Uuid>>,
     /// Offline messages collected during a login.
@@ -169,7 +166,6 @@ fn shared(ctx: &Context) -> Arc<Shared> {
         return s;
     }
     let s = Arc::new(Shared {
-        turn: Arc::new(tokio::sync::Mutex::new(())),
         barrier: watch::Sender::new(None),
         collected: Mutex::new(Collected::default()),
     });
@@ -187,90 +183,94 @@ pub(crate) struct Legacy {
     numbers: Mutex<HashMap<String, u64>>,
 }
 
-type Handler<P> = fn(
-    Arc<Legacy>,
-    Context,
-    Flavour,
-    P,
-) -> Pin<Box<dyn Future<Output = Result<Value, ApiError>> + Send>>;
+type Handler<P> =
+    fn(Arc<Legacy>, Context, Flavour, P) -> Pin<Box<dyn Future<Output = Result<Value>> + Send>>;
 
 /// Register one `legacy.*` API: refused (404) to native connections, params
-/// read only after that, one call at a time per connection.
+/// read only after that.
 fn api<P: DeserializeOwned + Send + 'static>(
+    homer: &Homer,
     legacy: &Arc<Legacy>,
     name: &'static str,
     handler: Handler<P>,
 ) {
     let l = legacy.clone();
-    legacy
-        .chat
-        .inner
-        .homer
-        .api(name, move |ctx: Context, params: Value| {
-            let l = l.clone();
-            async move {
-                let Some(flavour) = Flavour::of(&ctx) else {
-                    return Err(ApiError::unknown_api(name));
-                };
-                let turn = shared(&ctx).turn.clone();
-                let _turn = turn.lock_owned().await;
-                let p: P =
-                    serde_json::from_value(params).map_err(|e| ApiError::bad_params(name, e))?;
-                handler(l, ctx, flavour, p).await
-            }
-        });
+    homer.api(name, move |ctx: Context, params: Value| {
+        let l = l.clone();
+        async move {
+            let Some(flavour) = Flavour::of(&ctx) else {
+                return Err(ApiError::unknown_api(name));
+            };
+            let p: P = serde_json::from_value(params).map_err(|e| ApiError::bad_params(name, e))?;
+            reply(handler(l, ctx, flavour, p).await)
+        }
+    });
 }
 
-pub(crate) fn register(legacy: &Arc<Legacy>) {
-    api::<LoginParams>(legacy, apis::LOGIN, |l, ctx, f, p| {
+/// The JSON content of a legacy reply.
+fn content(reply: &impl Serialize) -> Result<Value> {
+    serde_json::to_value(reply).map_err(|e| ChatError::failed("encoding a reply", e))
+}
+
+pub(crate) fn register(homer: &Homer, legacy: &Arc<Legacy>) {
+    api::<LoginParams>(homer, legacy, apis::LOGIN, |l, ctx, f, p| {
         Box::pin(async move { l.login(&ctx, f, p).await })
     });
-    api::<RegisterParams>(legacy, apis::REGISTER, |l, ctx, _, p| {
+    api::<RegisterParams>(homer, legacy, apis::REGISTER, |l, ctx, _, p| {
         Box::pin(async move {
-            let reg = crate::api::user::Register {
+            let reg = wire::Register {
                 name: p.name,
                 password: p.password,
                 number: p.number,
             };
             let made = l.chat.register(&ctx, reg).await?;
-            let number = made["number"].as_u64().unwrap_or_default();
-            l.remember(made["name"].as_str().unwrap_or_default(), number);
-            Ok(json!(Registered { number }))
+            l.remember(&made.name, made.number);
+            content(&Registered {
+                number: made.number,
+            })
         })
     });
-    api::<Value>(legacy, apis::LOGOUT, |l, ctx, _, _| {
-        Box::pin(async move { l.logout(&ctx).await })
+    api::<Value>(homer, legacy, apis::LOGOUT, |l, ctx, _, _| {
+        Box::pin(async move {
+            l.logout(&ctx).await?;
+            content(&Done {})
+        })
     });
-    api::<SendParams>(legacy, apis::SEND, |l, ctx, _, p| {
+    api::<SendParams>(homer, legacy, apis::SEND, |l, ctx, _, p| {
         Box::pin(async move {
             let login = Chat::login(&ctx)?;
             let to = match p.to {
                 Dest::User(n) => Target::user(l.name_of(n).await?),
                 Dest::Group(n) => Target::group(l.group_name(n).await?),
             };
-            let send = crate::api::chat::Send::new(to, p.text);
-            let sent = l.chat.send(&login, ctx.peer_ip(), send).await?;
-            Ok(json!({ "id": sent.id }))
+            let sent = l
+                .chat
+                .send(&login, ctx.peer_ip(), wire::SendMessage::new(to, p.text))
+                .await?;
+            content(&json!({ "id": sent.id }))
         })
     });
-    api::<NumberParams>(legacy, apis::ADD_FRIEND, |l, ctx, _, p| {
+    api::<NumberParams>(homer, legacy, apis::ADD_FRIEND, |l, ctx, _, p| {
         Box::pin(async move {
             let login = Chat::login(&ctx)?;
             let friend = l.name_of(p.number).await?;
-            l.chat.add_friend(login.name(), &friend).await
+            l.chat.add_friend(login.name(), &friend).await?;
+            content(&Done {})
         })
     });
-    api::<CreateGroupParams>(legacy, apis::CREATE_GROUP, |l, ctx, _, p| {
+    api::<CreateGroupParams>(homer, legacy, apis::CREATE_GROUP, |l, ctx, _, p| {
         Box::pin(async move {
             let login = Chat::login(&ctx)?;
-            l.chat.create_group(login.name(), &p.name, &p.desc).await
+            l.chat.create_group(login.name(), &p.name, &p.desc).await?;
+            content(&Created { name: p.name })
         })
     });
-    api::<NumberParams>(legacy, apis::JOIN_GROUP, |l, ctx, _, p| {
+    api::<NumberParams>(homer, legacy, apis::JOIN_GROUP, |l, ctx, _, p| {
         Box::pin(async move {
             let login = Chat::login(&ctx)?;
             let group = l.group_name(p.number).await?;
-            l.chat.join_group(login.name(), &group).await
+            l.chat.join_group(login.name(), &group).await?;
+            content(&Done {})
         })
     });
 }
@@ -321,32 +321,31 @@ impl Legacy {
     }
 
     /// The name of the user with `number`, or 404.
-    async fn name_of(&self, number: u64) -> Result<String, ApiError> {
+    async fn name_of(&self, number: u64) -> Result<String> {
         match self.chat.inner.auth.users().get_by_number(number).await {
             Ok(Some(user)) => {
                 self.remember(user.name(), number);
                 Ok(user.name().to_owned())
             }
-            Ok(None) => Err(ApiError::not_found(
+            Ok(None) => Err(ChatError::not_found(
                 "no_such_user",
                 format!("no user has number {number}"),
             )),
-            Err(e) => Err(fail("reading a user", e)),
+            Err(e) => Err(ChatError::failed("reading a user", e)),
         }
     }
 
     /// The name of the group with `number` (0 is the lobby), or 404.
-    async fn group_name(&self, number: u64) -> Result<String, ApiError> {
+    async fn group_name(&self, number: u64) -> Result<String> {
         if number == 0 {
             return Ok(LOBBY.to_owned());
         }
-        match self.chat.inner.groups.find_one_by("number", number).await {
-            Ok(Some((_, doc))) => Ok(doc.name),
-            Ok(None) => Err(ApiError::not_found(
+        match self.chat.inner.groups.find_one_by("number", number).await? {
+            Some((_, doc)) => Ok(doc.name),
+            None => Err(ChatError::not_found(
                 "no_such_group",
                 format!("no group has number {number}"),
             )),
-            Err(e) => Err(unavailable(e)),
         }
     }
 
@@ -370,33 +369,31 @@ impl Legacy {
         ctx: &Context,
         flavour: Flavour,
         p: LoginParams,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<Value> {
         if flavour == Flavour::TypeData {
             // type-data tells an unknown number (500) from a wrong password (403).
             match self.chat.inner.auth.users().get_by_number(p.number).await {
                 Ok(Some(_)) => {}
                 Ok(None) => {
-                    return Err(ApiError::new(
-                        NO_SUCH_USER,
+                    return Err(ChatError::not_found(
                         "no_such_user",
                         format!("no user has number {}", p.number),
                     ));
                 }
-                Err(e) => return Err(fail("reading a user", e)),
+                Err(e) => return Err(ChatError::failed("reading a user", e)),
             }
         }
         let shared = shared(ctx);
         ctx.session()
             .insert(translator(self.clone(), flavour, shared.clone()));
         start_collecting(&shared);
-        let params = crate::api::user::LoginParams {
-            name: None,
-            number: Some(p.number),
-            password: p.password,
-        };
         if let Err(e) = self
             .chat
-            .login_with_password(ctx, params, Acks::OnWrite)
+            .login_with_password(
+                ctx,
+                wire::Login::by_number(p.number, p.password),
+                Acks::OnWrite,
+            )
             .await
         {
             stop_collecting(&shared);
@@ -409,12 +406,7 @@ impl Legacy {
         reply
     }
 
-    async fn login_reply(
-        &self,
-        ctx: &Context,
-        flavour: Flavour,
-        shared: &Shared,
-    ) -> Result<Value, ApiError> {
+    async fn login_reply(&self, ctx: &Context, flavour: Flavour, shared: &Shared) -> Result<Value> {
         let login = Chat::login(ctx)?;
         self.remember(login.name(), login.0.number);
         // Build the answer before collecting ends: what arrives meanwhile is
@@ -426,11 +418,7 @@ impl Legacy {
             },
             Flavour::TypeData => {
                 ctx.subscribe(super::STATUS_TOPIC);
-                let names = self
-                    .chat
-                    .online_users(MAX_ONLINE)
-                    .await
-                    .map_err(unavailable)?;
+                let names = self.chat.online_users(MAX_ONLINE).await?;
                 let mut users = Vec::with_capacity(names.len());
                 for name in names {
                     match self.number_of(&name).await {
@@ -450,10 +438,10 @@ impl Legacy {
                 (Value::String(ack), rest)
             }
             Answer::TypeData { users } => (
-                json!(TypeDataLogin {
+                content(&TypeDataLogin {
                     number: login.0.number,
-                    users
-                }),
+                    users,
+                })?,
                 offline,
             ),
         };
@@ -488,14 +476,13 @@ impl Legacy {
     }
 
     /// msgid-json's `friends`: JSON strings of `{"id","name","state"}`.
-    async fn friends(&self, me: &str) -> Result<Vec<String>, ApiError> {
+    async fn friends(&self, me: &str) -> Result<Vec<String>> {
         let mut out = Vec::new();
         for f in self.chat.friend_list(me).await? {
-            let name = f["name"].as_str().unwrap_or_default();
             let friend = msgid_json::User {
-                id: self.number_of(name).await,
-                name,
-                state: msgid_json::state(f["online"].as_bool().unwrap_or(false)),
+                id: self.number_of(&f.name).await,
+                name: &f.name,
+                state: msgid_json::state(f.online),
                 role: None,
             };
             out.push(msgid_json::to_json(&friend));
@@ -505,36 +492,37 @@ impl Legacy {
 
     /// msgid-json's `groups` (the lobby is not listed): JSON strings of
     /// `{"id","groupname","groupdesc","users"}`.
-    async fn groups(&self, me: &str) -> Result<Vec<String>, ApiError> {
+    async fn groups(&self, me: &str) -> Result<Vec<String>> {
         let mut out = Vec::new();
         for g in self.chat.my_groups(me).await? {
-            let name = g["name"].as_str().unwrap_or_default();
+            let name = g.name.as_str();
             if name == LOBBY {
                 continue;
             }
             let Ok(number) = self.group_number(name).await else {
-                return Err(crate::api::down("storage"));
+                return Err(ChatError::Unavailable {
+                    service: "storage",
+                    what: "reading a group's number",
+                    source: "the store did not answer".into(),
+                });
             };
             let Some(number) = number else {
                 continue; // deleted meanwhile
             };
-            let scope = crate::api::group::scope(name);
+            let scope = crate::groups::scope(name);
             let members = self
                 .chat
                 .inner
                 .auth
                 .scope_members(&scope, None, MAX_MEMBERS)
-                .await
-                .map_err(auth)?;
+                .await?;
             let mut users = Vec::with_capacity(members.len());
             for (member, member_role) in members {
                 let user = msgid_json::User {
                     id: self.number_of(&member).await,
                     name: &member,
-                    state: msgid_json::state(
-                        self.chat.is_online(&member).await.map_err(unavailable)?,
-                    ),
-                    role: Some(if member_role == role::OWNER {
+                    state: msgid_json::state(self.chat.is_online(&member).await?),
+                    role: Some(if member_role == Role::Owner.as_str() {
                         "creator"
                     } else {
                         "normal"
@@ -545,7 +533,7 @@ impl Legacy {
             let group = msgid_json::Group {
                 id: number,
                 groupname: name,
-                groupdesc: g["desc"].as_str().unwrap_or_default(),
+                groupdesc: &g.desc,
                 users,
             };
             out.push(msgid_json::to_json(&group));
@@ -553,16 +541,10 @@ impl Legacy {
         Ok(out)
     }
 
-    async fn logout(&self, ctx: &Context) -> Result<Value, ApiError> {
-        let login = Chat::login(ctx)?;
-        if let Err(e) = self.chat.inner.sessions.revoke(&login.0.token).await {
-            return Err(fail("revoking the session", e));
-        }
+    async fn logout(&self, ctx: &Context) -> Result<()> {
+        self.chat.logout(ctx).await?;
         ctx.unsubscribe(super::STATUS_TOPIC);
-        if let Some(login) = ctx.session().remove::<Login>() {
-            self.chat.logged_out(ctx.connection(), &login).await;
-        }
-        Ok(json!({}))
+        Ok(())
     }
 
     /// The legacy object for a message delivered to `me`; `None` when it
@@ -677,7 +659,7 @@ pub(crate) async fn statuses(legacy: Arc<Legacy>) {
             let PresenceEvent::Changed(p) = event else {
                 continue;
             };
-            if chat.inner.homer.hub().subscriber_count(super::STATUS_TOPIC) == 0 {
+            if chat.inner.hub.subscriber_count(super::STATUS_TOPIC) == 0 {
                 continue;
             }
             let number = legacy.number_of(p.user.as_str()).await;
@@ -693,7 +675,7 @@ pub(crate) async fn statuses(legacy: Arc<Legacy>) {
                 pushes::STATUS,
                 json!({ "userId": number, "status": status }),
             );
-            chat.inner.homer.publish(super::STATUS_TOPIC, push);
+            chat.inner.hub.publish(super::STATUS_TOPIC, push);
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

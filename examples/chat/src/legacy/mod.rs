@@ -164,7 +164,7 @@ pub(crate) struct Started {
 
 /// Register the `legacy.*` APIs and listen on the configured legacy
 /// addresses (`config.msgid_json`, `config.type_data`; either may be off).
-pub(crate) async fn start(chat: &Chat) -> Result<Started, StartError> {
+pub(crate) async fn start(homer: &homer::Homer, chat: &Chat) -> Result<Started, StartError> {
     let config = &chat.inner.config;
     let (msgid_addr, type_addr) = (config.msgid_json.0, config.type_data.0);
     let mut started = Started {
@@ -176,8 +176,7 @@ pub(crate) async fn start(chat: &Chat) -> Result<Started, StartError> {
         return Ok(started);
     }
     let legacy = Arc::new(api::Legacy::new(chat.clone()));
-    api::register(&legacy);
-    let homer = &chat.inner.homer;
+    api::register(homer, &legacy);
     if let Some(addr) = msgid_addr {
         started.msgid_json = Some(homer.listen_tcp(addr, msgid_json::make()).await?);
     }

@@ -23,6 +23,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
+use chat::wire::Change;
 use chat::{LOBBY, Message, Target};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -1297,10 +1298,10 @@ impl Client {
             "group" => {
                 if let Ok(g) = serde_json::from_value::<chat::GroupEvent>(content) {
                     let key = group_key(&g.group);
-                    if g.user == self.me && (g.event == "left" || g.event == "kicked") {
+                    if g.user == self.me && matches!(g.event, Change::Left | Change::Kicked) {
                         self.remove_channel(&key).await;
                     } else if g.user == self.me
-                        && g.event == "joined"
+                        && g.event == Change::Joined
                         && let Err(e) = self.ensure_channel(&key).await
                     {
                         self.store_error(e);
@@ -1308,7 +1309,7 @@ impl Client {
                     self.events.push(Event::Group {
                         group: g.group,
                         user: g.user,
-                        action: g.event,
+                        action: g.event.to_string(),
                     });
                 }
             }

@@ -1,4 +1,4 @@
-//! `chat.*`: send, history, ack.
+//! Messages: send (idempotent by `client_id`), history, ack.
 //!
 //! `client_id` idempotency lives in the tree `chat.inner.sent`:
 //!
@@ -16,19 +16,15 @@
 
 use std::time::Duration;
 
-use homer::ApiError;
 use nopi::Scan;
 use rmq_core::{HistoryQuery, RoomId, To};
-use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::group::not_member;
-use super::{api, broker, denied, unavailable};
 use crate::app::{Chat, perm};
+use crate::error::{ChatError, Result};
 use crate::session::Login;
-use crate::wire::{LOBBY, Message, Target, route, text_envelope};
+use crate::wire::{History, LOBBY, Message, SendMessage, Sent, Target, route, text_envelope};
 
 /// Longest `client_id`, in bytes.
 const MAX_CLIENT_ID: usize = 64;
@@ -40,83 +36,6 @@ const MAX_HISTORY: usize = 200;
 const ABANDONED: Duration = Duration::from_secs(5);
 /// How long `client_id` records are kept.
 const KEEP_SENT: Duration = Duration::from_secs(24 * 3600);
-
-pub(super) fn register(c: &Chat) {
-    api(c, "chat.send", |chat, ctx, p: Send| async move {
-        let login = Chat::login(&ctx)?;
-        chat.send(&login, ctx.peer_ip(), p).await.map(|r| json!(r))
-    });
-    api(c, "chat.history", |chat, ctx, p: History| async move {
-        chat.history(Chat::login(&ctx)?.name(), p).await
-    });
-    api(c, "chat.ack", |_, ctx, p: Ack| async move {
-        let login = Chat::login(&ctx)?;
-        if p.ids.len() > MAX_ACK_IDS {
-            return Err(ApiError::new(
-                413,
-                "too_many_ids",
-                format!("at most {MAX_ACK_IDS} ids per ack"),
-            ));
-        }
-        let ids: Vec<Uuid> = p.ids.iter().filter_map(|s| s.parse().ok()).collect();
-        login.ack(&ids).await.map_err(broker)?;
-        Ok(json!({}))
-    });
-}
-
-/// The params of `chat.send`. `from` and `ip` are accepted and dropped
-/// unread (the server sets both, PROTOCOL.md §1), so a client may send a
-/// whole message object back; any other unknown field is refused.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct Send {
-    pub(crate) to: Target,
-    pub(crate) text: String,
-    #[serde(default)]
-    pub(crate) client_id: Option<String>,
-    /// Accepted and dropped: the server's value wins.
-    #[serde(default, rename = "from")]
-    _from: IgnoredAny,
-    /// Accepted and dropped: the server's value wins.
-    #[serde(default, rename = "ip")]
-    _ip: IgnoredAny,
-}
-
-impl Send {
-    /// A send of `text` to `to`, without a `client_id`.
-    pub(crate) fn new(to: Target, text: String) -> Self {
-        Send {
-            to,
-            text,
-            client_id: None,
-            _from: IgnoredAny,
-            _ip: IgnoredAny,
-        }
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct History {
-    to: Target,
-    #[serde(default)]
-    before: Option<String>,
-    #[serde(default)]
-    limit: Option<usize>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Ack {
-    ids: Vec<String>,
-}
-
-/// The reply to a send.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct Sent {
-    pub(crate) id: String,
-    pub(crate) ts: u64,
-}
 
 /// A `client_id` record: the message's id and time, and whether its send is
 /// still in flight.
@@ -142,31 +61,39 @@ impl Chat {
         &self,
         login: &Login,
         ip: std::net::IpAddr,
-        p: Send,
-    ) -> Result<Sent, ApiError> {
+        p: SendMessage,
+    ) -> Result<Sent> {
         let me = login.name();
         if p.text.is_empty() {
-            return Err(ApiError::bad_request("empty", "a message needs some text"));
+            return Err(ChatError::invalid("empty", "a message needs some text"));
         }
-        if p.text.len() > self.inner.config.max_text {
-            return Err(ApiError::too_large(
-                p.text.len(),
-                self.inner.config.max_text,
+        let max = self.inner.config.max_text;
+        if p.text.len() > max {
+            return Err(ChatError::too_large(
+                "too_large",
+                format!(
+                    "request of {} bytes exceeds the {max}-byte limit",
+                    p.text.len()
+                ),
             ));
         }
         let Some(to) = route(&p.to) else {
-            return Err(ApiError::bad_request(
+            return Err(ChatError::invalid(
                 "bad_target",
                 "`to` is {\"group\"}, {\"user\"} or {\"user\",\"group\"} with valid names",
             ));
         };
         self.may_send(me, &p.to).await?;
-        if self.inner.abuse.send.allow(me).is_err() {
+        if let Err(wait) = self.inner.abuse.send.allow(me) {
             self.inner.metrics.rate_limited(crate::metrics::Limit::Send);
-            return Err(ApiError::rate_limited(
-                self.inner.config.send_rate,
-                self.inner.config.send_burst,
-            ));
+            let (rate, burst) = (self.inner.config.send_rate, self.inner.config.send_burst);
+            return Err(ChatError::TooMany {
+                code: "rate_limited",
+                message: format!(
+                    "more than {rate} calls per second (bursts of {burst}); slow down"
+                ),
+                retry_after: wait,
+            });
         }
         let (id, ts) = (Uuid::now_v7(), now_ms());
         let claim = match &p.client_id {
@@ -200,13 +127,9 @@ impl Chat {
                 // (with its id), so a repeat publishes the same message again.
                 drop(claim);
                 Err(match e {
-                    rmq_core::Error::UnknownUser(u) => {
-                        ApiError::not_found("no_such_user", format!("no user named {u}"))
-                    }
-                    rmq_core::Error::UnknownRoom(r) => {
-                        ApiError::not_found("no_such_group", format!("no group named {r}"))
-                    }
-                    other => broker(other),
+                    rmq_core::Error::UnknownUser(u) => ChatError::no_such_user(u.as_str()),
+                    rmq_core::Error::UnknownRoom(r) => ChatError::no_such_group(r.as_str()),
+                    other => other.into(),
                 })
             }
         }
@@ -214,37 +137,22 @@ impl Chat {
 
     /// Only members send to a group; a private message inside a group goes
     /// from a member to a member; a private message goes to an existing user.
-    async fn may_send(&self, me: &str, to: &Target) -> Result<(), ApiError> {
+    async fn may_send(&self, me: &str, to: &Target) -> Result<()> {
         if let Some(group) = &to.group {
             if group != LOBBY {
                 self.inner
                     .auth
-                    .check_in(me, perm::GROUP_POST, &super::group::scope(group))
+                    .check_in(me, perm::GROUP_POST, &crate::groups::scope(group))
                     .await
-                    .map_err(|e| denied(e, || not_member(group)))?;
+                    .map_err(|e| ChatError::denied(e, || ChatError::not_member(group)))?;
             }
             if let Some(user) = &to.user
                 && self.role_in(user, group).await?.is_none()
             {
-                return Err(ApiError::not_found(
-                    "not_member",
-                    format!("{user} is not a member of {group}"),
-                ));
+                return Err(ChatError::not_a_member(user, group));
             }
         } else if let Some(user) = &to.user {
-            let exists = self
-                .inner
-                .auth
-                .users()
-                .get(user)
-                .await
-                .map_err(|e| super::fail("reading a user", e))?;
-            if exists.is_none() {
-                return Err(ApiError::not_found(
-                    "no_such_user",
-                    format!("no user named {user}"),
-                ));
-            }
+            self.user_exists(user).await?;
         }
         Ok(())
     }
@@ -253,16 +161,17 @@ impl Chat {
     /// the message), or find the reply of the send that claimed it first —
     /// waiting while that one is in flight, and taking its claim over (id
     /// and all) if it was abandoned.
-    async fn claim(&self, me: &str, cid: &str, id: Uuid, ts: u64) -> Result<Claim, ApiError> {
+    async fn claim(&self, me: &str, cid: &str, id: Uuid, ts: u64) -> Result<Claim> {
         if cid.is_empty() || cid.len() > MAX_CLIENT_ID {
-            return Err(ApiError::bad_request(
+            return Err(ChatError::invalid(
                 "bad_client_id",
                 format!("a client_id is 1 to {MAX_CLIENT_ID} bytes"),
             ));
         }
         let key = [me.as_bytes(), b"\0", cid.as_bytes()].concat();
         let mine = |record: &Record| {
-            serde_json::to_vec(record).map_err(|e| super::fail("encoding a client_id record", e))
+            serde_json::to_vec(record)
+                .map_err(|e| ChatError::failed("encoding a client_id record", e))
         };
         let mut proposal = Record {
             id,
@@ -278,8 +187,7 @@ impl Chat {
                 .inner
                 .sent
                 .compare_and_swap(&key, expected.as_deref(), Some(&bytes))
-                .await
-                .map_err(unavailable)?
+                .await?
             {
                 Ok(()) => {
                     return Ok(Claim::Mine {
@@ -293,7 +201,7 @@ impl Chat {
                         continue;
                     };
                     let record: Record = serde_json::from_slice(&current)
-                        .map_err(|e| super::fail("reading a client_id record", e))?;
+                        .map_err(|e| ChatError::failed("reading a client_id record", e))?;
                     if !record.pending {
                         return Ok(Claim::Done(Sent {
                             id: record.id.to_string(),
@@ -315,31 +223,43 @@ impl Chat {
                 }
             }
         }
-        Err(ApiError::new(
-            409,
+        Err(ChatError::conflict(
             "in_progress",
             "a send with this client_id is still in progress",
         ))
     }
 
-    async fn history(&self, me: &str, p: History) -> Result<Value, ApiError> {
+    /// `login`'s client has the messages `ids` (unknown ids are ignored).
+    pub(crate) async fn ack(&self, login: &Login, ids: &[String]) -> Result<()> {
+        if ids.len() > MAX_ACK_IDS {
+            return Err(ChatError::too_large(
+                "too_many_ids",
+                format!("at most {MAX_ACK_IDS} ids per ack"),
+            ));
+        }
+        let ids: Vec<Uuid> = ids.iter().filter_map(|s| s.parse().ok()).collect();
+        login.ack(&ids).await?;
+        Ok(())
+    }
+
+    /// A page of a group's messages, oldest first.
+    pub(crate) async fn history(&self, me: &str, p: History) -> Result<Vec<Message>> {
         let (Some(group), None) = (&p.to.group, &p.to.user) else {
-            return Err(ApiError::bad_request(
+            return Err(ChatError::invalid(
                 "no_history",
                 "history is kept for groups: use {\"group\": ...}",
             ));
         };
-        let room = RoomId::new(group.as_str())
-            .map_err(|_| ApiError::not_found("no_such_group", format!("no group named {group}")))?;
+        let room = RoomId::new(group.as_str()).map_err(|_| ChatError::no_such_group(group))?;
         if self.role_in(me, group).await?.is_none() {
-            return Err(not_member(group));
+            return Err(ChatError::not_member(group));
         }
         let limit = p.limit.unwrap_or(50).clamp(1, MAX_HISTORY);
         let query = match &p.before {
             Some(id) => {
                 let id: Uuid = id
                     .parse()
-                    .map_err(|_| ApiError::bad_request("bad_before", "`before` is a message id"))?;
+                    .map_err(|_| ChatError::invalid("bad_before", "`before` is a message id"))?;
                 HistoryQuery::before(id, limit)
             }
             None => HistoryQuery::last(limit),
@@ -347,14 +267,13 @@ impl Chat {
         let envelopes = match self.inner.broker.history(&room, query).await {
             Ok(e) => e,
             Err(rmq_core::Error::UnknownRoom(_)) => Vec::new(),
-            Err(e) => return Err(broker(e)),
+            Err(e) => return Err(e.into()),
         };
-        let messages: Vec<Message> = envelopes
+        Ok(envelopes
             .iter()
             .filter(|e| matches!(e.to, To::Room(_)))
             .filter_map(Message::from_envelope)
-            .collect();
-        Ok(json!({ "messages": messages }))
+            .collect())
     }
 }
 

@@ -1,0 +1,726 @@
+//! The chat API in process: the whole service (`Chat::start`) on the
+//! `memory:` store and the embedded broker, its users connected through
+//! `homer::testing` pipes instead of sockets. The transports themselves are
+//! tested over real sockets in `e2e.rs`.
+
+use std::time::Duration;
+
+use chat::wire::{
+    self, Change, CreateGroup, FoundGroup, FriendName, GroupEvent, GroupName, LoggedIn, Member,
+    Registered, Role, SendMessage, Sent, Target, api, push,
+};
+use chat::{Chat, Config, Running};
+use homer::testing::Client;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+/// How long a test waits to see that nothing more is pushed.
+const QUIET: Duration = Duration::from_millis(300);
+
+/// The service on an empty `memory:` store, with `args` on top of flags
+/// that keep it from listening anywhere but free loopback ports.
+async fn start(args: &[&str]) -> Running {
+    start_on("memory:", args).await
+}
+
+/// The service on `store`.
+async fn start_on(store: &str, args: &[&str]) -> Running {
+    let mut argv = vec![
+        "chat-server",
+        "--store",
+        store,
+        "--http",
+        "127.0.0.1:0",
+        "--tcp",
+        "127.0.0.1:0",
+        "--msgid-json",
+        "off",
+        "--type-data",
+        "off",
+        "--shutdown-drain-ms",
+        "0",
+    ];
+    argv.extend_from_slice(args);
+    let config = Config::load_from(argv).expect("test flags parse");
+    Chat::start(config).await.expect("the service starts")
+}
+
+/// One connection of a client, speaking the native protocol.
+struct User {
+    client: Client,
+    token: Option<String>,
+}
+
+impl User {
+    fn connect(running: &Running) -> User {
+        User {
+            client: Client::connect(running.homer()).expect("in-memory connection"),
+            token: None,
+        }
+    }
+
+    /// A new account `name` (password `pw-<name>`), logged in on a new connection.
+    async fn new(running: &Running, name: &str) -> User {
+        let mut u = User::connect(running);
+        let made: Registered = u
+            .call(
+                api::REGISTER,
+                json!({"name": name, "password": format!("pw-{name}")}),
+            )
+            .await;
+        assert_eq!(made.name, name);
+        u.login(name).await;
+        u
+    }
+
+    async fn login(&mut self, name: &str) -> LoggedIn {
+        let login: LoggedIn = self
+            .call(api::LOGIN, wire::Login::by_name(name, format!("pw-{name}")))
+            .await;
+        self.token = Some(login.token.clone());
+        login
+    }
+
+    /// Call `api`, which must succeed; its reply as `R`.
+    async fn call<R: DeserializeOwned>(&mut self, api: &str, params: impl Serialize) -> R {
+        let content = self.ok(api, params).await;
+        serde_json::from_value(content.clone())
+            .unwrap_or_else(|e| panic!("{api} replied {content}, which does not read ({e})"))
+    }
+
+    /// Call `api`, which must succeed; its reply.
+    async fn ok(&mut self, api: &str, params: impl Serialize) -> Value {
+        let params = serde_json::to_value(params).expect("params encode");
+        match self.client.call(api, params.clone()).await {
+            Ok(content) => content,
+            Err((status, e)) => panic!("{api} {params} failed with {status}: {e}"),
+        }
+    }
+
+    /// Call `api`, which must fail with `status`; the error `{code, message}`.
+    async fn err(&mut self, api: &str, params: impl Serialize, status: u16) -> Value {
+        let params = serde_json::to_value(params).expect("params encode");
+        match self.client.call(api, params.clone()).await {
+            Ok(content) => panic!("{api} {params} succeeded ({content}); {status} was expected"),
+            Err((got, e)) => {
+                assert_eq!(got, status, "{api} {params}: {e}");
+                e
+            }
+        }
+    }
+
+    /// The next push of `kind`, skipping pushes of other kinds.
+    async fn push(&mut self, kind: &str) -> Value {
+        loop {
+            let (k, content) = self.client.push().await;
+            if k == kind {
+                return content;
+            }
+        }
+    }
+
+    /// The next message push with `text`, skipping others.
+    async fn message(&mut self, text: &str) -> wire::Message {
+        loop {
+            let m: wire::Message =
+                serde_json::from_value(self.push(push::MESSAGE).await).expect("a message push");
+            if m.text == text {
+                return m;
+            }
+        }
+    }
+
+    /// No push of `kind` arrives for a while.
+    async fn no_push(&mut self, kind: &str) {
+        while let Some((k, content)) = self.client.try_push(QUIET).await {
+            assert_ne!(k, kind, "an unexpected {kind} push: {content}");
+        }
+    }
+}
+
+fn send(to: Target, text: &str) -> SendMessage {
+    SendMessage::new(to, text)
+}
+
+#[tokio::test]
+async fn after_shutdown_the_store_is_closed_and_its_directory_reopens() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = format!("sled:{}", dir.path().join("data").display());
+    for round in 0..2 {
+        let running = start_on(&store, &[]).await;
+        let mut ann = match round {
+            0 => User::new(&running, "ann").await,
+            _ => {
+                // The account of the first run is there.
+                let mut ann = User::connect(&running);
+                ann.login("ann").await;
+                ann
+            }
+        };
+        ann.ok(api::SEND, send(Target::group("lobby"), "hello"))
+            .await;
+        running.shutdown(Duration::from_secs(1)).await;
+        // sled locks its directory while it is open (nopi shares one open
+        // database per path in a process, so ask sled itself): this fails
+        // unless shutdown dropped every handle of the store (handlers,
+        // sessions, background tasks and the broker).
+        let path = dir.path().join("data");
+        let reopened = sled::open(&path)
+            .unwrap_or_else(|e| panic!("round {round}: the store is still open: {e}"));
+        drop(reopened);
+    }
+}
+
+#[tokio::test]
+async fn login_by_number_resume_and_logout() {
+    let running = start(&[]).await;
+    let mut a = User::connect(&running);
+    let reg = a
+        .ok(
+            api::REGISTER,
+            json!({"name": "carol", "password": "s3cret", "number": 4242}),
+        )
+        .await;
+    assert_eq!(reg, json!({"name": "carol", "number": 4242}));
+    let taken = a
+        .err(
+            api::REGISTER,
+            json!({"name": "carol2", "password": "x", "number": 4242}),
+            409,
+        )
+        .await;
+    assert_eq!(taken["code"], "number_taken");
+    let dup = a
+        .err(
+            api::REGISTER,
+            json!({"name": "carol", "password": "x"}),
+            409,
+        )
+        .await;
+    assert_eq!(dup["code"], "name_taken");
+
+    let login: LoggedIn = a
+        .call(api::LOGIN, wire::Login::by_number(4242, "s3cret"))
+        .await;
+    assert_eq!((login.name.as_str(), login.number), ("carol", 4242));
+    assert_eq!(login.groups[0].name, "lobby");
+
+    // Resume on a new connection with the token: the old one is replaced.
+    let mut b = User::connect(&running);
+    let resumed: LoggedIn = b.call(api::RESUME, json!({"token": login.token})).await;
+    assert_eq!(resumed.name, "carol");
+    assert_eq!(a.push(push::SESSION).await, json!({"event": "replaced"}));
+    assert!(a.client.closed().await, "the replaced connection is closed");
+
+    b.ok(api::LOGOUT, json!({})).await;
+    let e = b
+        .err(api::SEND, send(Target::group("lobby"), "x"), 401)
+        .await;
+    assert_eq!(e["code"], "not_logged_in");
+    let mut c = User::connect(&running);
+    let gone = c.err(api::RESUME, json!({"token": login.token}), 401).await;
+    assert_eq!(gone["code"], "bad_token", "logout really logs out");
+    running.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn names_and_passwords_follow_the_user_model() {
+    let running = start(&[]).await;
+    let mut c = User::connect(&running);
+    for (name, password, code) in [
+        ("", "x", "bad_name"),
+        ("12345", "x", "bad_name"),
+        ("bad name!", "x", "bad_name"),
+        (&"n".repeat(65) as &str, "x", "bad_name"),
+        ("fine", "", "bad_password"),
+        (
+            "fine",
+            &"p".repeat(tiny_storage::MAX_PASSWORD_LEN + 1),
+            "bad_password",
+        ),
+    ] {
+        let e = c
+            .err(
+                api::REGISTER,
+                json!({"name": name, "password": password}),
+                400,
+            )
+            .await;
+        assert_eq!(e["code"], code, "{name:?}: {e}");
+    }
+    let e = c
+        .err(
+            api::REGISTER,
+            json!({"name": "fine", "password": "x", "number": 0}),
+            400,
+        )
+        .await;
+    assert_eq!(e["code"], "bad_number");
+    // None of these cost a registration: the limit (20 an hour) is intact.
+    let made: Registered = c
+        .call(api::REGISTER, json!({"name": "fine", "password": "x"}))
+        .await;
+    assert_eq!(made.name, "fine");
+    // A password too long to hash is simply wrong at login.
+    let long = "p".repeat(tiny_storage::MAX_PASSWORD_LEN + 1);
+    let e = c
+        .err(api::LOGIN, wire::Login::by_name("fine", long), 401)
+        .await;
+    assert_eq!(e["code"], "bad_credentials");
+    running.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn unknown_user_and_wrong_password_look_alike_and_back_off() {
+    let running = start(&[]).await;
+    let mut a = User::new(&running, "dave").await;
+    let wrong = a
+        .err(api::LOGIN, wire::Login::by_name("dave", "nope"), 401)
+        .await;
+    let unknown = a
+        .err(api::LOGIN, wire::Login::by_name("nobody", "nope"), 401)
+        .await;
+    assert_eq!(wrong, unknown);
+    for _ in 0..4 {
+        for name in ["dave", "nobody"] {
+            a.err(api::LOGIN, wire::Login::by_name(name, "nope"), 401)
+                .await;
+        }
+    }
+    // Past five failures both accounts must wait, alike.
+    let w1 = a
+        .err(api::LOGIN, wire::Login::by_name("dave", "pw-dave"), 429)
+        .await;
+    let w2 = a
+        .err(api::LOGIN, wire::Login::by_name("nobody", "nope"), 429)
+        .await;
+    assert_eq!(
+        (&w1["code"], &w2["code"]),
+        (&json!("too_many_attempts"), &json!("too_many_attempts"))
+    );
+    running.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn groups_roles_and_membership() {
+    let running = start(&[]).await;
+    let mut alice = User::new(&running, "alice").await;
+    let mut bob = User::new(&running, "bob").await;
+    let mut carol = User::new(&running, "carol").await;
+
+    let created = alice
+        .ok(
+            api::GROUP_CREATE,
+            CreateGroup {
+                name: "rust".into(),
+                desc: Some("Rustaceans".into()),
+            },
+        )
+        .await;
+    assert_eq!(created, json!({"name": "rust"}));
+    alice
+        .err(api::GROUP_CREATE, json!({"name": "rust"}), 409)
+        .await;
+    alice
+        .err(api::GROUP_CREATE, json!({"name": "bad name!"}), 400)
+        .await;
+    bob.ok(api::GROUP_JOIN, json!({"name": "rust"})).await;
+    let joined: GroupEvent = serde_json::from_value(alice.push(push::GROUP).await).unwrap();
+    assert_eq!(
+        joined,
+        GroupEvent {
+            group: "rust".into(),
+            user: "bob".into(),
+            event: Change::Joined
+        }
+    );
+    bob.err(api::GROUP_JOIN, json!({"name": "nope"}), 404).await;
+
+    let found: wire::FoundGroups = carol.call(api::GROUP_SEARCH, json!({"query": "RUS"})).await;
+    assert_eq!(
+        found.groups,
+        [FoundGroup {
+            name: "rust".into(),
+            desc: "Rustaceans".into(),
+            members: 2
+        }]
+    );
+    let members = carol
+        .ok(
+            api::GROUP_MEMBERS,
+            GroupName {
+                name: "rust".into(),
+            },
+        )
+        .await;
+    assert_eq!(
+        members["members"],
+        json!([{"name": "alice", "role": "owner", "online": true}, {"name": "bob", "role": "member", "online": true}])
+    );
+    let mine: wire::Groups = bob.call(api::GROUP_LIST, json!({})).await;
+    assert!(
+        mine.groups
+            .iter()
+            .any(|g| g.name == "rust" && g.role == Role::Member)
+    );
+
+    // Only members send, and only members receive.
+    let e = carol
+        .err(api::SEND, send(Target::group("rust"), "let me in"), 403)
+        .await;
+    assert_eq!(e["code"], "not_member");
+    alice
+        .ok(api::SEND, send(Target::group("rust"), "members only"))
+        .await;
+    assert_eq!(bob.message("members only").await.to, Target::group("rust"));
+    carol.no_push(push::MESSAGE).await;
+
+    // Only the owner and admins kick.
+    bob.err(
+        api::GROUP_KICK,
+        json!({"name": "rust", "user": "alice"}),
+        403,
+    )
+    .await;
+    carol.ok(api::GROUP_JOIN, json!({"name": "rust"})).await;
+    alice
+        .ok(
+            api::GROUP_ROLE,
+            json!({"name": "rust", "user": "carol", "role": "admin"}),
+        )
+        .await;
+    let bad_role = alice
+        .err(
+            api::GROUP_ROLE,
+            json!({"name": "rust", "user": "carol", "role": "owner"}),
+            400,
+        )
+        .await;
+    assert_eq!(bad_role["code"], "bad_role");
+    carol
+        .err(
+            api::GROUP_KICK,
+            json!({"name": "rust", "user": "alice"}),
+            403,
+        )
+        .await;
+    carol
+        .ok(api::GROUP_KICK, json!({"name": "rust", "user": "bob"}))
+        .await;
+    loop {
+        let event: GroupEvent = serde_json::from_value(bob.push(push::GROUP).await).unwrap();
+        if event.event == Change::Kicked {
+            assert_eq!((event.group.as_str(), event.user.as_str()), ("rust", "bob"));
+            break;
+        }
+    }
+    bob.err(api::SEND, send(Target::group("rust"), "still here?"), 403)
+        .await;
+
+    carol
+        .ok(
+            api::GROUP_LEAVE,
+            GroupName {
+                name: "rust".into(),
+            },
+        )
+        .await;
+    carol
+        .err(api::GROUP_LEAVE, json!({"name": "rust"}), 403)
+        .await;
+    carol
+        .err(api::GROUP_LEAVE, json!({"name": "lobby"}), 400)
+        .await;
+    // The owner leaves: the group is handed over to the next member.
+    alice.ok(api::GROUP_LEAVE, json!({"name": "rust"})).await;
+    running.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn an_owner_who_leaves_hands_the_group_to_an_admin_and_the_last_one_deletes_it() {
+    let running = start(&[]).await;
+    let mut ann = User::new(&running, "ann").await;
+    let mut ben = User::new(&running, "ben").await;
+    let mut cy = User::new(&running, "cy").await;
+    ann.ok(api::GROUP_CREATE, json!({"name": "club"})).await;
+    ben.ok(api::GROUP_JOIN, json!({"name": "club"})).await;
+    cy.ok(api::GROUP_JOIN, json!({"name": "club"})).await;
+    ann.ok(
+        api::GROUP_ROLE,
+        json!({"name": "club", "user": "cy", "role": "admin"}),
+    )
+    .await;
+    ann.ok(api::GROUP_LEAVE, json!({"name": "club"})).await;
+    let members: wire::Members = ben.call(api::GROUP_MEMBERS, json!({"name": "club"})).await;
+    let roles: Vec<(&str, Role)> = members
+        .members
+        .iter()
+        .map(|m: &Member| (m.name.as_str(), m.role))
+        .collect();
+    assert_eq!(roles, [("ben", Role::Member), ("cy", Role::Owner)]);
+    ben.ok(api::GROUP_LEAVE, json!({"name": "club"})).await;
+    cy.ok(api::GROUP_LEAVE, json!({"name": "club"})).await;
+    ann.err(api::GROUP_JOIN, json!({"name": "club"}), 404).await;
+    running.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn private_messages_to_users_and_inside_groups() {
+    let running = start(&[]).await;
+    let mut alice = User::new(&running, "alice").await;
+    let mut bob = User::new(&running, "bob").await;
+    let mut carol = User::new(&running, "carol").await;
+
+    let sent: Sent = alice
+        .call(api::SEND, send(Target::user("bob"), "psst"))
+        .await;
+    let m = bob.message("psst").await;
+    assert_eq!(
+        (m.id.as_str(), m.from.as_str(), &m.to),
+        (sent.id.as_str(), "alice", &Target::user("bob"))
+    );
+    assert_eq!(m.ip, "127.0.0.1", "the server stamps the sender's address");
+    alice
+        .err(api::SEND, send(Target::user("ghost"), "boo"), 404)
+        .await;
+
+    alice.ok(api::GROUP_CREATE, json!({"name": "team"})).await;
+    bob.ok(api::GROUP_JOIN, json!({"name": "team"})).await;
+    let inside = Target {
+        user: Some("bob".into()),
+        group: Some("team".into()),
+    };
+    alice.ok(api::SEND, send(inside.clone(), "just you")).await;
+    assert_eq!(bob.message("just you").await.to, inside);
+    // Not to a non-member, not from a non-member.
+    let to_carol = Target {
+        user: Some("carol".into()),
+        group: Some("team".into()),
+    };
+    alice.err(api::SEND, send(to_carol, "x"), 404).await;
+    carol.err(api::SEND, send(inside, "x"), 403).await;
+    carol.no_push(push::MESSAGE).await;
+    running.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn friends_presence_and_who_is_online() {
+    let running = start(&[]).await;
+    let mut alice = User::new(&running, "alice").await;
+    let mut reg = User::connect(&running);
+    reg.ok(api::REGISTER, json!({"name": "bob", "password": "pw-bob"}))
+        .await;
+
+    alice
+        .ok(api::FRIEND_ADD, FriendName { name: "bob".into() })
+        .await;
+    alice
+        .err(api::FRIEND_ADD, json!({"name": "ghost"}), 404)
+        .await;
+    alice
+        .err(api::FRIEND_ADD, json!({"name": "alice"}), 400)
+        .await;
+    assert_eq!(
+        alice.ok(api::FRIEND_LIST, json!({})).await["friends"],
+        json!([{"name": "bob", "online": false}])
+    );
+
+    let mut bob = User::connect(&running);
+    bob.login("bob").await;
+    assert_eq!(
+        alice.push(push::PRESENCE).await,
+        json!({"user": "bob", "online": true})
+    );
+    let friends: wire::Friends = alice.call(api::FRIEND_LIST, json!({})).await;
+    assert!(friends.friends[0].online);
+    let online: wire::OnlineUsers = alice.call(api::ONLINE, json!({})).await;
+    assert_eq!(online.users, ["alice", "bob"]);
+
+    // An abnormal disconnect cleans up presence.
+    drop(bob);
+    assert_eq!(
+        alice.push(push::PRESENCE).await,
+        json!({"user": "bob", "online": false})
+    );
+    let online: wire::OnlineUsers = alice.call(api::ONLINE, json!({})).await;
+    assert_eq!(online.users, ["alice"]);
+
+    // Co-members of a group (not the lobby) hear presence too.
+    let mut carol = User::new(&running, "carol").await;
+    alice.no_push(push::PRESENCE).await;
+    carol.ok(api::GROUP_CREATE, json!({"name": "g1"})).await;
+    alice.ok(api::GROUP_JOIN, json!({"name": "g1"})).await;
+    carol.ok(api::LOGOUT, json!({})).await;
+    assert_eq!(
+        alice.push(push::PRESENCE).await,
+        json!({"user": "carol", "online": false})
+    );
+
+    alice.ok(api::FRIEND_REMOVE, json!({"name": "bob"})).await;
+    let friends: wire::Friends = alice.call(api::FRIEND_LIST, json!({})).await;
+    assert!(friends.friends.is_empty());
+    running.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn unacked_messages_come_back_and_acked_ones_do_not() {
+    let running = start(&[]).await;
+    let mut alice = User::new(&running, "alice").await;
+    let bob = User::new(&running, "bob").await;
+    let token = bob.token.clone().expect("logged in");
+    let mut bob = bob;
+
+    alice.ok(api::SEND, send(Target::user("bob"), "one")).await;
+    let first = bob.message("one").await;
+    drop(bob); // no ack
+
+    let mut bob = User::connect(&running);
+    bob.ok(api::RESUME, json!({"token": token})).await;
+    let again = bob.message("one").await;
+    assert_eq!(again.id, first.id, "redelivered with the same id");
+    bob.ok(api::ACK, json!({"ids": [again.id]})).await;
+    alice.ok(api::SEND, send(Target::user("bob"), "two")).await;
+    let two = bob.message("two").await;
+    bob.ok(api::ACK, json!({"ids": [two.id, "not-an-id"]}))
+        .await;
+    let e = bob
+        .err(api::ACK, json!({"ids": vec!["x"; 1001]}), 413)
+        .await;
+    assert_eq!(e["code"], "too_many_ids");
+    drop(bob);
+
+    let mut bob = User::connect(&running);
+    bob.ok(api::RESUME, json!({"token": token})).await;
+    bob.no_push(push::MESSAGE).await;
+    running.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn a_repeated_client_id_sends_once() {
+    let running = start(&[]).await;
+    let mut alice = User::new(&running, "alice").await;
+    let mut bob = User::new(&running, "bob").await;
+    let once = send(Target::user("bob"), "exactly once").client_id("c-42");
+    let first: Sent = alice.call(api::SEND, &once).await;
+    let second: Sent = alice.call(api::SEND, &once).await;
+    assert_eq!(first, second, "the first reply is returned");
+    bob.message("exactly once").await;
+    bob.no_push(push::MESSAGE).await;
+    let e = alice
+        .err(api::SEND, send(Target::user("bob"), "x").client_id(""), 400)
+        .await;
+    assert_eq!(e["code"], "bad_client_id");
+    running.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn bad_input_gets_clear_errors_and_the_connection_stays() {
+    let running = start(&["--send-rate", "1", "--send-burst", "3", "--max-text", "100"]).await;
+    let mut c = User::connect(&running);
+    // Malformed JSON and unknown APIs, logged in or not.
+    c.client.send_raw("{not json").await;
+    let r = c.client.read().await;
+    assert_eq!((&r["status"], &r["id"]), (&json!(400), &json!(null)));
+    assert_eq!(
+        c.err("no.such.api", json!({}), 404).await["code"],
+        "unknown_api"
+    );
+    assert_eq!(
+        c.err(api::SEND, send(Target::group("lobby"), "x"), 401)
+            .await["code"],
+        "not_logged_in"
+    );
+    let mut c = User::new(&running, "eve").await;
+    assert_eq!(
+        c.err("no.such.api", json!({}), 404).await["code"],
+        "unknown_api"
+    );
+    let e = c
+        .err(api::SEND, json!({"to": "lobby", "text": "x"}), 400)
+        .await;
+    assert_eq!(e["code"], "bad_params");
+    let e = c.err(api::SEND, json!({"to": {}, "text": "x"}), 400).await;
+    assert_eq!(e["code"], "bad_target");
+    let e = c
+        .err(api::SEND, send(Target::group("lobby"), ""), 400)
+        .await;
+    assert_eq!(e["code"], "empty");
+    let e = c
+        .err(
+            api::SEND,
+            send(Target::group("lobby"), &"x".repeat(101)),
+            413,
+        )
+        .await;
+    assert_eq!(e["code"], "too_large");
+    // A whole message object sent back: `from` and `ip` are dropped.
+    let echo = json!({"to": {"group": "lobby"}, "text": "hi", "from": "mallory", "ip": "6.6.6.6"});
+    c.ok(api::SEND, echo).await;
+    assert_eq!(
+        c.message("hi").await.from,
+        "eve",
+        "the server stamps the sender"
+    );
+    let e = c
+        .err(
+            api::GROUP_KICK,
+            json!({"name": "lobby", "user": "eve"}),
+            400,
+        )
+        .await;
+    assert_eq!(e["code"], "lobby");
+    // Rate limit: a burst of 3, then 429 (the echo above was one).
+    for _ in 0..2 {
+        c.ok(api::SEND, send(Target::group("lobby"), "spam")).await;
+    }
+    let e = c
+        .err(api::SEND, send(Target::group("lobby"), "spam"), 429)
+        .await;
+    assert_eq!(e["code"], "rate_limited");
+    // An oversized frame is refused, never buffered whole.
+    let huge = format!(
+        "{{\"id\":1,\"api\":\"chat.send\",\"params\":{{\"text\":\"{}\"}}}}",
+        "y".repeat(70_000)
+    );
+    let mut big = User::connect(&running);
+    big.client.send_raw(&huge).await;
+    assert_eq!(big.client.read().await["status"], 413);
+    // The server is still there for everyone else.
+    let online: wire::OnlineUsers = c.call(api::ONLINE, json!({})).await;
+    assert_eq!(online.users, ["eve"]);
+    running.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn late_joiners_read_history_oldest_first() {
+    let running = start(&[]).await;
+    let mut alice = User::new(&running, "alice").await;
+    alice.ok(api::GROUP_CREATE, json!({"name": "book"})).await;
+    for i in 1..=5 {
+        alice
+            .ok(api::SEND, send(Target::group("book"), &format!("ch{i}")))
+            .await;
+    }
+    let mut bob = User::new(&running, "bob").await;
+    let history = |before: Option<&str>, limit| wire::History {
+        to: Target::group("book"),
+        before: before.map(str::to_owned),
+        limit: Some(limit),
+    };
+    bob.err(api::HISTORY, history(None, 3), 403).await;
+    bob.ok(api::GROUP_JOIN, json!({"name": "book"})).await;
+    let h: wire::Messages = bob.call(api::HISTORY, history(None, 3)).await;
+    let texts: Vec<&str> = h.messages.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(texts, ["ch3", "ch4", "ch5"]);
+    let older: wire::Messages = bob
+        .call(api::HISTORY, history(Some(&h.messages[0].id), 10))
+        .await;
+    let texts: Vec<&str> = older.messages.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(texts, ["ch1", "ch2"]);
+    let e = bob
+        .err(api::HISTORY, json!({"to": {"user": "alice"}}), 400)
+        .await;
+    assert_eq!(e["code"], "no_history");
+    running.shutdown(Duration::from_secs(1)).await;
+}
