@@ -34,7 +34,6 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_util::FutureExt;
 use lapin::options::{ExchangeDeleteOptions, QueueBindOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Confirmation};
@@ -366,6 +365,15 @@ impl fmt::Debug for AmqpBroker {
     }
 }
 
+/// `res`, with a 404 from the server (the queue or exchange is already
+/// gone) as success.
+fn gone_is_ok(res: Result<()>) -> Result<()> {
+    match res {
+        Err(Error::Amqp { source, .. }) if is_not_found(&source) => Ok(()),
+        res => res,
+    }
+}
+
 fn persistent() -> BasicProperties {
     BasicProperties::default()
         .with_delivery_mode(2)
@@ -439,33 +447,25 @@ impl AmqpBroker {
     /// tests and decommissioning: delete rooms and inboxes first, and only
     /// when no other node uses the namespace.
     pub async fn delete_namespace(&self) -> Result<()> {
-        let names = self.shared.names.clone();
+        let names = &self.shared.names;
         self.shared
-            .with_channel("delete namespace", move |ch| {
-                let names = names.clone();
-                async move {
-                    ch.queue_delete(names.dead().into(), QueueDeleteOptions::default())
+            .with_channel("delete namespace", |ch| async move {
+                ch.queue_delete(names.dead().into(), QueueDeleteOptions::default())
+                    .await?;
+                for ex in [
+                    names.direct(),
+                    names.all(),
+                    names.rooms(),
+                    names.presence(),
+                    names.live(),
+                    names.dead(),
+                ] {
+                    ch.exchange_delete(ex.into(), ExchangeDeleteOptions::default())
                         .await?;
-                    for ex in [
-                        names.direct(),
-                        names.all(),
-                        names.rooms(),
-                        names.presence(),
-                        names.live(),
-                        names.dead(),
-                    ] {
-                        ch.exchange_delete(ex.into(), ExchangeDeleteOptions::default())
-                            .await?;
-                    }
-                    Ok(())
                 }
-                .boxed()
+                Ok(())
             })
-            .await?
-            .map_err(|source| Error::Amqp {
-                op: "delete namespace",
-                source,
-            })
+            .await
     }
 
     fn check_body(&self, envelope: &Envelope) -> Result<()> {
@@ -482,152 +482,99 @@ impl AmqpBroker {
 #[async_trait]
 impl Broker for AmqpBroker {
     async fn ensure_inbox(&self, user: &UserId) -> Result<()> {
-        let (names, cfg, user2) = (
-            self.shared.names.clone(),
-            self.shared.cfg.clone(),
-            user.clone(),
-        );
-        self.shared
-            .with_channel("ensure inbox", move |ch| {
-                let (names, cfg, user) = (names.clone(), cfg.clone(), user2.clone());
-                async move { topology::declare_inbox(&ch, &names, &cfg, &user).await }.boxed()
+        let shared = &self.shared;
+        shared
+            .with_channel("ensure inbox", |ch| async move {
+                topology::declare_inbox(&ch, &shared.names, &shared.cfg, user).await
             })
-            .await?
-            .map_err(|source| Error::Amqp {
-                op: "ensure inbox",
-                source,
-            })
+            .await
     }
 
     async fn delete_inbox(&self, user: &UserId) -> Result<()> {
-        let queue = self.shared.names.inbox(user);
-        let res = self
+        let queue = &self.shared.names.inbox(user);
+        let deleted = self
             .shared
-            .with_channel("delete inbox", move |ch| {
-                let queue = queue.clone();
-                async move {
-                    ch.queue_delete(queue.into(), QueueDeleteOptions::default())
-                        .await
-                        .map(drop)
-                }
-                .boxed()
+            .with_channel("delete inbox", |ch| async move {
+                ch.queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                    .await
+                    .map(drop)
             })
-            .await?;
-        match res {
-            Ok(()) => Ok(()),
-            Err(e) if is_not_found(&e) => Ok(()),
-            Err(source) => Err(Error::Amqp {
-                op: "delete inbox",
-                source,
-            }),
-        }
+            .await;
+        gone_is_ok(deleted)
     }
 
     async fn create_room(&self, room: &RoomId) -> Result<()> {
-        let (names, cfg, room2) = (
-            self.shared.names.clone(),
-            self.shared.cfg.clone(),
-            room.clone(),
-        );
-        self.shared
-            .with_channel("create room", move |ch| {
-                let (names, cfg, room) = (names.clone(), cfg.clone(), room2.clone());
-                async move { topology::declare_room(&ch, &names, &cfg, &room).await }.boxed()
+        let shared = &self.shared;
+        shared
+            .with_channel("create room", |ch| async move {
+                topology::declare_room(&ch, &shared.names, &shared.cfg, room).await
             })
-            .await?
-            .map_err(|source| Error::Amqp {
-                op: "create room",
-                source,
-            })
+            .await
     }
 
     async fn delete_room(&self, room: &RoomId) -> Result<()> {
-        let names = self.shared.names.clone();
-        let room2 = room.clone();
-        let res = self
+        let names = &self.shared.names;
+        let deleted = self
             .shared
-            .with_channel("delete room", move |ch| {
-                let (names, room) = (names.clone(), room2.clone());
-                async move {
-                    ch.queue_delete(names.history(&room).into(), QueueDeleteOptions::default())
-                        .await?;
-                    ch.exchange_delete(names.room(&room).into(), ExchangeDeleteOptions::default())
-                        .await
-                }
-                .boxed()
+            .with_channel("delete room", |ch| async move {
+                ch.queue_delete(names.history(room).into(), QueueDeleteOptions::default())
+                    .await?;
+                ch.exchange_delete(names.room(room).into(), ExchangeDeleteOptions::default())
+                    .await
             })
-            .await?;
-        match res {
-            Ok(()) => Ok(()),
-            Err(e) if is_not_found(&e) => Ok(()),
-            Err(source) => Err(Error::Amqp {
-                op: "delete room",
-                source,
-            }),
-        }
+            .await;
+        gone_is_ok(deleted)
     }
 
     async fn join(&self, room: &RoomId, user: &UserId) -> Result<()> {
-        let queue = self.shared.names.inbox(user);
-        let exchange = self.shared.names.room(room);
-        let res = self
+        let (queue, exchange) = (
+            &self.shared.names.inbox(user),
+            &self.shared.names.room(room),
+        );
+        let joined = self
             .shared
-            .with_channel("join", move |ch| {
-                let (queue, exchange) = (queue.clone(), exchange.clone());
-                async move {
-                    ch.queue_bind(
-                        queue.into(),
-                        exchange.into(),
-                        "".into(),
-                        QueueBindOptions::default(),
-                        FieldTable::default(),
-                    )
-                    .await
-                }
-                .boxed()
+            .with_channel("join", |ch| async move {
+                ch.queue_bind(
+                    queue.as_str().into(),
+                    exchange.as_str().into(),
+                    "".into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
             })
-            .await?;
-        match res {
-            Ok(()) => Ok(()),
-            Err(e) if is_not_found(&e) => {
-                if link::amqp_message(&e).contains("no exchange") {
+            .await;
+        match joined {
+            Err(Error::Amqp { source, .. }) if is_not_found(&source) => {
+                if link::amqp_message(&source).contains("no exchange") {
                     Err(Error::UnknownRoom(room.clone()))
                 } else {
                     Err(Error::UnknownUser(user.clone()))
                 }
             }
-            Err(source) => Err(Error::Amqp { op: "join", source }),
+            joined => joined,
         }
     }
 
     async fn leave(&self, room: &RoomId, user: &UserId) -> Result<()> {
-        let queue = self.shared.names.inbox(user);
-        let exchange = self.shared.names.room(room);
-        let res = self
+        let (queue, exchange) = (
+            &self.shared.names.inbox(user),
+            &self.shared.names.room(room),
+        );
+        let left = self
             .shared
-            .with_channel("leave", move |ch| {
-                let (queue, exchange) = (queue.clone(), exchange.clone());
-                async move {
-                    ch.queue_unbind(
-                        queue.into(),
-                        exchange.into(),
-                        "".into(),
-                        FieldTable::default(),
-                    )
-                    .await
-                }
-                .boxed()
+            .with_channel("leave", |ch| async move {
+                ch.queue_unbind(
+                    queue.as_str().into(),
+                    exchange.as_str().into(),
+                    "".into(),
+                    FieldTable::default(),
+                )
+                .await
             })
-            .await?;
-        match res {
-            Ok(()) => Ok(()),
-            // The room or the inbox is gone: the user is not a member.
-            Err(e) if is_not_found(&e) => Ok(()),
-            Err(source) => Err(Error::Amqp {
-                op: "leave",
-                source,
-            }),
-        }
+            .await;
+        // The room or the inbox is gone: the user is not a member.
+        gone_is_ok(left)
     }
 
     async fn publish(&self, envelope: &Envelope) -> Result<()> {
