@@ -23,7 +23,7 @@ struct Join {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let homer = Homer::builder().build();
+    let homer = Homer::builder().build()?;
     // Typed params in, a serialisable value out; homer does the JSON.
     homer.api("echo", |_ctx: Context, params: Value| async move {
         Ok::<_, ApiError>(params)

@@ -1,6 +1,7 @@
 //! Errors: [`ApiError`] (what a handler answers), [`ProtocolError`] (what a
-//! wire protocol fails with), [`PushError`] (a push that could not be queued)
-//! and [`Error`] (what starting a listener fails with).
+//! wire protocol fails with), [`PushError`] (a push that could not be queued),
+//! [`BuildError`] (a [`HomerBuilder`](crate::HomerBuilder) setting that cannot
+//! work) and [`Error`] (what starting a listener fails with).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -233,6 +234,48 @@ pub enum PushError {
         /// The queue's capacity.
         capacity: usize,
     },
+}
+
+/// A [`HomerBuilder`](crate::HomerBuilder) setting that cannot work,
+/// refused by [`build`](crate::HomerBuilder::build) instead of being
+/// silently raised or ignored.
+///
+/// ```
+/// let err = homer::Homer::builder().max_connections(0).build().unwrap_err();
+/// assert_eq!(
+///     err.to_string(),
+///     "invalid max_connections: expected 1 to 2305843009213693951, got 0"
+/// );
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// A setting is out of its range, such as a zero connection limit or a
+    /// timeout under 10 ms.
+    #[error("invalid {setting}: expected {expected}, got {actual}")]
+    InvalidSetting {
+        /// The setting, named as the builder method that sets it
+        /// (`max_connections`, `rate_limit per_second`).
+        setting: &'static str,
+        /// What is accepted.
+        expected: String,
+        /// What was given.
+        actual: String,
+    },
+}
+
+impl BuildError {
+    pub(crate) fn setting(
+        setting: &'static str,
+        expected: impl Into<String>,
+        actual: impl fmt::Display,
+    ) -> Self {
+        BuildError::InvalidSetting {
+            setting,
+            expected: expected.into(),
+            actual: actual.to_string(),
+        }
+    }
 }
 
 /// Starting or running a listener failed.

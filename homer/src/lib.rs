@@ -10,9 +10,12 @@
 //! subscribe to any number of topics; [`Homer::publish`] reaches every
 //! subscriber on every transport, HTTP clients included through Server-Sent
 //! Events at `GET /events` or long-poll at `GET /poll`. Every size, count and
-//! time is limited, with safe defaults ([`Limits`]); bad input gets an error
-//! reply or a clean close, and a reader that falls behind is disconnected
-//! instead of growing the server's memory.
+//! time is limited, with safe defaults ([`Limits`]) that
+//! [`HomerBuilder::build`] checks: a setting that cannot work (a zero
+//! limit, a timeout under 10 ms) is refused with a [`BuildError`], never
+//! raised silently. Bad input gets an error reply or a clean close, and a
+//! reader that falls behind is disconnected instead of growing the
+//! server's memory.
 //!
 //! The native format (PROTOCOL.md §1):
 //!
@@ -41,7 +44,7 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let homer = Homer::builder().build();
+//! let homer = Homer::builder().build()?;
 //! homer.api("room.join", |ctx: Context, p: Join| async move {
 //!     ctx.subscribe(&format!("room:{}", p.room));
 //!     Ok::<_, ApiError>(serde_json::json!({ "joined": p.room }))
@@ -159,7 +162,7 @@ mod transport_http;
 pub use admission::Refusal;
 pub use connection::{CloseReason, ConnId, Connection, Transport};
 pub use context::Context;
-pub use error::{ApiError, Error, ProtocolError, PushError};
+pub use error::{ApiError, BuildError, Error, ProtocolError, PushError};
 pub use hub::Hub;
 pub use limits::{Limits, RateLimit};
 pub use message::{Call, Push, Reply};

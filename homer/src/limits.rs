@@ -22,24 +22,26 @@ impl Default for RateLimit {
     }
 }
 
-/// The limits a server enforces; set through [`HomerBuilder`](crate::HomerBuilder).
+/// The limits a server enforces; set through [`HomerBuilder`](crate::HomerBuilder),
+/// whose [`build`](crate::HomerBuilder::build) refuses a value outside the
+/// allowed range with a [`BuildError`](crate::BuildError).
 ///
-/// | limit | default |
-/// |---|---|
-/// | [`max_frame_size`](Self::max_frame_size) (request frame or HTTP body) | 64 KiB |
-/// | [`max_connections`](Self::max_connections) (sockets, all listeners) | 10 000 |
-/// | [`max_connections_per_ip`](Self::max_connections_per_ip) (sockets of one source address) | 1 000 |
-/// | [`connection_rate_per_ip`](Self::connection_rate_per_ip) (new sockets of one source address) | 100/s, bursts of 500 |
-/// | [`max_sessions`](Self::max_sessions) (HTTP sessions) | 10 000 |
-/// | [`idle_timeout`](Self::idle_timeout) | 5 minutes |
-/// | [`first_message_timeout`](Self::first_message_timeout) (TCP and WebSocket) | 60 s |
-/// | [`handshake_timeout`](Self::handshake_timeout) (HTTP headers and body, WebSocket upgrade) | 10 s |
-/// | [`outbound_queue`](Self::outbound_queue) (messages per connection) | 256 |
-/// | [`rate_limit`](Self::rate_limit) | 20 calls/s, bursts of 50 |
-/// | [`max_in_flight`](Self::max_in_flight) (calls per connection) | 16 |
-/// | [`long_poll_wait`](Self::long_poll_wait) (longest long-poll) | 30 s |
-/// | [`sse_keepalive`](Self::sse_keepalive) (SSE comment and WebSocket ping interval; a WebSocket that answers 3 pings in a row with nothing is closed) | 15 s |
-/// | [`max_static_file`](Self::max_static_file) | 32 MiB |
+/// | limit | default | allowed |
+/// |---|---|---|
+/// | [`max_frame_size`](Self::max_frame_size) (request frame or HTTP body) | 64 KiB | at least 256 bytes |
+/// | [`max_connections`](Self::max_connections) (sockets, all listeners) | 10 000 | 1 to 2^61 - 1 |
+/// | [`max_connections_per_ip`](Self::max_connections_per_ip) (sockets of one source address) | 1 000 | at least 1 |
+/// | [`connection_rate_per_ip`](Self::connection_rate_per_ip) (new sockets of one source address) | 100/s, bursts of 500 | each at least 1, or none |
+/// | [`max_sessions`](Self::max_sessions) (HTTP sessions) | 10 000 | at least 1 |
+/// | [`idle_timeout`](Self::idle_timeout) | 5 minutes | at least 10 ms |
+/// | [`first_message_timeout`](Self::first_message_timeout) (TCP and WebSocket) | 60 s | at least 10 ms |
+/// | [`handshake_timeout`](Self::handshake_timeout) (HTTP headers and body, WebSocket upgrade) | 10 s | at least 10 ms |
+/// | [`outbound_queue`](Self::outbound_queue) (messages per connection) | 256 | at least 1 |
+/// | [`rate_limit`](Self::rate_limit) | 20 calls/s, bursts of 50 | each at least 1, or none |
+/// | [`max_in_flight`](Self::max_in_flight) (calls per connection) | 16 | at least 1 |
+/// | [`long_poll_wait`](Self::long_poll_wait) (longest long-poll) | 30 s | any |
+/// | [`sse_keepalive`](Self::sse_keepalive) (SSE comment and WebSocket ping interval; a WebSocket that answers 3 pings in a row with nothing is closed) | 15 s | at least 10 ms |
+/// | [`max_static_file`](Self::max_static_file) | 32 MiB | any |
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub(crate) max_frame_size: usize,

@@ -59,7 +59,7 @@ use crate::connection::{CloseReason, Connection, Transport};
 /// }
 ///
 /// let counts = Arc::new(Counts::default());
-/// let homer = Homer::builder().observer(counts.clone()).build();
+/// let homer = Homer::builder().observer(counts.clone()).build()?;
 /// homer.api("echo", |_ctx, p: serde_json::Value| async move { Ok::<_, ApiError>(p) });
 /// let addr = homer.listen_tcp("127.0.0.1:0", homer::json_lines()).await?;
 ///

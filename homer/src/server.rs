@@ -21,7 +21,7 @@ use tracing::Instrument;
 use crate::admission::{Admission, Refusal, Slot};
 use crate::connection::{CloseReason, ConnId, Connection, NewConn, Transport};
 use crate::context::{CallState, Context};
-use crate::error::{ApiError, Error};
+use crate::error::{ApiError, BuildError, Error};
 use crate::hub::Hub;
 use crate::limits::{Limits, RateLimit};
 use crate::message::{Call, Push, Reply};
@@ -62,6 +62,11 @@ pub(crate) struct Shared {
 
 /// Builds a [`Homer`]; every limit has a safe default (see [`Limits`]).
 ///
+/// The setters only record what they are given; [`build`](Self::build)
+/// checks every setting and refuses one that cannot work (a zero limit, a
+/// timeout under 10 ms, ...) with a [`BuildError`] naming it and its
+/// allowed range. Nothing is raised or ignored silently.
+///
 /// ```
 /// use std::time::Duration;
 /// let homer = homer::Homer::builder()
@@ -69,8 +74,12 @@ pub(crate) struct Shared {
 ///     .max_connections(1_000)
 ///     .idle_timeout(Duration::from_secs(60))
 ///     .rate_limit(20, 50)
-///     .build();
+///     .build()?;
 /// assert_eq!(homer.limits().max_frame_size(), 16 * 1024);
+///
+/// let err = homer::Homer::builder().rate_limit(0, 50).build().unwrap_err();
+/// assert_eq!(err.to_string(), "invalid rate_limit per_second: expected at least 1, got 0");
+/// # Ok::<(), homer::BuildError>(())
 /// ```
 #[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until `build` is called"]
@@ -104,73 +113,71 @@ impl HomerBuilder {
 
     /// Largest request frame or HTTP body, bytes (at least 256).
     pub fn max_frame_size(mut self, bytes: usize) -> Self {
-        self.limits.max_frame_size = bytes.max(256);
+        self.limits.max_frame_size = bytes;
         self
     }
 
-    /// Most sockets open at once over all listeners (at least 1).
+    /// Most sockets open at once over all listeners (1 to
+    /// [`Semaphore::MAX_PERMITS`]).
     pub fn max_connections(mut self, n: usize) -> Self {
-        self.limits.max_connections = n.max(1);
+        self.limits.max_connections = n;
         self
     }
 
-    /// Most HTTP sessions at once.
+    /// Most HTTP sessions at once (at least 1).
     pub fn max_sessions(mut self, n: usize) -> Self {
         self.limits.max_sessions = n;
         self
     }
 
-    /// Close connections (and expire HTTP sessions) idle this long.
+    /// Close connections (and expire HTTP sessions) idle this long (at
+    /// least 10 ms).
     pub fn idle_timeout(mut self, d: Duration) -> Self {
-        self.limits.idle_timeout = d.max(Duration::from_millis(10));
+        self.limits.idle_timeout = d;
         self
     }
 
     /// Close a TCP or WebSocket connection that sends no frame this long
     /// after it opened (at least 10 ms; pings do not count).
     pub fn first_message_timeout(mut self, d: Duration) -> Self {
-        self.limits.first_message_timeout = d.max(Duration::from_millis(10));
+        self.limits.first_message_timeout = d;
         self
     }
 
     /// Time allowed for HTTP request headers and body, and a WebSocket
-    /// upgrade; an HTTP keep-alive connection idle this long is closed.
+    /// upgrade; an HTTP keep-alive connection idle this long is closed (at
+    /// least 10 ms).
     pub fn handshake_timeout(mut self, d: Duration) -> Self {
-        self.limits.handshake_timeout = d.max(Duration::from_millis(10));
+        self.limits.handshake_timeout = d;
         self
     }
 
     /// Messages queued per connection before it is disconnected as a slow
     /// reader (at least 1).
     pub fn outbound_queue(mut self, messages: usize) -> Self {
-        self.limits.outbound_queue = messages.max(1);
+        self.limits.outbound_queue = messages;
         self
     }
 
     /// Limit each connection to `per_second` calls on average with bursts of
-    /// `burst`; more get 429.
+    /// `burst` (both at least 1); more get 429.
     pub fn rate_limit(mut self, per_second: u32, burst: u32) -> Self {
-        self.limits.rate_limit = Some(RateLimit {
-            per_second: per_second.max(1),
-            burst: burst.max(1),
-        });
+        self.limits.rate_limit = Some(RateLimit { per_second, burst });
         self
     }
 
     /// Most sockets one source address may hold at once (at least 1);
     /// more are closed before any handshake.
     pub fn max_connections_per_ip(mut self, n: usize) -> Self {
-        self.limits.max_connections_per_ip = n.max(1);
+        self.limits.max_connections_per_ip = n;
         self
     }
 
     /// Let one source address open `per_second` sockets on average, with
-    /// bursts of `burst`; more are closed before any handshake.
+    /// bursts of `burst` (both at least 1); more are closed before any
+    /// handshake.
     pub fn connection_rate_per_ip(mut self, per_second: u32, burst: u32) -> Self {
-        self.limits.connection_rate_per_ip = Some(RateLimit {
-            per_second: per_second.max(1),
-            burst: burst.max(1),
-        });
+        self.limits.connection_rate_per_ip = Some(RateLimit { per_second, burst });
         self
     }
 
@@ -194,7 +201,8 @@ impl HomerBuilder {
     /// Whether TCP listeners expect a PROXY protocol header on connections
     /// from [`trusted_proxies`](Self::trusted_proxies) (default off). A
     /// trusted proxy's connection without a valid header within the
-    /// handshake timeout is closed.
+    /// handshake timeout is closed. On with no trusted proxy it would have
+    /// no effect, so [`build`](Self::build) refuses it.
     pub fn proxy_protocol(mut self, on: bool) -> Self {
         self.proxy_protocol = on;
         self
@@ -208,7 +216,7 @@ impl HomerBuilder {
 
     /// Calls of one connection running at once (at least 1).
     pub fn max_in_flight(mut self, n: usize) -> Self {
-        self.limits.max_in_flight = n.max(1);
+        self.limits.max_in_flight = n;
         self
     }
 
@@ -218,9 +226,10 @@ impl HomerBuilder {
         self
     }
 
-    /// Interval of SSE keep-alive comments and WebSocket pings.
+    /// Interval of SSE keep-alive comments and WebSocket pings (at least
+    /// 10 ms).
     pub fn sse_keepalive(mut self, d: Duration) -> Self {
-        self.limits.sse_keepalive = d.max(Duration::from_millis(10));
+        self.limits.sse_keepalive = d;
         self
     }
 
@@ -248,8 +257,9 @@ impl HomerBuilder {
     /// ```
     /// let homer = homer::Homer::builder()
     ///     .static_files([("index.html", &b"<h1>hi</h1>"[..]), ("app.js", b"let x;")])
-    ///     .build();
+    ///     .build()?;
     /// # let _ = homer;
+    /// # Ok::<(), homer::BuildError>(())
     /// ```
     pub fn static_files<I, P, B>(mut self, files: I) -> Self
     where
@@ -262,7 +272,8 @@ impl HomerBuilder {
     }
 
     /// Name of the cookie carrying the HTTP session key (default
-    /// `session`); an `Authorization: Bearer` token is used first.
+    /// `session`; an RFC 6265 token: printable ASCII without spaces or
+    /// separators); an `Authorization: Bearer` token is used first.
     pub fn session_cookie(mut self, name: impl Into<String>) -> Self {
         self.session_cookie = name.into();
         self
@@ -274,26 +285,27 @@ impl HomerBuilder {
     /// ```
     /// struct Quiet;
     /// impl homer::Observer for Quiet {}
-    /// let homer = homer::Homer::builder().observer(Quiet).build();
+    /// let homer = homer::Homer::builder().observer(Quiet).build()?;
     /// # let _ = homer;
+    /// # Ok::<(), homer::BuildError>(())
     /// ```
     pub fn observer(mut self, observer: impl Observer) -> Self {
         self.observers = Observers::new(Arc::new(observer));
         self
     }
 
-    /// The server, with no API and no listener yet.
-    pub fn build(self) -> Homer {
-        let permits = Arc::new(Semaphore::new(
-            self.limits.max_connections.min(Semaphore::MAX_PERMITS),
-        ));
+    /// The server, with no API and no listener yet; a [`BuildError`]
+    /// naming the first setting out of its range (see each setter).
+    pub fn build(self) -> Result<Homer, BuildError> {
+        self.check()?;
+        let permits = Arc::new(Semaphore::new(self.limits.max_connections));
         let admission = Arc::new(Admission::new(
             self.limits.max_connections_per_ip,
             self.limits.connection_rate_per_ip,
             self.trusted_proxies,
             self.proxy_protocol,
         ));
-        Homer {
+        Ok(Homer {
             inner: Arc::new(Shared {
                 admission,
                 http: HttpState::new(self.limits.rate_limit),
@@ -310,8 +322,93 @@ impl HomerBuilder {
                 tracker: TaskTracker::new(),
                 observers: self.observers,
             }),
-        }
+        })
     }
+
+    /// Every setting within its range, or the first that is not.
+    fn check(&self) -> Result<(), BuildError> {
+        const MIN_FRAME: usize = 256;
+        const MIN_TIME: Duration = Duration::from_millis(10);
+        let l = &self.limits;
+        if l.max_frame_size < MIN_FRAME {
+            return Err(BuildError::setting(
+                "max_frame_size",
+                format!("at least {MIN_FRAME} bytes"),
+                l.max_frame_size,
+            ));
+        }
+        if !(1..=Semaphore::MAX_PERMITS).contains(&l.max_connections) {
+            return Err(BuildError::setting(
+                "max_connections",
+                format!("1 to {}", Semaphore::MAX_PERMITS),
+                l.max_connections,
+            ));
+        }
+        for (setting, n) in [
+            ("max_connections_per_ip", l.max_connections_per_ip),
+            ("max_sessions", l.max_sessions),
+            ("outbound_queue", l.outbound_queue),
+            ("max_in_flight", l.max_in_flight),
+        ] {
+            if n == 0 {
+                return Err(BuildError::setting(setting, "at least 1", n));
+            }
+        }
+        for (setting, d) in [
+            ("idle_timeout", l.idle_timeout),
+            ("first_message_timeout", l.first_message_timeout),
+            ("handshake_timeout", l.handshake_timeout),
+            ("sse_keepalive", l.sse_keepalive),
+        ] {
+            if d < MIN_TIME {
+                return Err(BuildError::setting(
+                    setting,
+                    format!("at least {MIN_TIME:?}"),
+                    format!("{d:?}"),
+                ));
+            }
+        }
+        for (names, rate) in [
+            (["rate_limit per_second", "rate_limit burst"], l.rate_limit),
+            (
+                [
+                    "connection_rate_per_ip per_second",
+                    "connection_rate_per_ip burst",
+                ],
+                l.connection_rate_per_ip,
+            ),
+        ] {
+            let Some(rate) = rate else { continue };
+            for (setting, n) in names.into_iter().zip([rate.per_second, rate.burst]) {
+                if n == 0 {
+                    return Err(BuildError::setting(setting, "at least 1", n));
+                }
+            }
+        }
+        if !is_cookie_name(&self.session_cookie) {
+            return Err(BuildError::setting(
+                "session_cookie",
+                "a cookie name of 1 or more printable ASCII characters without spaces or separators",
+                format!("{:?}", self.session_cookie),
+            ));
+        }
+        if self.proxy_protocol && self.trusted_proxies.is_empty() {
+            return Err(BuildError::setting(
+                "proxy_protocol",
+                "at least one trusted_proxies address when on",
+                "on with no trusted proxy",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Whether `name` is an RFC 6265 cookie name (an RFC 7230 token).
+fn is_cookie_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
 }
 
 /// The server: an API registry, a [`Hub`], and listeners sharing both.
@@ -338,9 +435,14 @@ impl std::fmt::Debug for Homer {
     }
 }
 
+/// A server with the default settings, the same as
+/// `Homer::builder().build()`; the defaults are within every range, so
+/// this cannot fail.
 impl Default for Homer {
     fn default() -> Self {
-        HomerBuilder::new().build()
+        HomerBuilder::new()
+            .build()
+            .expect("the default settings are valid")
     }
 }
 
@@ -397,7 +499,7 @@ impl Homer {
     /// use homer::HttpResponse;
     /// use tokio::io::{AsyncReadExt, AsyncWriteExt};
     ///
-    /// let homer = homer::Homer::builder().build();
+    /// let homer = homer::Homer::builder().build()?;
     /// homer.http_get("/healthz", |_req| async { HttpResponse::text(200, "ok\n") });
     /// let addr = homer.listen_http("127.0.0.1:0").await?;
     ///
@@ -922,5 +1024,168 @@ impl Homer {
             Context::new(conn.clone(), self.clone(), Some(state.clone())),
             state,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a user sees when `builder` is built.
+    fn refused(builder: HomerBuilder) -> String {
+        builder.build().map(drop).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn the_defaults_build() {
+        let homer = Homer::builder().build().unwrap();
+        assert_eq!(homer.limits().max_connections(), 10_000);
+        let _ = Homer::default();
+    }
+
+    #[test]
+    fn the_smallest_allowed_settings_build() {
+        let ms = Duration::from_millis(10);
+        Homer::builder()
+            .max_frame_size(256)
+            .max_connections(1)
+            .max_connections_per_ip(1)
+            .max_sessions(1)
+            .outbound_queue(1)
+            .max_in_flight(1)
+            .idle_timeout(ms)
+            .first_message_timeout(ms)
+            .handshake_timeout(ms)
+            .sse_keepalive(ms)
+            .rate_limit(1, 1)
+            .connection_rate_per_ip(1, 1)
+            .session_cookie("s")
+            .trusted_proxies(["127.0.0.1".parse().unwrap()])
+            .proxy_protocol(true)
+            .build()
+            .unwrap();
+    }
+
+    #[test]
+    fn a_frame_size_under_256_bytes_is_refused() {
+        assert_eq!(
+            refused(Homer::builder().max_frame_size(255)),
+            "invalid max_frame_size: expected at least 256 bytes, got 255"
+        );
+    }
+
+    #[test]
+    fn zero_or_too_many_connections_are_refused() {
+        assert_eq!(
+            refused(Homer::builder().max_connections(0)),
+            "invalid max_connections: expected 1 to 2305843009213693951, got 0"
+        );
+        assert_eq!(
+            refused(Homer::builder().max_connections(usize::MAX)),
+            format!(
+                "invalid max_connections: expected 1 to 2305843009213693951, got {}",
+                usize::MAX
+            )
+        );
+    }
+
+    #[test]
+    fn zero_counts_are_refused() {
+        assert_eq!(
+            refused(Homer::builder().max_connections_per_ip(0)),
+            "invalid max_connections_per_ip: expected at least 1, got 0"
+        );
+        assert_eq!(
+            refused(Homer::builder().max_sessions(0)),
+            "invalid max_sessions: expected at least 1, got 0"
+        );
+        assert_eq!(
+            refused(Homer::builder().outbound_queue(0)),
+            "invalid outbound_queue: expected at least 1, got 0"
+        );
+        assert_eq!(
+            refused(Homer::builder().max_in_flight(0)),
+            "invalid max_in_flight: expected at least 1, got 0"
+        );
+    }
+
+    #[test]
+    fn times_under_10_ms_are_refused() {
+        let short = Duration::from_millis(9);
+        assert_eq!(
+            refused(Homer::builder().idle_timeout(Duration::ZERO)),
+            "invalid idle_timeout: expected at least 10ms, got 0ns"
+        );
+        assert_eq!(
+            refused(Homer::builder().first_message_timeout(short)),
+            "invalid first_message_timeout: expected at least 10ms, got 9ms"
+        );
+        assert_eq!(
+            refused(Homer::builder().handshake_timeout(short)),
+            "invalid handshake_timeout: expected at least 10ms, got 9ms"
+        );
+        assert_eq!(
+            refused(Homer::builder().sse_keepalive(short)),
+            "invalid sse_keepalive: expected at least 10ms, got 9ms"
+        );
+    }
+
+    #[test]
+    fn zero_rates_are_refused() {
+        assert_eq!(
+            refused(Homer::builder().rate_limit(0, 50)),
+            "invalid rate_limit per_second: expected at least 1, got 0"
+        );
+        assert_eq!(
+            refused(Homer::builder().rate_limit(20, 0)),
+            "invalid rate_limit burst: expected at least 1, got 0"
+        );
+        assert_eq!(
+            refused(Homer::builder().connection_rate_per_ip(0, 500)),
+            "invalid connection_rate_per_ip per_second: expected at least 1, got 0"
+        );
+        assert_eq!(
+            refused(Homer::builder().connection_rate_per_ip(100, 0)),
+            "invalid connection_rate_per_ip burst: expected at least 1, got 0"
+        );
+        // No limit at all is a setting of its own.
+        Homer::builder()
+            .no_rate_limit()
+            .no_connection_rate_per_ip()
+            .build()
+            .unwrap();
+    }
+
+    #[test]
+    fn a_session_cookie_that_is_no_cookie_name_is_refused() {
+        let expected =
+            "a cookie name of 1 or more printable ASCII characters without spaces or separators";
+        for name in ["", "my session", "a=b", "sess;ion", "\u{e9}t\u{e9}"] {
+            assert_eq!(
+                refused(Homer::builder().session_cookie(name)),
+                format!("invalid session_cookie: expected {expected}, got {name:?}")
+            );
+        }
+        Homer::builder()
+            .session_cookie("__Host-sid")
+            .build()
+            .unwrap();
+    }
+
+    #[test]
+    fn the_proxy_protocol_without_a_trusted_proxy_is_refused() {
+        assert_eq!(
+            refused(Homer::builder().proxy_protocol(true)),
+            "invalid proxy_protocol: expected at least one trusted_proxies address when on, \
+             got on with no trusted proxy"
+        );
+        let err = Homer::builder().proxy_protocol(true).build().unwrap_err();
+        assert!(matches!(
+            err,
+            BuildError::InvalidSetting {
+                setting: "proxy_protocol",
+                ..
+            }
+        ));
     }
 }

@@ -17,7 +17,7 @@
 //! use homer::{ApiError, Context, Homer, Push};
 //! use serde_json::{Value, json};
 //!
-//! let homer = Homer::builder().build();
+//! let homer = Homer::builder().build().unwrap();
 //! homer.api("echo", |ctx: Context, params: Value| async move {
 //!     ctx.push(Push::new("echoed", params.clone())).ok();
 //!     Ok::<_, ApiError>(params)

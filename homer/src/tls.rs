@@ -35,7 +35,7 @@ pub enum TlsError {
 /// ```no_run
 /// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
 /// let tls = homer::Tls::from_pem_files("cert.pem", "key.pem")?;
-/// let homer = homer::Homer::builder().build();
+/// let homer = homer::Homer::builder().build()?;
 /// homer.listen_https("0.0.0.0:443", tls.clone()).await?;              // https and wss
 /// homer.listen_tcp_tls("0.0.0.0:7443", homer::json_lines(), tls).await?; // TLS over TCP
 /// # Ok(()) }

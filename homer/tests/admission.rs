@@ -27,7 +27,10 @@ impl Observer for Refusals {
 
 async fn start(builder: homer::HomerBuilder) -> (Homer, SocketAddr, SocketAddr, Arc<Refusals>) {
     let refusals = Arc::new(Refusals::default());
-    let homer = builder.observer(refusals.clone()).build();
+    let homer = builder
+        .observer(refusals.clone())
+        .build()
+        .expect("valid settings");
     homer.api("peer", |ctx: Context, _: Value| async move {
         Ok::<_, ApiError>(json!(ctx.peer_addr().to_string()))
     });

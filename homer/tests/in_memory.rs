@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 fn homer() -> Homer {
-    let homer = Homer::builder().max_connections(2).build();
+    let homer = Homer::builder().max_connections(2).build().unwrap();
     homer.api("join", |ctx: Context, topic: String| async move {
         ctx.subscribe(&topic);
         Ok::<_, ApiError>(json!({

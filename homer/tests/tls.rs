@@ -31,7 +31,7 @@ fn tls() -> Tls {
 }
 
 async fn server() -> (Homer, SocketAddr, SocketAddr) {
-    let homer = Homer::builder().build();
+    let homer = Homer::builder().build().unwrap();
     homer.api("echo", |_ctx: Context, p: Value| async move {
         Ok::<_, ApiError>(p)
     });

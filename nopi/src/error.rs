@@ -23,6 +23,18 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A [`StoreBuilder`](crate::StoreBuilder) setting that cannot work, such
+    /// as a zero key size limit, refused by
+    /// [`open`](crate::StoreBuilder::open).
+    #[error("invalid {setting}: expected {expected}, got {actual}")]
+    InvalidSetting {
+        /// The setting, named as the builder method that sets it.
+        setting: &'static str,
+        /// What is accepted.
+        expected: &'static str,
+        /// What was given.
+        actual: String,
+    },
     /// A tree name is empty, too long or has characters outside `[A-Za-z0-9_.:/-]`.
     #[error("invalid tree name {name:?}: {reason}")]
     InvalidTreeName {

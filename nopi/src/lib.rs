@@ -49,7 +49,9 @@
 //! [`backend::TreeBackend`] traits; [`Store`] and [`Tree`] check names and sizes
 //! (see [`Limits`]) before delegating, so every engine refuses the same inputs
 //! with the same errors. One conformance suite (`nopi/tests/`) runs unchanged
-//! against each of them, PostgreSQL included.
+//! against each of them, PostgreSQL included. [`StoreBuilder::open`] refuses
+//! a limit that cannot work (zero) with [`Error::InvalidSetting`], naming it
+//! and its allowed range, before any engine is touched.
 //!
 //! # Crate features
 //!

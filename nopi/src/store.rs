@@ -120,6 +120,21 @@ impl Store {
 }
 
 /// Sets a store's limits before opening it. See [`Store::builder`].
+///
+/// Every setting is checked by [`open`](Self::open): one that cannot work (a
+/// zero limit) is refused with [`Error::InvalidSetting`] before any engine
+/// is touched.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> nopi::Result<()> {
+/// let store = nopi::Store::builder("memory:").max_key_size(512).open().await?;
+/// assert_eq!(store.limits().max_key_size, 512);
+///
+/// let err = nopi::Store::builder("memory:").max_batch_ops(0).open().await.unwrap_err();
+/// assert_eq!(err.to_string(), "invalid max_batch_ops: expected at least 1, got 0");
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until `open` is called"]
 pub struct StoreBuilder {
@@ -129,29 +144,48 @@ pub struct StoreBuilder {
 }
 
 impl StoreBuilder {
-    /// Largest key in bytes (default 1024).
+    /// Largest key in bytes (default 1024; at least 1).
     pub fn max_key_size(mut self, bytes: usize) -> Self {
         self.limits.max_key_size = bytes;
         self
     }
 
-    /// Largest value in bytes (default 16 MiB).
+    /// Largest value in bytes (default 16 MiB; at least 1).
     pub fn max_value_size(mut self, bytes: usize) -> Self {
         self.limits.max_value_size = bytes;
         self
     }
 
-    /// Most operations in one batch (default 10 000).
+    /// Most operations in one batch (default 10 000; at least 1).
     pub fn max_batch_ops(mut self, ops: usize) -> Self {
         self.limits.max_batch_ops = ops;
         self
     }
 
-    /// Connections in the pool of a PostgreSQL store (default 16; ignored by
-    /// other backends).
+    /// Connections in the pool of a PostgreSQL store (default 16; at least
+    /// 1, whatever the backend; unused by other backends).
     pub fn pool_size(mut self, connections: usize) -> Self {
-        self.pool_size = connections.max(1);
+        self.pool_size = connections;
         self
+    }
+
+    /// Every setting within its range, or the first that is not.
+    fn check(&self) -> Result<()> {
+        for (setting, n) in [
+            ("max_key_size", self.limits.max_key_size),
+            ("max_value_size", self.limits.max_value_size),
+            ("max_batch_ops", self.limits.max_batch_ops),
+            ("pool_size", self.pool_size),
+        ] {
+            if n == 0 {
+                return Err(Error::InvalidSetting {
+                    setting,
+                    expected: "at least 1",
+                    actual: n.to_string(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Open the store.
@@ -161,7 +195,10 @@ impl StoreBuilder {
     /// | `memory:` | a new in-memory store |
     /// | `sled:<path>` | sled in directory `<path>` (feature `sled`) |
     /// | `postgres://...`, `postgresql://...` | PostgreSQL (feature `postgres`); an optional `schema=<name>` query parameter keeps the store's tables in that schema |
+    ///
+    /// A setting out of its range is [`Error::InvalidSetting`].
     pub async fn open(self) -> Result<Store> {
+        self.check()?;
         let url = self.url.as_str();
         let bad = |reason: &str| Error::BadUrl {
             url: crate::redact_url(url),
@@ -220,4 +257,67 @@ pub(crate) fn validate_tree_name(name: &str) -> Result<()> {
         return bad("a tree name may only contain A-Z, a-z, 0-9 and `_.:/-`");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn refused(builder: StoreBuilder) -> String {
+        builder.open().await.map(drop).unwrap_err().to_string()
+    }
+
+    #[tokio::test]
+    async fn zero_limits_are_refused() {
+        let b = || Store::builder("memory:");
+        assert_eq!(
+            refused(b().max_key_size(0)).await,
+            "invalid max_key_size: expected at least 1, got 0"
+        );
+        assert_eq!(
+            refused(b().max_value_size(0)).await,
+            "invalid max_value_size: expected at least 1, got 0"
+        );
+        assert_eq!(
+            refused(b().max_batch_ops(0)).await,
+            "invalid max_batch_ops: expected at least 1, got 0"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_zero_pool_is_refused_before_any_engine_is_reached() {
+        // Nothing listens there: the setting is refused first.
+        let err = Store::builder("postgres://nobody@127.0.0.1:1/none")
+            .pool_size(0)
+            .open()
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::InvalidSetting {
+                    setting: "pool_size",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(
+            refused(Store::builder("memory:").pool_size(0)).await,
+            "invalid pool_size: expected at least 1, got 0"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_smallest_allowed_limits_open() {
+        let store = Store::builder("memory:")
+            .max_key_size(1)
+            .max_value_size(1)
+            .max_batch_ops(1)
+            .pool_size(1)
+            .open()
+            .await
+            .unwrap();
+        assert_eq!(store.limits().max_batch_ops, 1);
+    }
 }

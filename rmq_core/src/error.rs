@@ -11,6 +11,35 @@ use crate::{ConversationId, RoomId, UserId};
 /// A convenience alias for results of rmq_core operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// `actual` of `setting` is not `expected`: [`Error::InvalidConfig`].
+pub(crate) fn invalid_setting(
+    setting: &'static str,
+    expected: impl Into<String>,
+    actual: impl std::fmt::Display,
+) -> Error {
+    Error::InvalidConfig {
+        setting,
+        expected: expected.into(),
+        actual: actual.to_string(),
+    }
+}
+
+/// The first of `settings` (name, value, largest allowed) that is zero or
+/// above its largest, as [`Error::InvalidConfig`].
+pub(crate) fn check_counts(settings: &[(&'static str, u128, u128)]) -> Result<()> {
+    for &(setting, value, max) in settings {
+        if !(1..=max).contains(&value) {
+            let expected = if max == u128::MAX {
+                "at least 1".to_owned()
+            } else {
+                format!("1 to {max}")
+            };
+            return Err(invalid_setting(setting, expected, value));
+        }
+    }
+    Ok(())
+}
+
 /// A user id, a room id or a namespace was refused.
 ///
 /// Ids become parts of queue, exchange and routing-key names, so only
@@ -199,13 +228,17 @@ pub enum Error {
         #[source]
         source: lapin::Error,
     },
-    /// A builder setting was refused.
-    #[error("invalid setting {setting}: {reason}")]
+    /// A builder setting that cannot work, such as a zero prefetch or a
+    /// backoff cap under its first delay; refused when the builder builds
+    /// (or connects), never raised or ignored silently.
+    #[error("invalid {setting}: expected {expected}, got {actual}")]
     InvalidConfig {
-        /// The setting.
+        /// The setting, named as the builder method that sets it.
         setting: &'static str,
-        /// Why.
-        reason: String,
+        /// What is accepted.
+        expected: String,
+        /// What was given.
+        actual: String,
     },
     /// The conversation has never been created.
     #[error("conversation {0} does not exist")]

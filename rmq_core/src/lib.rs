@@ -120,6 +120,11 @@
 //! oldest dropped) and every in-memory buffer. A malformed message found on a
 //! queue is logged with `tracing` and dead-lettered, never handed out.
 //!
+//! A builder refuses a setting that cannot work (a zero prefetch, capacity
+//! or timeout, a reconnection backoff whose cap is under its first delay)
+//! with [`Error::InvalidConfig`] when it builds or connects, naming the
+//! setting and its allowed range; nothing is raised or ignored silently.
+//!
 //! # Crate features
 //!
 //! | feature | default | what it adds |

@@ -120,6 +120,9 @@ pub enum StartError {
     /// The TLS certificate or key could not be used.
     #[error("cannot set up TLS: {0}")]
     Tls(#[from] homer::TlsError),
+    /// A server setting (a connection limit, a timeout) is out of range.
+    #[error("invalid server settings: {0}")]
+    Homer(#[from] homer::BuildError),
     /// Anything else at start.
     #[error("{0}")]
     Other(String),
@@ -340,7 +343,7 @@ impl Chat {
             // routed in the order it sent them, and a login sent right after
             // its register sees the account.
             .max_in_flight(1)
-            .build();
+            .build()?;
         let inner = Inner {
             node: config.node_id(),
             abuse: Abuse::new(&config),

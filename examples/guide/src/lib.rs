@@ -86,7 +86,7 @@ pub async fn chat_server(store: &nopi::Store) -> Result<Homer, Box<dyn std::erro
         sessions: Sessions::builder(keys).build(store.tree("sessions").await?)?,
         broker: LocalBroker::builder(store.clone()).build().await?,
     }));
-    let homer = Homer::builder().build();
+    let homer = Homer::builder().build()?;
     homer.api("user.register", move |_: Context, p: Login| async move {
         let user = UserId::new(&p.name).map_err(bad)?;
         let new = NewUser::new(p.name).password(p.password);

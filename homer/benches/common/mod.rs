@@ -34,7 +34,8 @@ pub fn homer() -> Homer {
         .max_connections_per_ip(100_000)
         .no_connection_rate_per_ip()
         .outbound_queue(1024)
-        .build();
+        .build()
+        .expect("valid settings");
     homer.api("echo", |_ctx: Context, p: Value| async move {
         Ok::<_, ApiError>(p)
     });

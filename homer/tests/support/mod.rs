@@ -126,7 +126,7 @@ pub struct Server {
 
 impl Server {
     pub async fn start(builder: HomerBuilder) -> Self {
-        let homer = builder.build();
+        let homer = builder.build().expect("valid settings");
         register_apis(&homer);
         let http = homer.listen_http("127.0.0.1:0").await.unwrap();
         let lines = homer

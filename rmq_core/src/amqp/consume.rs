@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::Lifeline;
-use super::link::{Failure, Link, Shared, is_not_found};
+use super::link::{Attempt, Link, Pace, Shared, is_not_found};
 use super::topology;
 use crate::delivery::Settle;
 use crate::handover::{DropSignal, FinishOnDrop, receiver_stream};
@@ -82,36 +82,23 @@ async fn start_consumer(
 async fn consume_retrying(
     shared: &Shared,
     queue: &str,
-    mut min_generation: u64,
+    min_generation: u64,
     deadline: Option<Instant>,
 ) -> Result<Option<(Arc<Link>, Channel, Consumer)>> {
-    let mut pause = shared.cfg.reconnect_min;
-    loop {
-        let link = shared
-            .wait_link(min_generation, deadline, "subscribe")
-            .await?;
-        match start_consumer(shared, &link, queue).await {
-            Ok((ch, consumer)) => return Ok(Some((link, ch, consumer))),
-            Err(e) if is_not_found(&e) => return Ok(None),
-            Err(e) => match shared.classify(&link, e) {
-                Failure::Connection => min_generation = link.generation + 1,
-                Failure::Refused(e) => {
-                    return Err(Error::Amqp {
-                        op: "basic.consume",
-                        source: e,
-                    });
+    shared
+        .retry(
+            "subscribe",
+            Pace::Paced(deadline),
+            min_generation,
+            |link| async move {
+                match start_consumer(shared, &link, queue).await {
+                    Ok((ch, consumer)) => Attempt::Done(Ok(Some((link, ch, consumer)))),
+                    Err(e) if is_not_found(&e) => Attempt::Done(Ok(None)),
+                    Err(e) => shared.failed(&link, "basic.consume", e),
                 }
             },
-        }
-        if deadline.is_some_and(|d| Instant::now() + pause > d) {
-            return Err(Error::Timeout {
-                op: "subscribe",
-                after: shared.cfg.op_timeout,
-            });
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(shared.cfg.reconnect_max);
-    }
+        )
+        .await
 }
 
 /// Decrements the active-inbox count when the consumer task ends.
@@ -284,30 +271,24 @@ async fn start_ephemeral_consumer(
 
 async fn ephemeral_retrying(
     shared: &Shared,
-    mut min_generation: u64,
+    min_generation: u64,
     deadline: Option<Instant>,
     op: &'static str,
     declare: &Declare,
 ) -> Result<(Arc<Link>, Channel, Consumer)> {
-    let mut pause = shared.cfg.reconnect_min;
-    loop {
-        let link = shared.wait_link(min_generation, deadline, op).await?;
-        match start_ephemeral_consumer(shared, &link, declare).await {
-            Ok((ch, consumer)) => return Ok((link, ch, consumer)),
-            Err(e) => match shared.classify(&link, e) {
-                Failure::Connection => min_generation = link.generation + 1,
-                Failure::Refused(e) => return Err(Error::Amqp { op, source: e }),
+    shared
+        .retry(
+            op,
+            Pace::Paced(deadline),
+            min_generation,
+            |link| async move {
+                match start_ephemeral_consumer(shared, &link, declare).await {
+                    Ok((ch, consumer)) => Attempt::Done(Ok((link, ch, consumer))),
+                    Err(e) => shared.failed(&link, op, e),
+                }
             },
-        }
-        if deadline.is_some_and(|d| Instant::now() + pause > d) {
-            return Err(Error::Timeout {
-                op,
-                after: shared.cfg.op_timeout,
-            });
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(shared.cfg.reconnect_max);
-    }
+        )
+        .await
 }
 
 /// A consumer of a server-named, exclusive queue that is declared anew on

@@ -27,7 +27,7 @@ use lapin::{BasicProperties, Channel, Confirmation, Consumer};
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::link::{Failure, Link, Shared, is_not_found};
+use super::link::{Attempt, Link, Pace, Shared, is_not_found};
 use crate::envelope::uuid_ms;
 use crate::{Envelope, Error, HistoryQuery, Result, RoomId};
 
@@ -66,41 +66,24 @@ pub(crate) async fn history(
         });
     }
     let deadline = Instant::now() + shared.cfg.op_timeout;
-    let mut min_generation = 0;
-    loop {
-        let link = shared
-            .wait_link(min_generation, Some(deadline), "history")
-            .await?;
-        let reader = Reader {
-            shared,
-            link: &link,
-            room,
-            stream: shared.names.history(room),
-        };
-        let outcome = tokio::time::timeout_at(deadline, reader.run(query)).await;
-        match outcome {
-            Err(_) => {
-                return Err(Error::Timeout {
-                    op: "history",
-                    after: shared.cfg.op_timeout,
-                });
-            }
-            Ok(Ok(found)) => return Ok(found),
-            Ok(Err(ReadError::Done(e))) => return Err(e),
-            Ok(Err(ReadError::Lapin(e))) if is_not_found(&e) => {
-                return Err(Error::UnknownRoom(room.clone()));
-            }
-            Ok(Err(ReadError::Lapin(e))) => match shared.classify(&link, e) {
-                Failure::Connection => min_generation = link.generation + 1,
-                Failure::Refused(e) => {
-                    return Err(Error::Amqp {
-                        op: "history",
-                        source: e,
-                    });
+    shared
+        .retry("history", Pace::Bounded(deadline), 0, |link| async move {
+            let reader = Reader {
+                shared,
+                link: &link,
+                room,
+                stream: shared.names.history(room),
+            };
+            match reader.run(query).await {
+                Ok(found) => Attempt::Done(Ok(found)),
+                Err(ReadError::Done(e)) => Attempt::Done(Err(e)),
+                Err(ReadError::Lapin(e)) if is_not_found(&e) => {
+                    Attempt::Done(Err(Error::UnknownRoom(room.clone())))
                 }
-            },
-        }
-    }
+                Err(ReadError::Lapin(e)) => shared.failed(&link, "history", e),
+            }
+        })
+        .await
 }
 
 /// One decoded stream entry.

@@ -23,7 +23,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::future::BoxFuture;
 use futures_util::{Stream, StreamExt};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
@@ -68,12 +67,26 @@ pub(crate) struct Shared {
     pub(crate) handover: Arc<crate::handover::Handover>,
 }
 
-/// How a lapin error should be handled.
-pub(crate) enum Failure {
-    /// The connection is gone: retry on the next link.
-    Connection,
-    /// The server refused the operation (a channel-level error): don't retry.
-    Refused(lapin::Error),
+/// How one attempt of an operation on a link ended; see [`Shared::retry`].
+pub(crate) enum Attempt<T> {
+    /// Finished, well or not: the operation returns this.
+    Done(Result<T>),
+    /// The connection failed under it: try again on a newer link.
+    Lost,
+}
+
+/// How [`Shared::retry`] paces the attempts of an operation.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Pace {
+    /// Each attempt is bounded by the deadline (past it the operation fails
+    /// with [`Error::Timeout`]); after a loss the next starts as soon as a
+    /// newer link is up.
+    Bounded(Instant),
+    /// Attempts are not bounded; after a loss the next waits a pause, from
+    /// the reconnection backoff's first delay doubling up to its cap, and
+    /// the operation fails with [`Error::Timeout`] when that pause would
+    /// end past the deadline, if there is one.
+    Paced(Option<Instant>),
 }
 
 /// A 404 from the server.
@@ -89,14 +102,25 @@ pub(crate) fn amqp_message(e: &lapin::Error) -> String {
 }
 
 impl Shared {
-    pub(crate) fn classify(&self, link: &Link, e: lapin::Error) -> Failure {
+    /// What the lapin error `e` of an attempt on `link` means: a refusal by
+    /// the server (a channel-level error on a connection that is still up)
+    /// ends the operation with [`Error::Amqp`]; anything else is a lost
+    /// connection, reported to the supervisor, and the attempt is retried.
+    pub(crate) fn failed<T>(&self, link: &Link, op: &'static str, e: lapin::Error) -> Attempt<T> {
         let soft = matches!(e.kind(), ErrorKind::ProtocolError(a) if matches!(a.kind(), AMQPErrorKind::Soft(_)));
         if soft && link.conn.status().connected() {
-            Failure::Refused(e)
+            Attempt::Done(Err(Error::Amqp { op, source: e }))
         } else {
             tracing::debug!(generation = link.generation, error = %e, "amqp connection failure");
             self.report_failure(link.generation);
-            Failure::Connection
+            Attempt::Lost
+        }
+    }
+
+    fn timeout(&self, op: &'static str) -> Error {
+        Error::Timeout {
+            op,
+            after: self.cfg.op_timeout,
         }
     }
 
@@ -128,7 +152,7 @@ impl Shared {
     }
 
     /// Wait for a link of generation `min_generation` or newer.
-    pub(crate) async fn wait_link(
+    async fn wait_link(
         &self,
         min_generation: u64,
         deadline: Option<Instant>,
@@ -148,12 +172,7 @@ impl Shared {
             let changed = match deadline {
                 Some(deadline) => match tokio::time::timeout_at(deadline, rx.changed()).await {
                     Ok(changed) => changed,
-                    Err(_) => {
-                        return Err(Error::Timeout {
-                            op,
-                            after: self.cfg.op_timeout,
-                        });
-                    }
+                    Err(_) => return Err(self.timeout(op)),
                 },
                 None => rx.changed().await,
             };
@@ -163,42 +182,77 @@ impl Shared {
         }
     }
 
-    /// Run `f` on a fresh channel of the current link, retrying on new links
-    /// while the connection fails, until the operation deadline.
-    pub(crate) async fn with_channel<T: Send + 'static>(
+    /// The retry loop of every operation: run `attempt` on a link of
+    /// generation `min_generation` or newer, and again on a newer link each
+    /// time it reports [`Attempt::Lost`], paced by `pace`. Never retries on
+    /// the generation that failed. Fails with [`Error::Timeout`] past the
+    /// deadline and [`Error::Closed`] once the broker is closed.
+    pub(crate) async fn retry<T, F, Fut>(
         &self,
         op: &'static str,
-        f: impl Fn(Channel) -> BoxFuture<'static, lapin::Result<T>> + Send + Sync,
-    ) -> Result<std::result::Result<T, lapin::Error>> {
-        let deadline = Instant::now() + self.cfg.op_timeout;
-        let mut min_generation = 0;
+        pace: Pace,
+        mut min_generation: u64,
+        mut attempt: F,
+    ) -> Result<T>
+    where
+        F: FnMut(Arc<Link>) -> Fut,
+        Fut: Future<Output = Attempt<T>>,
+    {
+        let mut pause = self.cfg.reconnect_min;
         loop {
-            let link = self.wait_link(min_generation, Some(deadline), op).await?;
-            let attempt = async {
-                let ch = link.conn.create_channel().await?;
-                let out = f(ch.clone()).await;
-                if ch.status().connected() {
-                    let _ = ch.close(200, "done".into()).await;
-                }
-                out
+            let deadline = match pace {
+                Pace::Bounded(deadline) => Some(deadline),
+                Pace::Paced(deadline) => deadline,
             };
-            let res = match tokio::time::timeout_at(deadline, attempt).await {
-                Ok(res) => res,
-                Err(_) => {
-                    return Err(Error::Timeout {
-                        op,
-                        after: self.cfg.op_timeout,
-                    });
-                }
+            let link = self.wait_link(min_generation, deadline, op).await?;
+            let generation = link.generation;
+            let outcome = match pace {
+                Pace::Bounded(deadline) => tokio::time::timeout_at(deadline, attempt(link))
+                    .await
+                    .map_err(|_| self.timeout(op))?,
+                Pace::Paced(_) => attempt(link).await,
             };
-            match res {
-                Ok(v) => return Ok(Ok(v)),
-                Err(e) => match self.classify(&link, e) {
-                    Failure::Refused(e) => return Ok(Err(e)),
-                    Failure::Connection => min_generation = link.generation + 1,
-                },
+            match outcome {
+                Attempt::Done(done) => return done,
+                Attempt::Lost => min_generation = generation + 1,
+            }
+            if let Pace::Paced(deadline) = pace {
+                if deadline.is_some_and(|d| Instant::now() + pause > d) {
+                    return Err(self.timeout(op));
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(self.cfg.reconnect_max);
             }
         }
+    }
+
+    /// Run `f` on a fresh channel of the current link, retrying on new links
+    /// while the connection fails, until the operation deadline. A refusal
+    /// by the server is [`Error::Amqp`] for `op`.
+    pub(crate) async fn with_channel<T, F, Fut>(&self, op: &'static str, f: F) -> Result<T>
+    where
+        F: Fn(Channel) -> Fut,
+        Fut: Future<Output = lapin::Result<T>>,
+    {
+        let deadline = Instant::now() + self.cfg.op_timeout;
+        self.retry(op, Pace::Bounded(deadline), 0, |link| {
+            let f = &f;
+            async move {
+                let attempt = async {
+                    let ch = link.conn.create_channel().await?;
+                    let out = f(ch.clone()).await;
+                    if ch.status().connected() {
+                        let _ = ch.close(200, "done".into()).await;
+                    }
+                    out
+                };
+                match attempt.await {
+                    Ok(v) => Attempt::Done(Ok(v)),
+                    Err(e) => self.failed(&link, op, e),
+                }
+            }
+        })
+        .await
     }
 
     /// Publish one message and wait for its confirm, resending on newer links
@@ -213,43 +267,37 @@ impl Shared {
     ) -> Result<Confirmation> {
         let _slot = self.window.acquire().await.map_err(|_| Error::Closed)?;
         let deadline = Instant::now() + self.cfg.op_timeout;
-        let mut min_generation = 0;
-        loop {
-            let link = self
-                .wait_link(min_generation, Some(deadline), "publish")
-                .await?;
-            let attempt = async {
-                link.publish
-                    .basic_publish(
-                        exchange.into(),
-                        routing_key.into(),
-                        BasicPublishOptions {
-                            mandatory,
-                            ..BasicPublishOptions::default()
-                        },
-                        payload,
-                        properties.clone(),
-                    )
-                    .await?
-                    .await
-            };
-            match tokio::time::timeout_at(deadline, attempt).await {
-                Err(_) => {
-                    return Err(Error::Timeout {
-                        op: "publish",
-                        after: self.cfg.op_timeout,
-                    });
-                }
-                Ok(Ok(confirmation)) => return Ok(confirmation),
-                Ok(Err(e)) => {
-                    // Whatever the error, the publish channel is unusable: a
-                    // channel-level error closed it. Reconnect and resend.
-                    tracing::debug!(generation = link.generation, error = %e, "publish failed; resending on a new link");
-                    self.report_failure(link.generation);
-                    min_generation = link.generation + 1;
+        self.retry("publish", Pace::Bounded(deadline), 0, |link| {
+            let properties = properties.clone();
+            async move {
+                let sent = async {
+                    link.publish
+                        .basic_publish(
+                            exchange.into(),
+                            routing_key.into(),
+                            BasicPublishOptions {
+                                mandatory,
+                                ..BasicPublishOptions::default()
+                            },
+                            payload,
+                            properties,
+                        )
+                        .await?
+                        .await
+                };
+                match sent.await {
+                    Ok(confirmation) => Attempt::Done(Ok(confirmation)),
+                    Err(e) => {
+                        // Whatever the error, the publish channel is unusable: a
+                        // channel-level error closed it. Reconnect and resend.
+                        tracing::debug!(generation = link.generation, error = %e, "publish failed; resending on a new link");
+                        self.report_failure(link.generation);
+                        Attempt::Lost
+                    }
                 }
             }
-        }
+        })
+        .await
     }
 
     pub(crate) fn register_inbox(&self, user: &UserId) {

@@ -34,7 +34,6 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_util::FutureExt;
 use lapin::options::{ExchangeDeleteOptions, QueueBindOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Confirmation};
@@ -81,7 +80,95 @@ pub(crate) struct AmqpConfig {
     pub(crate) reconnect_max: Duration,
 }
 
+impl AmqpConfig {
+    /// Every setting within its range, or the first that is not.
+    fn check(&self) -> Result<()> {
+        use crate::error::{check_counts, invalid_setting};
+        const MIN_TIME: Duration = Duration::from_millis(1);
+        let any = u128::MAX;
+        check_counts(&[
+            ("prefetch", self.prefetch.into(), u16::MAX.into()),
+            (
+                "confirm_window",
+                self.confirm_window as u128,
+                tokio::sync::Semaphore::MAX_PERMITS as u128,
+            ),
+            ("max_body_size", self.max_body as u128, any),
+            ("max_history", self.max_history as u128, any),
+            (
+                "history_max_bytes bytes",
+                self.history_max_bytes.into(),
+                any,
+            ),
+            (
+                "history_max_bytes segment_bytes",
+                self.history_segment_bytes.into(),
+                any,
+            ),
+        ])?;
+        if self.inbox_max_len == Some(0) {
+            return Err(invalid_setting(
+                "inbox_max_len",
+                "at least 1, or None for no cap",
+                "Some(0)",
+            ));
+        }
+        if let Some(age) = self.history_max_age
+            && age < Duration::from_secs(1)
+        {
+            return Err(invalid_setting(
+                "history_max_age",
+                "at least 1s, or None",
+                format!("Some({age:?})"),
+            ));
+        }
+        for (setting, d) in [
+            ("operation_timeout", self.op_timeout),
+            ("connect_timeout", self.connect_timeout),
+            ("reconnect_backoff min", self.reconnect_min),
+        ] {
+            if d < MIN_TIME {
+                return Err(invalid_setting(
+                    setting,
+                    format!("at least {MIN_TIME:?}"),
+                    format!("{d:?}"),
+                ));
+            }
+        }
+        if self.reconnect_max < self.reconnect_min {
+            return Err(invalid_setting(
+                "reconnect_backoff max",
+                format!("at least the min, {:?}", self.reconnect_min),
+                format!("{:?}", self.reconnect_max),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Builds an [`AmqpBroker`]; see [`AmqpBroker::builder`].
+///
+/// The setters only record what they are given;
+/// [`connect`](Self::connect) checks every setting before it dials and
+/// refuses one that cannot work (a zero prefetch, a backoff cap under its
+/// first delay, ...) with [`Error::InvalidConfig`], naming the setting and
+/// its allowed range.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use std::time::Duration;
+/// let err = rmq_core::AmqpBroker::builder("amqp://127.0.0.1:5672/%2f")
+///     .reconnect_backoff(Duration::from_secs(5), Duration::from_secs(1))
+///     .connect()
+///     .await
+///     .unwrap_err();
+/// assert_eq!(
+///     err.to_string(),
+///     "invalid reconnect_backoff max: expected at least the min, 5s, got 1s"
+/// );
+/// # }
+/// ```
 #[must_use = "a builder does nothing until `connect` is called"]
 pub struct AmqpBrokerBuilder {
     cfg: AmqpConfig,
@@ -111,27 +198,31 @@ impl AmqpBrokerBuilder {
         self
     }
 
-    /// How many unacked deliveries a subscription may hold (default 64).
+    /// How many unacked deliveries a subscription may hold (default 64; at
+    /// least 1).
     pub fn prefetch(mut self, prefetch: u16) -> Self {
-        self.cfg.prefetch = prefetch.max(1);
+        self.cfg.prefetch = prefetch;
         self
     }
 
-    /// How many publishes may wait for their confirm at once (default 256);
+    /// How many publishes may wait for their confirm at once (default 256;
+    /// 1 to [`Semaphore::MAX_PERMITS`](tokio::sync::Semaphore::MAX_PERMITS));
     /// more publishes wait for a slot.
     pub fn confirm_window(mut self, window: usize) -> Self {
-        self.cfg.confirm_window = window.max(1);
+        self.cfg.confirm_window = window;
         self
     }
 
-    /// The largest envelope body, in bytes (default 64 KiB). Larger publishes
-    /// are refused; larger messages found on a queue are dead-lettered.
+    /// The largest envelope body, in bytes (default 64 KiB; at least 1).
+    /// Larger publishes are refused; larger messages found on a queue are
+    /// dead-lettered.
     pub fn max_body_size(mut self, bytes: usize) -> Self {
         self.cfg.max_body = bytes;
         self
     }
 
-    /// The most messages one history query may ask for (default 1000).
+    /// The most messages one history query may ask for (default 1000; at
+    /// least 1).
     pub fn max_history(mut self, messages: usize) -> Self {
         self.cfg.max_history = messages;
         self
@@ -145,7 +236,7 @@ impl AmqpBrokerBuilder {
     }
 
     /// Cap each inbox at `max` messages, dropping (dead-lettering) the oldest
-    /// (default 10 000; `None` for no cap).
+    /// (default 10 000; at least 1, or `None` for no cap).
     pub fn inbox_max_len(mut self, max: Option<u32>) -> Self {
         self.cfg.inbox_max_len = max;
         self
@@ -153,14 +244,15 @@ impl AmqpBrokerBuilder {
 
     /// Cap each room's history stream at `bytes` (default 16 MiB), kept in
     /// segments of `segment_bytes` (default 2 MiB); whole segments are
-    /// dropped, oldest first.
+    /// dropped, oldest first. Both at least 1.
     pub fn history_max_bytes(mut self, bytes: u64, segment_bytes: u32) -> Self {
         self.cfg.history_max_bytes = bytes;
-        self.cfg.history_segment_bytes = segment_bytes.max(1);
+        self.cfg.history_segment_bytes = segment_bytes;
         self
     }
 
-    /// Drop history segments older than `age` (default: kept until the size cap).
+    /// Drop history segments older than `age`, in whole seconds (default:
+    /// kept until the size cap; at least 1 s, or `None`).
     pub fn history_max_age(mut self, age: Option<Duration>) -> Self {
         self.cfg.history_max_age = age;
         self
@@ -175,31 +267,36 @@ impl AmqpBrokerBuilder {
     }
 
     /// How long an operation keeps retrying while RabbitMQ is unreachable
-    /// before failing with [`Error::Timeout`] (default 30 s).
+    /// before failing with [`Error::Timeout`] (default 30 s; at least 1 ms).
     pub fn operation_timeout(mut self, timeout: Duration) -> Self {
         self.cfg.op_timeout = timeout;
         self
     }
 
-    /// How long one connection attempt may take (default 5 s).
+    /// How long one connection attempt may take (default 5 s; at least 1 ms).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.cfg.connect_timeout = timeout;
         self
     }
 
     /// The reconnection backoff: first delay and cap (default 100 ms and 5 s),
-    /// doubled after each failed attempt, plus up to 25 % jitter.
+    /// doubled after each failed attempt, plus up to 25 % jitter. The first
+    /// delay is at least 1 ms, the cap at least the first delay.
     pub fn reconnect_backoff(mut self, min: Duration, max: Duration) -> Self {
-        self.cfg.reconnect_min = min.max(Duration::from_millis(1));
-        self.cfg.reconnect_max = max.max(self.cfg.reconnect_min);
+        self.cfg.reconnect_min = min;
+        self.cfg.reconnect_max = max;
         self
     }
 
     /// Connect, declare the namespace's shared exchanges, and start the
-    /// connection supervisor. Fails with [`Error::Connect`] if RabbitMQ cannot
-    /// be reached now; later connection losses are recovered in the background.
+    /// connection supervisor. Fails with [`Error::Name`] or
+    /// [`Error::InvalidConfig`] for a namespace or setting out of its range
+    /// (see each setter) before dialling, with [`Error::Connect`] if
+    /// RabbitMQ cannot be reached now; later connection losses are recovered
+    /// in the background.
     pub async fn connect(mut self) -> Result<AmqpBroker> {
         crate::name::validate_namespace(&self.cfg.namespace)?;
+        self.cfg.check()?;
         if self.cfg.connection_name.is_empty() {
             self.cfg.connection_name = format!("rmq_core {}", self.cfg.namespace);
         }
@@ -265,6 +362,15 @@ impl fmt::Debug for AmqpBroker {
             .field("namespace", &self.shared.names.ns())
             .field("connected", &self.is_connected())
             .finish()
+    }
+}
+
+/// `res`, with a 404 from the server (the queue or exchange is already
+/// gone) as success.
+fn gone_is_ok(res: Result<()>) -> Result<()> {
+    match res {
+        Err(Error::Amqp { source, .. }) if is_not_found(&source) => Ok(()),
+        res => res,
     }
 }
 
@@ -341,33 +447,25 @@ impl AmqpBroker {
     /// tests and decommissioning: delete rooms and inboxes first, and only
     /// when no other node uses the namespace.
     pub async fn delete_namespace(&self) -> Result<()> {
-        let names = self.shared.names.clone();
+        let names = &self.shared.names;
         self.shared
-            .with_channel("delete namespace", move |ch| {
-                let names = names.clone();
-                async move {
-                    ch.queue_delete(names.dead().into(), QueueDeleteOptions::default())
+            .with_channel("delete namespace", |ch| async move {
+                ch.queue_delete(names.dead().into(), QueueDeleteOptions::default())
+                    .await?;
+                for ex in [
+                    names.direct(),
+                    names.all(),
+                    names.rooms(),
+                    names.presence(),
+                    names.live(),
+                    names.dead(),
+                ] {
+                    ch.exchange_delete(ex.into(), ExchangeDeleteOptions::default())
                         .await?;
-                    for ex in [
-                        names.direct(),
-                        names.all(),
-                        names.rooms(),
-                        names.presence(),
-                        names.live(),
-                        names.dead(),
-                    ] {
-                        ch.exchange_delete(ex.into(), ExchangeDeleteOptions::default())
-                            .await?;
-                    }
-                    Ok(())
                 }
-                .boxed()
+                Ok(())
             })
-            .await?
-            .map_err(|source| Error::Amqp {
-                op: "delete namespace",
-                source,
-            })
+            .await
     }
 
     fn check_body(&self, envelope: &Envelope) -> Result<()> {
@@ -384,152 +482,99 @@ impl AmqpBroker {
 #[async_trait]
 impl Broker for AmqpBroker {
     async fn ensure_inbox(&self, user: &UserId) -> Result<()> {
-        let (names, cfg, user2) = (
-            self.shared.names.clone(),
-            self.shared.cfg.clone(),
-            user.clone(),
-        );
-        self.shared
-            .with_channel("ensure inbox", move |ch| {
-                let (names, cfg, user) = (names.clone(), cfg.clone(), user2.clone());
-                async move { topology::declare_inbox(&ch, &names, &cfg, &user).await }.boxed()
+        let shared = &self.shared;
+        shared
+            .with_channel("ensure inbox", |ch| async move {
+                topology::declare_inbox(&ch, &shared.names, &shared.cfg, user).await
             })
-            .await?
-            .map_err(|source| Error::Amqp {
-                op: "ensure inbox",
-                source,
-            })
+            .await
     }
 
     async fn delete_inbox(&self, user: &UserId) -> Result<()> {
-        let queue = self.shared.names.inbox(user);
-        let res = self
+        let queue = &self.shared.names.inbox(user);
+        let deleted = self
             .shared
-            .with_channel("delete inbox", move |ch| {
-                let queue = queue.clone();
-                async move {
-                    ch.queue_delete(queue.into(), QueueDeleteOptions::default())
-                        .await
-                        .map(drop)
-                }
-                .boxed()
+            .with_channel("delete inbox", |ch| async move {
+                ch.queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                    .await
+                    .map(drop)
             })
-            .await?;
-        match res {
-            Ok(()) => Ok(()),
-            Err(e) if is_not_found(&e) => Ok(()),
-            Err(source) => Err(Error::Amqp {
-                op: "delete inbox",
-                source,
-            }),
-        }
+            .await;
+        gone_is_ok(deleted)
     }
 
     async fn create_room(&self, room: &RoomId) -> Result<()> {
-        let (names, cfg, room2) = (
-            self.shared.names.clone(),
-            self.shared.cfg.clone(),
-            room.clone(),
-        );
-        self.shared
-            .with_channel("create room", move |ch| {
-                let (names, cfg, room) = (names.clone(), cfg.clone(), room2.clone());
-                async move { topology::declare_room(&ch, &names, &cfg, &room).await }.boxed()
+        let shared = &self.shared;
+        shared
+            .with_channel("create room", |ch| async move {
+                topology::declare_room(&ch, &shared.names, &shared.cfg, room).await
             })
-            .await?
-            .map_err(|source| Error::Amqp {
-                op: "create room",
-                source,
-            })
+            .await
     }
 
     async fn delete_room(&self, room: &RoomId) -> Result<()> {
-        let names = self.shared.names.clone();
-        let room2 = room.clone();
-        let res = self
+        let names = &self.shared.names;
+        let deleted = self
             .shared
-            .with_channel("delete room", move |ch| {
-                let (names, room) = (names.clone(), room2.clone());
-                async move {
-                    ch.queue_delete(names.history(&room).into(), QueueDeleteOptions::default())
-                        .await?;
-                    ch.exchange_delete(names.room(&room).into(), ExchangeDeleteOptions::default())
-                        .await
-                }
-                .boxed()
+            .with_channel("delete room", |ch| async move {
+                ch.queue_delete(names.history(room).into(), QueueDeleteOptions::default())
+                    .await?;
+                ch.exchange_delete(names.room(room).into(), ExchangeDeleteOptions::default())
+                    .await
             })
-            .await?;
-        match res {
-            Ok(()) => Ok(()),
-            Err(e) if is_not_found(&e) => Ok(()),
-            Err(source) => Err(Error::Amqp {
-                op: "delete room",
-                source,
-            }),
-        }
+            .await;
+        gone_is_ok(deleted)
     }
 
     async fn join(&self, room: &RoomId, user: &UserId) -> Result<()> {
-        let queue = self.shared.names.inbox(user);
-        let exchange = self.shared.names.room(room);
-        let res = self
+        let (queue, exchange) = (
+            &self.shared.names.inbox(user),
+            &self.shared.names.room(room),
+        );
+        let joined = self
             .shared
-            .with_channel("join", move |ch| {
-                let (queue, exchange) = (queue.clone(), exchange.clone());
-                async move {
-                    ch.queue_bind(
-                        queue.into(),
-                        exchange.into(),
-                        "".into(),
-                        QueueBindOptions::default(),
-                        FieldTable::default(),
-                    )
-                    .await
-                }
-                .boxed()
+            .with_channel("join", |ch| async move {
+                ch.queue_bind(
+                    queue.as_str().into(),
+                    exchange.as_str().into(),
+                    "".into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
             })
-            .await?;
-        match res {
-            Ok(()) => Ok(()),
-            Err(e) if is_not_found(&e) => {
-                if link::amqp_message(&e).contains("no exchange") {
+            .await;
+        match joined {
+            Err(Error::Amqp { source, .. }) if is_not_found(&source) => {
+                if link::amqp_message(&source).contains("no exchange") {
                     Err(Error::UnknownRoom(room.clone()))
                 } else {
                     Err(Error::UnknownUser(user.clone()))
                 }
             }
-            Err(source) => Err(Error::Amqp { op: "join", source }),
+            joined => joined,
         }
     }
 
     async fn leave(&self, room: &RoomId, user: &UserId) -> Result<()> {
-        let queue = self.shared.names.inbox(user);
-        let exchange = self.shared.names.room(room);
-        let res = self
+        let (queue, exchange) = (
+            &self.shared.names.inbox(user),
+            &self.shared.names.room(room),
+        );
+        let left = self
             .shared
-            .with_channel("leave", move |ch| {
-                let (queue, exchange) = (queue.clone(), exchange.clone());
-                async move {
-                    ch.queue_unbind(
-                        queue.into(),
-                        exchange.into(),
-                        "".into(),
-                        FieldTable::default(),
-                    )
-                    .await
-                }
-                .boxed()
+            .with_channel("leave", |ch| async move {
+                ch.queue_unbind(
+                    queue.as_str().into(),
+                    exchange.as_str().into(),
+                    "".into(),
+                    FieldTable::default(),
+                )
+                .await
             })
-            .await?;
-        match res {
-            Ok(()) => Ok(()),
-            // The room or the inbox is gone: the user is not a member.
-            Err(e) if is_not_found(&e) => Ok(()),
-            Err(source) => Err(Error::Amqp {
-                op: "leave",
-                source,
-            }),
-        }
+            .await;
+        // The room or the inbox is gone: the user is not a member.
+        gone_is_ok(left)
     }
 
     async fn publish(&self, envelope: &Envelope) -> Result<()> {
@@ -588,5 +633,125 @@ impl Broker for AmqpBroker {
 
     async fn subscribe_presence(&self) -> Result<PresenceStream> {
         consume::subscribe_presence(self.shared.clone(), self.life.clone()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a user sees when `builder` connects; nothing is dialled (port 1).
+    async fn refused(builder: AmqpBrokerBuilder) -> String {
+        builder.connect().await.map(drop).unwrap_err().to_string()
+    }
+
+    fn b() -> AmqpBrokerBuilder {
+        AmqpBroker::builder("amqp://127.0.0.1:1/%2f")
+    }
+
+    #[test]
+    fn the_defaults_are_valid() {
+        b().cfg.check().unwrap();
+        let ms = Duration::from_millis(1);
+        let smallest = b()
+            .prefetch(1)
+            .confirm_window(1)
+            .max_body_size(1)
+            .max_history(1)
+            .inbox_max_len(Some(1))
+            .history_max_bytes(1, 1)
+            .history_max_age(Some(Duration::from_secs(1)))
+            .operation_timeout(ms)
+            .connect_timeout(ms)
+            .reconnect_backoff(ms, ms);
+        smallest.cfg.check().unwrap();
+        b().inbox_max_len(None)
+            .history_max_age(None)
+            .cfg
+            .check()
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn zero_counts_are_refused() {
+        assert_eq!(
+            refused(b().prefetch(0)).await,
+            "invalid prefetch: expected 1 to 65535, got 0"
+        );
+        assert_eq!(
+            refused(b().confirm_window(0)).await,
+            "invalid confirm_window: expected 1 to 2305843009213693951, got 0"
+        );
+        assert_eq!(
+            refused(b().confirm_window(usize::MAX)).await,
+            format!(
+                "invalid confirm_window: expected 1 to 2305843009213693951, got {}",
+                usize::MAX
+            )
+        );
+        assert_eq!(
+            refused(b().max_body_size(0)).await,
+            "invalid max_body_size: expected at least 1, got 0"
+        );
+        assert_eq!(
+            refused(b().max_history(0)).await,
+            "invalid max_history: expected at least 1, got 0"
+        );
+        assert_eq!(
+            refused(b().inbox_max_len(Some(0))).await,
+            "invalid inbox_max_len: expected at least 1, or None for no cap, got Some(0)"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_empty_history_cap_is_refused() {
+        assert_eq!(
+            refused(b().history_max_bytes(0, 1024)).await,
+            "invalid history_max_bytes bytes: expected at least 1, got 0"
+        );
+        assert_eq!(
+            refused(b().history_max_bytes(1 << 20, 0)).await,
+            "invalid history_max_bytes segment_bytes: expected at least 1, got 0"
+        );
+        assert_eq!(
+            refused(b().history_max_age(Some(Duration::from_millis(999)))).await,
+            "invalid history_max_age: expected at least 1s, or None, got Some(999ms)"
+        );
+    }
+
+    #[tokio::test]
+    async fn zero_times_are_refused() {
+        assert_eq!(
+            refused(b().operation_timeout(Duration::ZERO)).await,
+            "invalid operation_timeout: expected at least 1ms, got 0ns"
+        );
+        assert_eq!(
+            refused(b().connect_timeout(Duration::ZERO)).await,
+            "invalid connect_timeout: expected at least 1ms, got 0ns"
+        );
+        assert_eq!(
+            refused(b().reconnect_backoff(Duration::ZERO, Duration::from_secs(1))).await,
+            "invalid reconnect_backoff min: expected at least 1ms, got 0ns"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_backoff_cap_under_its_first_delay_is_refused() {
+        let err = b()
+            .reconnect_backoff(Duration::from_secs(2), Duration::from_millis(500))
+            .connect()
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid reconnect_backoff max: expected at least the min, 2s, got 500ms"
+        );
+        assert!(matches!(
+            err,
+            Error::InvalidConfig {
+                setting: "reconnect_backoff max",
+                ..
+            }
+        ));
     }
 }

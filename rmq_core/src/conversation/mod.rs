@@ -372,25 +372,33 @@ impl ConversationsBuilder {
         self
     }
 
-    /// Open the log's trees and start listening to the fan-out. Refuses
-    /// settings of zero with [`Error::InvalidConfig`].
+    /// Open the log's trees and start listening to the fan-out. Refuses a
+    /// setting of zero, and a [`feed_buffer`](Self::feed_buffer) above
+    /// [`Semaphore::MAX_PERMITS`](tokio::sync::Semaphore::MAX_PERMITS),
+    /// with [`Error::InvalidConfig`].
     pub async fn build(self) -> Result<Conversations> {
-        for (name, value) in [
-            ("max_body_size", self.cfg.max_body),
-            ("max_read", self.cfg.max_read),
-            ("reaction length", self.cfg.max_reaction_len),
-            ("distinct reactions", self.cfg.max_reactions),
-            ("max_edits", self.cfg.max_edits),
-            ("feed_buffer", self.cfg.feed_buffer),
-            ("max_watched", self.cfg.max_watched),
-        ] {
-            if value == 0 {
-                return Err(Error::InvalidConfig {
-                    setting: name,
-                    reason: "must be at least 1".into(),
-                });
-            }
-        }
+        let any = u128::MAX;
+        crate::error::check_counts(&[
+            ("max_body_size", self.cfg.max_body as u128, any),
+            ("max_read", self.cfg.max_read as u128, any),
+            (
+                "reaction_limits max_len",
+                self.cfg.max_reaction_len as u128,
+                any,
+            ),
+            (
+                "reaction_limits max_distinct",
+                self.cfg.max_reactions as u128,
+                any,
+            ),
+            ("max_edits", self.cfg.max_edits as u128, any),
+            (
+                "feed_buffer",
+                self.cfg.feed_buffer as u128,
+                tokio::sync::Semaphore::MAX_PERMITS as u128,
+            ),
+            ("max_watched", self.cfg.max_watched as u128, any),
+        ])?;
         let log = self.store.tree(LOG_TREE).await?;
         let members = self.store.tree(MEMBERS_TREE).await?;
         let fanout = self
@@ -1696,4 +1704,40 @@ fn reaction_key_floor(c: &str, seq: u64) -> Vec<u8> {
 
 fn query_is_reverse(query: &LogQuery) -> bool {
     matches!(query, LogQuery::Last { .. } | LogQuery::Before { .. })
+}
+
+#[cfg(test)]
+mod builder_tests {
+    use super::*;
+
+    /// What a user sees when `builder` builds.
+    async fn refused(builder: ConversationsBuilder) -> String {
+        builder.build().await.map(drop).unwrap_err().to_string()
+    }
+
+    #[tokio::test]
+    async fn zero_settings_are_refused() {
+        let store = Store::memory();
+        let b = || Conversations::builder(&store);
+        for (builder, setting) in [
+            (b().max_body_size(0), "max_body_size"),
+            (b().max_read(0), "max_read"),
+            (b().reaction_limits(0, 64), "reaction_limits max_len"),
+            (b().reaction_limits(64, 0), "reaction_limits max_distinct"),
+            (b().max_edits(0), "max_edits"),
+            (b().max_watched(0), "max_watched"),
+        ] {
+            assert_eq!(
+                refused(builder).await,
+                format!("invalid {setting}: expected at least 1, got 0")
+            );
+        }
+        for buffer in [0, usize::MAX] {
+            assert_eq!(
+                refused(b().feed_buffer(buffer)).await,
+                format!("invalid feed_buffer: expected 1 to 2305843009213693951, got {buffer}")
+            );
+        }
+        b().feed_buffer(1).build().await.unwrap();
+    }
 }

@@ -63,25 +63,28 @@ pub struct LocalBrokerBuilder {
 }
 
 impl LocalBrokerBuilder {
-    /// How many unacked deliveries a subscription may hold (default 64).
+    /// How many unacked deliveries a subscription may hold (default 64; 1 to
+    /// [`Semaphore::MAX_PERMITS`](tokio::sync::Semaphore::MAX_PERMITS)).
     pub fn prefetch(mut self, prefetch: usize) -> Self {
-        self.cfg.prefetch = prefetch.max(1);
+        self.cfg.prefetch = prefetch;
         self
     }
 
-    /// The largest envelope body, in bytes (default 64 KiB).
+    /// The largest envelope body, in bytes (default 64 KiB; at least 1).
     pub fn max_body_size(mut self, bytes: usize) -> Self {
         self.cfg.max_body = bytes;
         self
     }
 
-    /// The most messages one history query may ask for (default 1000).
+    /// The most messages one history query may ask for (default 1000; at
+    /// least 1).
     pub fn max_history(mut self, messages: usize) -> Self {
         self.cfg.max_history = messages;
         self
     }
 
-    /// Cap each new inbox at `messages`, dropping the oldest (default 10 000).
+    /// Cap each new inbox at `messages`, dropping the oldest (default 10 000;
+    /// 1 to [`tiny_q::MAX_CAPACITY`]).
     pub fn inbox_capacity(mut self, messages: u64) -> Self {
         self.cfg.inbox_capacity = messages;
         self
@@ -96,21 +99,46 @@ impl LocalBrokerBuilder {
         self
     }
 
-    /// Keep the newest `messages` of each room's history (default 10 000).
+    /// Keep the newest `messages` of each room's history (default 10 000; at
+    /// least 1).
     pub fn history_cap(mut self, messages: u64) -> Self {
-        self.cfg.history_cap = messages.max(1);
+        self.cfg.history_cap = messages;
         self
     }
 
     /// How many presence events a slow presence reader may fall behind
-    /// before it gets [`PresenceEvent::Lagged`] (default 1024).
+    /// before it gets [`PresenceEvent::Lagged`] (default 1024; 1 to
+    /// `usize::MAX / 2`).
     pub fn presence_buffer(mut self, events: usize) -> Self {
-        self.cfg.presence_buffer = events.max(1);
+        self.cfg.presence_buffer = events;
         self
     }
 
-    /// Open the broker's queues and trees in the store.
+    /// Open the broker's queues and trees in the store. A setting out of its
+    /// range (see each setter) is [`Error::InvalidConfig`], before the store
+    /// is touched.
     pub async fn build(self) -> Result<LocalBroker> {
+        let any = u128::MAX;
+        crate::error::check_counts(&[
+            (
+                "prefetch",
+                self.cfg.prefetch as u128,
+                tokio::sync::Semaphore::MAX_PERMITS as u128,
+            ),
+            ("max_body_size", self.cfg.max_body as u128, any),
+            ("max_history", self.cfg.max_history as u128, any),
+            (
+                "inbox_capacity",
+                self.cfg.inbox_capacity.into(),
+                tiny_q::MAX_CAPACITY.into(),
+            ),
+            ("history_cap", self.cfg.history_cap.into(), any),
+            (
+                "presence_buffer",
+                self.cfg.presence_buffer as u128,
+                (usize::MAX / 2) as u128,
+            ),
+        ])?;
         let store = self.store;
         let queues = Queues::builder(&store).tree(QUEUES_TREE).build().await?;
         let dead = queues
@@ -594,5 +622,86 @@ impl Broker for LocalBroker {
             Some((event, rx))
         });
         Ok(PresenceStream::new(stream))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a user sees when `builder` builds.
+    async fn refused(builder: LocalBrokerBuilder) -> String {
+        builder.build().await.map(drop).unwrap_err().to_string()
+    }
+
+    fn b() -> LocalBrokerBuilder {
+        LocalBroker::builder(Store::memory())
+    }
+
+    #[tokio::test]
+    async fn the_smallest_allowed_settings_build() {
+        b().prefetch(1)
+            .max_body_size(1)
+            .max_history(1)
+            .inbox_capacity(1)
+            .history_cap(1)
+            .presence_buffer(1)
+            .build()
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn zero_settings_are_refused() {
+        assert_eq!(
+            refused(b().prefetch(0)).await,
+            "invalid prefetch: expected 1 to 2305843009213693951, got 0"
+        );
+        assert_eq!(
+            refused(b().max_body_size(0)).await,
+            "invalid max_body_size: expected at least 1, got 0"
+        );
+        assert_eq!(
+            refused(b().max_history(0)).await,
+            "invalid max_history: expected at least 1, got 0"
+        );
+        assert_eq!(
+            refused(b().inbox_capacity(0)).await,
+            "invalid inbox_capacity: expected 1 to 4294967296, got 0"
+        );
+        assert_eq!(
+            refused(b().history_cap(0)).await,
+            "invalid history_cap: expected at least 1, got 0"
+        );
+        assert_eq!(
+            refused(b().presence_buffer(0)).await,
+            format!(
+                "invalid presence_buffer: expected 1 to {}, got 0",
+                usize::MAX / 2
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn settings_above_their_range_are_refused() {
+        assert_eq!(
+            refused(b().prefetch(usize::MAX)).await,
+            format!(
+                "invalid prefetch: expected 1 to 2305843009213693951, got {}",
+                usize::MAX
+            )
+        );
+        assert_eq!(
+            refused(b().inbox_capacity(tiny_q::MAX_CAPACITY + 1)).await,
+            "invalid inbox_capacity: expected 1 to 4294967296, got 4294967297"
+        );
+        assert_eq!(
+            refused(b().presence_buffer(usize::MAX)).await,
+            format!(
+                "invalid presence_buffer: expected 1 to {}, got {}",
+                usize::MAX / 2,
+                usize::MAX
+            )
+        );
     }
 }
