@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::print_stderr)]
 
 pub(crate) mod browser;
+pub(crate) mod cluster;
 pub(crate) mod legacy;
 pub(crate) mod process;
 

@@ -14,7 +14,6 @@
 //! is the guide.
 
 mod app;
-mod commands;
 mod emoticons;
 mod net;
 mod script;

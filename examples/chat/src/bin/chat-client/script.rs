@@ -28,8 +28,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
+use crate::app::commands;
 use crate::app::{Client, Event};
-use crate::commands;
 use crate::net::NetEvent;
 
 /// Write events as JSON lines; `Err` when stdout is gone (a closed pipe).

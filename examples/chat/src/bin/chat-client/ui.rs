@@ -32,8 +32,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, List, ListItem, Paragraph};
 use tokio::sync::mpsc;
 
+use crate::app::commands::{self, Command};
 use crate::app::{Client, ConnState, Event, Source};
-use crate::commands::{self, Command};
 use crate::net::NetEvent;
 
 /// Notices kept below the messages (errors, command results, /help).
