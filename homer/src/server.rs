@@ -741,10 +741,10 @@ impl Homer {
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
+    /// # async fn main() -> Result<(), homer::BuildError> {
     /// use std::sync::Arc;
     ///
-    /// let homer = homer::Homer::builder().build();
+    /// let homer = homer::Homer::builder().build()?;
     /// let state = Arc::new("app state");
     /// let (s, h) = (state.clone(), homer.clone());
     /// homer.api("who", move |_ctx, _: ()| {
@@ -754,6 +754,7 @@ impl Homer {
     /// assert_eq!(Arc::strong_count(&state), 2);
     /// homer.shutdown(std::time::Duration::from_secs(1)).await;
     /// assert_eq!(Arc::strong_count(&state), 1, "the handler is gone");
+    /// # Ok(())
     /// # }
     /// ```
     pub async fn shutdown(&self, grace: Duration) {

@@ -154,4 +154,11 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Receive presence changes announced by any node from now on.
     async fn subscribe_presence(&self) -> Result<PresenceStream>;
+
+    /// Stop: every subscription and presence stream of this broker ends,
+    /// later ones fail with [`Error::Closed`](crate::Error::Closed), and
+    /// this returns once the broker's own tasks have ended (so nothing of
+    /// it holds the store or the connection any more). Call it at
+    /// shutdown, after the consumers are gone. The default does nothing.
+    async fn close(&self) {}
 }

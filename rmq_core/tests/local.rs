@@ -122,3 +122,34 @@ async fn inboxes_are_capped_dropping_the_oldest() {
     }
     assert_silent(&mut sb).await;
 }
+
+#[tokio::test]
+async fn close_ends_subscriptions_and_presence_and_refuses_new_ones() {
+    let broker = LocalBroker::builder(nopi::Store::memory())
+        .build()
+        .await
+        .unwrap();
+    let bob = UserId::new("bob").unwrap();
+    broker.ensure_inbox(&bob).await.unwrap();
+    let mut sub = broker.subscribe(&bob).await.unwrap();
+    let mut presence = broker.subscribe_presence().await.unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(5), broker.close()).await;
+    assert!(
+        closed.is_ok(),
+        "close waits for the subscription tasks only"
+    );
+    let ended = tokio::time::timeout(Duration::from_secs(5), sub.recv()).await;
+    assert!(matches!(ended, Ok(None)), "the subscription ended");
+    let ended = tokio::time::timeout(Duration::from_secs(5), presence.recv()).await;
+    assert!(matches!(ended, Ok(None)), "the presence stream ended");
+    assert!(matches!(
+        broker.subscribe(&bob).await,
+        Err(rmq_core::Error::Closed)
+    ));
+    // What waited in the inbox stays there.
+    broker
+        .publish(&Envelope::new(bob.clone(), To::User(bob.clone()), "kept"))
+        .await
+        .unwrap();
+    assert_eq!(broker.inbox_len(&bob).await.unwrap(), 1);
+}

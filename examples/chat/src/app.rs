@@ -93,6 +93,9 @@ pub(crate) struct Inner {
     pub(crate) last_probe: crate::health::LastProbe,
     /// Set when graceful shutdown begins: `/readyz` answers 503 from then on.
     pub(crate) draining: AtomicBool,
+    /// The inbox pumps of the logins on this node (`session`), waited for
+    /// at shutdown.
+    pub(crate) pumps: tokio_util::task::TaskTracker,
 }
 
 /// Why the service could not start.
@@ -170,7 +173,17 @@ impl Running {
         for t in self.tasks {
             let _ = t.await; // each has dropped its `Chat` once this returns
         }
-        if let Err(e) = self.chat.inner.store.flush().await {
+        // Every login ended with its connection, which stopped its pump.
+        let inner = &self.chat.inner;
+        inner.pumps.close();
+        if tokio::time::timeout(grace, inner.pumps.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("inbox pumps still running after shutdown");
+        }
+        inner.broker.close().await;
+        if let Err(e) = inner.store.flush().await {
             tracing::warn!(error = %e, "flushing the store at shutdown");
         }
         // Dropping the last `Chat` and the server closes the store and the
@@ -365,6 +378,7 @@ impl Chat {
             metrics,
             last_probe: crate::health::LastProbe::default(),
             draining: AtomicBool::new(false),
+            pumps: tokio_util::task::TaskTracker::new(),
             healthy_since: std::sync::atomic::AtomicU64::new(crate::cluster::now_ms()),
         };
         let chat = Chat {

@@ -145,7 +145,7 @@ impl Chat {
             pending: Mutex::new(HashMap::new()),
             pump: Mutex::new(None),
         }));
-        let pump = tokio::spawn(pump(
+        let pump = self.inner.pumps.spawn(pump(
             ctx.connection().clone(),
             Arc::downgrade(&login.0),
             sub,

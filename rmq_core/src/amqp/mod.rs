@@ -481,6 +481,10 @@ impl AmqpBroker {
 
 #[async_trait]
 impl Broker for AmqpBroker {
+    async fn close(&self) {
+        AmqpBroker::close(self).await;
+    }
+
     async fn ensure_inbox(&self, user: &UserId) -> Result<()> {
         let shared = &self.shared;
         shared

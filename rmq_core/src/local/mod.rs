@@ -167,6 +167,8 @@ impl LocalBrokerBuilder {
                 presence,
                 delivered: Mutex::new(HashMap::new()),
                 handover: Arc::default(),
+                tasks: tokio_util::task::TaskTracker::new(),
+                closing: tokio_util::sync::CancellationToken::new(),
             }),
         })
     }
@@ -233,6 +235,11 @@ pub(crate) struct Inner {
     /// next delivery is flagged `redelivered` (in this process's lifetime).
     delivered: Mutex<HashMap<UserId, Delivered>>,
     handover: Arc<crate::handover::Handover>,
+    /// The subscriptions' tasks, waited for by [`LocalBroker::close`].
+    pub(crate) tasks: tokio_util::task::TaskTracker,
+    /// Cancelled by [`LocalBroker::close`]: subscriptions and presence
+    /// streams end.
+    pub(crate) closing: tokio_util::sync::CancellationToken,
 }
 
 /// Positions of one inbox's items handed out and not acked.
@@ -260,6 +267,16 @@ impl fmt::Debug for LocalBroker {
 }
 
 impl LocalBroker {
+    /// Stop: every subscription and presence stream of this broker (and its
+    /// clones) ends, later ones fail with [`Error::Closed`], and this returns
+    /// once every subscription's task has ended, so none of them holds the
+    /// store. What was delivered and not acked stays in its inbox.
+    pub async fn close(&self) {
+        self.inner.closing.cancel();
+        self.inner.tasks.close();
+        self.inner.tasks.wait().await;
+    }
+
     /// Start configuring a broker over `store`.
     pub fn builder(store: Store) -> LocalBrokerBuilder {
         LocalBrokerBuilder {
@@ -549,6 +566,9 @@ impl Broker for LocalBroker {
     }
 
     async fn subscribe(&self, user: &UserId) -> Result<Subscription> {
+        if self.inner.closing.is_cancelled() {
+            return Err(Error::Closed);
+        }
         let queue = self.inner.inbox(user).await?;
         self.inner.handover.wait(user).await;
         Ok(subscribe::subscribe(
@@ -612,16 +632,28 @@ impl Broker for LocalBroker {
     }
 
     async fn subscribe_presence(&self) -> Result<PresenceStream> {
+        if self.inner.closing.is_cancelled() {
+            return Err(Error::Closed);
+        }
         let rx = self.inner.presence.subscribe();
-        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-            let event = match rx.recv().await {
+        let closing = self.inner.closing.clone();
+        let stream = futures_util::stream::unfold((rx, closing), |(mut rx, closing)| async move {
+            let received = tokio::select! {
+                r = rx.recv() => r,
+                () = closing.cancelled() => return None,
+            };
+            let event = match received {
                 Ok(p) => PresenceEvent::Changed(p),
                 Err(broadcast::error::RecvError::Lagged(_)) => PresenceEvent::Lagged,
                 Err(broadcast::error::RecvError::Closed) => return None,
             };
-            Some((event, rx))
+            Some((event, (rx, closing)))
         });
         Ok(PresenceStream::new(stream))
+    }
+
+    async fn close(&self) {
+        LocalBroker::close(self).await;
     }
 }
 

@@ -109,7 +109,8 @@ pub(super) fn subscribe(inner: Arc<Inner>, user: UserId, queue: tiny_q::Queue) -
     let (tx, rx) = mpsc::channel(inner.cfg.prefetch);
     let ticket = inner.handover.ticket(&user);
     let finish = FinishOnDrop(ticket.clone());
-    tokio::spawn(run(inner, user.clone(), queue, tx, finish));
+    let tasks = inner.tasks.clone();
+    tasks.spawn(run(inner, user.clone(), queue, tx, finish));
     Subscription::new(user, receiver_stream(rx, Some(DropSignal(ticket))))
 }
 
@@ -133,8 +134,15 @@ async fn run(
                 Err(_) => break,
             },
             _ = tx.closed() => break,
+            () = inner.closing.cancelled() => break,
         };
-        let lease = match queue.lease_wait(POLL).await {
+        let leased = tokio::select! {
+            biased;
+            () = inner.closing.cancelled() => break,
+            _ = tx.closed() => break,
+            leased = queue.lease_wait(POLL) => leased,
+        };
+        let lease = match leased {
             Ok(Some(lease)) => lease,
             Ok(None) => continue,
             Err(tiny_q::Error::Destroyed { .. } | tiny_q::Error::NotFound { .. }) => {

@@ -2,8 +2,8 @@
 //! them: their messages, unread counts, the current channel, and taking a
 //! message into its channel.
 
+use chat::wire::{self, api};
 use chat::{LOBBY, Message, Target};
-use serde_json::json;
 
 use super::events::ChannelInfo;
 use super::{Client, ConnState, Event, PAGE, Pending, Source, View};
@@ -165,13 +165,14 @@ impl Client {
         let Some(group) = channel.strip_prefix('#') else {
             return;
         };
-        let mut params = json!({ "to": { "group": group }, "limit": limit.clamp(1, 200) });
-        if let Some(b) = before {
-            params["before"] = json!(b);
-        }
+        let history = wire::History {
+            to: Target::group(group),
+            before,
+            limit: Some(limit.clamp(1, 200)),
+        };
         self.request(
-            "chat.history",
-            params,
+            api::HISTORY,
+            &history,
             Pending::Backfill {
                 channel: channel.to_owned(),
                 report,

@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
-use serde_json::{Value, json};
+use chat::wire::{self, NoParams, Target, api};
+use serde_json::Value;
 
 use super::channels::group_key;
-use super::{Client, ConnState, Event, Friend, PAGE, Pending};
+use super::{Client, ConnState, Event, PAGE, Pending};
 use crate::net::NetCmd;
 
 impl Client {
@@ -46,15 +46,16 @@ impl Client {
 
     fn authenticate(&mut self) {
         if let Some(token) = self.token.clone() {
-            self.request("user.resume", json!({ "token": token }), Pending::Resume);
+            self.request(api::RESUME, &wire::Resume { token }, Pending::Resume);
         } else if self.settings.register && !self.registered {
             match self.password.clone() {
                 Some(pw) => {
-                    self.request(
-                        "user.register",
-                        json!({ "name": self.settings.user, "password": pw }),
-                        Pending::Register,
-                    );
+                    let register = wire::Register {
+                        name: self.settings.user.clone(),
+                        password: pw,
+                        number: None,
+                    };
+                    self.request(api::REGISTER, &register, Pending::Register);
                 }
                 None => self.fatal(
                     "no_password",
@@ -76,11 +77,11 @@ impl Client {
         let user = &self.settings.user;
         let params = match user.parse::<u64>() {
             Ok(number) if user.bytes().all(|b| b.is_ascii_digit()) => {
-                json!({ "number": number, "password": password })
+                wire::Login::by_number(number, password)
             }
-            _ => json!({ "name": user, "password": password }),
+            _ => wire::Login::by_name(user.clone(), password),
         };
-        self.request("user.login", params, Pending::Login);
+        self.request(api::LOGIN, &params, Pending::Login);
     }
 
     /// Give up until the user does something (`/login`).
@@ -91,23 +92,8 @@ impl Client {
         self.set_conn(ConnState::Stopped, Some(message.to_owned()), None);
     }
 
-    pub(super) async fn on_login(&mut self, content: &Value, resumed: bool) {
-        #[derive(Deserialize)]
-        struct Group {
-            name: String,
-        }
-        #[derive(Deserialize)]
-        struct Reply {
-            token: String,
-            name: String,
-            #[serde(default)]
-            number: u64,
-            #[serde(default)]
-            friends: Vec<Friend>,
-            #[serde(default)]
-            groups: Vec<Group>,
-        }
-        let reply: Reply = match serde_json::from_value(content.clone()) {
+    pub(super) async fn on_login(&mut self, content: Value, resumed: bool) {
+        let reply: wire::LoggedIn = match serde_json::from_value(content) {
             Ok(r) => r,
             Err(e) => {
                 return self.fatal(
@@ -133,7 +119,7 @@ impl Client {
             resumed,
         });
         self.set_conn(ConnState::Online, None, None);
-        self.request("user.online", json!({}), Pending::Online { report: false });
+        self.request(api::ONLINE, &NoParams {}, Pending::Online { report: false });
         for g in reply.groups {
             let key = group_key(&g.name);
             if let Err(e) = self.ensure_channel(&key).await {
@@ -141,9 +127,14 @@ impl Client {
                 continue;
             }
             let mark = self.sync_marks.get(&key).cloned().flatten();
+            let history = wire::History {
+                to: Target::group(g.name),
+                before: None,
+                limit: Some(PAGE),
+            };
             self.request(
-                "chat.history",
-                json!({ "to": { "group": g.name }, "limit": PAGE }),
+                api::HISTORY,
+                &history,
                 Pending::Sync {
                     channel: key,
                     mark,

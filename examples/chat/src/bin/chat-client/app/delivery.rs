@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use serde_json::json;
+use chat::wire::{self, api};
 
 use super::channels::target_of;
 use super::{Client, ConnState, Event, Pending};
@@ -42,8 +42,10 @@ impl Client {
         let ids = std::mem::take(&mut self.to_ack);
         for chunk in ids.chunks(MAX_ACK_IDS) {
             self.request(
-                "chat.ack",
-                json!({ "ids": chunk }),
+                api::ACK,
+                &wire::Ack {
+                    ids: chunk.to_vec(),
+                },
                 Pending::Ack {
                     ids: chunk.to_vec(),
                 },
@@ -95,11 +97,11 @@ impl Client {
                     if !self.outbox.iter().any(|o| o.client_id == item.client_id) {
                         self.outbox.push(item.clone());
                     }
-                    let params =
-                        json!({ "to": item.to, "text": item.text, "client_id": item.client_id });
+                    let send = wire::SendMessage::new(item.to.clone(), item.text.clone())
+                        .client_id(item.client_id.clone());
                     self.request(
-                        "chat.send",
-                        params,
+                        api::SEND,
+                        &send,
                         Pending::Send {
                             client_id: item.client_id.clone(),
                         },

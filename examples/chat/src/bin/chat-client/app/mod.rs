@@ -40,6 +40,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use chat::LOBBY;
+use serde::Serialize;
 use serde_json::{Value, json};
 use tiny_q::Lease;
 use tokio::sync::mpsc::UnboundedSender;
@@ -384,9 +385,13 @@ impl Client {
     // ---- requests -------------------------------------------------------------------
 
     /// Send a request on the current connection.
-    fn request(&mut self, api: &str, params: Value, pending: Pending) {
+    fn request(&mut self, api: &str, params: &impl Serialize, pending: Pending) {
         let id = self.next_id;
         self.next_id += 1;
+        let params = match serde_json::to_value(params) {
+            Ok(p) => p,
+            Err(e) => return self.error(Some(api), None, "bad_request", e.to_string()),
+        };
         let text = json!({ "id": id, "api": api, "params": params }).to_string();
         if self
             .net

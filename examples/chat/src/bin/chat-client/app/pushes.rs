@@ -2,6 +2,7 @@
 //! group membership events and the end of the session.
 
 use chat::Message;
+use chat::wire::Change;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -68,10 +69,10 @@ impl Client {
     async fn on_group_push(&mut self, content: Value) {
         if let Ok(g) = serde_json::from_value::<chat::GroupEvent>(content) {
             let key = group_key(&g.group);
-            if g.user == self.me && (g.event == "left" || g.event == "kicked") {
+            if g.user == self.me && matches!(g.event, Change::Left | Change::Kicked) {
                 self.remove_channel(&key).await;
             } else if g.user == self.me
-                && g.event == "joined"
+                && g.event == Change::Joined
                 && let Err(e) = self.ensure_channel(&key).await
             {
                 self.store_error(e);
@@ -79,7 +80,7 @@ impl Client {
             self.events.push(Event::Group {
                 group: g.group,
                 user: g.user,
-                action: g.event,
+                action: g.event.to_string(),
             });
         }
     }

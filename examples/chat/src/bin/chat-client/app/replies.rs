@@ -4,7 +4,9 @@
 use std::time::Instant;
 
 use chat::Message;
-use serde_json::{Value, json};
+use chat::wire::{self, NoParams, Target, api};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use super::channels::group_key;
 use super::{After, Client, Event, Friend, PAGE, Pending, Source};
@@ -52,19 +54,37 @@ impl Client {
     async fn on_ok(&mut self, pending: Pending, content: Value) {
         match pending {
             Pending::Register => self.on_registered(),
-            Pending::Login => self.on_login(&content, false).await,
-            Pending::Resume => self.on_login(&content, true).await,
-            Pending::Online { report } => self.on_online(&content, report),
-            Pending::Friends { report } => self.on_friends(&content, report),
+            Pending::Login => self.on_login(content, false).await,
+            Pending::Resume => self.on_login(content, true).await,
+            Pending::Online { report } => {
+                if let Some(online) = self.reply_of(api::ONLINE, content) {
+                    self.on_online(online, report);
+                }
+            }
+            Pending::Friends { report } => {
+                if let Some(friends) = self.reply_of(api::FRIEND_LIST, content) {
+                    self.on_friends(friends, report);
+                }
+            }
             Pending::Sync {
                 channel,
                 mark,
                 page,
-            } => self.on_sync(channel, mark, page, &content).await,
-            Pending::Backfill { channel, report } => {
-                self.on_backfill(channel, report, &content).await
+            } => {
+                if let Some(page_of) = self.reply_of(api::HISTORY, content) {
+                    self.on_sync(channel, mark, page, page_of).await;
+                }
             }
-            Pending::Send { client_id } => self.on_sent(client_id, &content).await,
+            Pending::Backfill { channel, report } => {
+                if let Some(page_of) = self.reply_of(api::HISTORY, content) {
+                    self.on_backfill(channel, report, page_of).await;
+                }
+            }
+            Pending::Send { client_id } => {
+                if let Some(sent) = self.reply_of(api::SEND, content) {
+                    self.on_sent(client_id, sent).await;
+                }
+            }
             Pending::Ack { ids } => self.events.push(Event::Acked { ids }),
             Pending::Command { name, then } => self.on_command_ok(name, then, content).await,
         }
@@ -102,22 +122,41 @@ impl Client {
         }
     }
 
+    /// The reply to `api` as its wire type; a reply that is not what
+    /// PROTOCOL.md §1 says is reported, and `None`.
+    fn reply_of<R: DeserializeOwned>(&mut self, api: &str, content: Value) -> Option<R> {
+        match serde_json::from_value(content) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                let message = format!("the reply to {api} is not what PROTOCOL.md §1 says: {e}");
+                self.error(None, None, "bad_reply", message);
+                None
+            }
+        }
+    }
+
     /// `user.online`: who is online (then the friends, for `/who`).
-    fn on_online(&mut self, content: &Value, report: bool) {
-        let users: Vec<String> =
-            serde_json::from_value(content.get("users").cloned().unwrap_or_default())
-                .unwrap_or_default();
-        self.online = users.into_iter().collect();
+    fn on_online(&mut self, online: wire::OnlineUsers, report: bool) {
+        self.online = online.users.into_iter().collect();
         if report {
-            self.request("friend.list", json!({}), Pending::Friends { report: true });
+            self.request(
+                api::FRIEND_LIST,
+                &NoParams {},
+                Pending::Friends { report: true },
+            );
         }
     }
 
     /// `friend.list`.
-    fn on_friends(&mut self, content: &Value, report: bool) {
-        let friends: Vec<Friend> =
-            serde_json::from_value(content.get("friends").cloned().unwrap_or_default())
-                .unwrap_or_default();
+    fn on_friends(&mut self, friends: wire::Friends, report: bool) {
+        let friends: Vec<Friend> = friends
+            .friends
+            .into_iter()
+            .map(|f| Friend {
+                name: f.name,
+                online: f.online,
+            })
+            .collect();
         self.friends = friends.iter().map(|f| (f.name.clone(), f.online)).collect();
         if report {
             self.events.push(Event::Who {
@@ -134,9 +173,8 @@ impl Client {
         channel: String,
         mark: Option<String>,
         page: usize,
-        content: &Value,
+        wire::Messages { messages }: wire::Messages,
     ) {
-        let messages = messages_of(content);
         let full = messages.len() >= PAGE;
         let oldest = messages.first().map(|m| m.id.clone());
         let mut reached = mark.is_none();
@@ -150,9 +188,14 @@ impl Client {
             let Some(group) = channel.strip_prefix('#').map(str::to_owned) else {
                 return;
             };
+            let history = wire::History {
+                to: Target::group(group),
+                before: oldest,
+                limit: Some(PAGE),
+            };
             self.request(
-                "chat.history",
-                json!({ "to": { "group": group }, "limit": PAGE, "before": oldest }),
+                api::HISTORY,
+                &history,
                 Pending::Sync {
                     channel,
                     mark,
@@ -163,9 +206,9 @@ impl Client {
     }
 
     /// Older history of a group (`/history`, or a channel opened empty).
-    async fn on_backfill(&mut self, channel: String, report: bool, content: &Value) {
+    async fn on_backfill(&mut self, channel: String, report: bool, page: wire::Messages) {
         let mut added = Vec::new();
-        for m in messages_of(content) {
+        for m in page.messages {
             if let Some(view) = self.take_message(m, Source::Server).await {
                 added.push(view);
             }
@@ -180,7 +223,7 @@ impl Client {
     }
 
     /// `chat.send` succeeded: the text leaves the outbox for its channel.
-    async fn on_sent(&mut self, client_id: String, content: &Value) {
+    async fn on_sent(&mut self, client_id: String, sent: wire::Sent) {
         let Some(lease) = self.in_flight.remove(&client_id) else {
             return;
         };
@@ -189,15 +232,7 @@ impl Client {
             self.store_error(e.into());
         }
         self.outbox.retain(|o| o.client_id != client_id);
-        let id = content
-            .get("id")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        let ts = content
-            .get("ts")
-            .and_then(Value::as_u64)
-            .unwrap_or_default();
+        let wire::Sent { id, ts } = sent;
         if !id.is_empty() {
             let m = Message {
                 id: id.clone(),
@@ -257,9 +292,11 @@ impl Client {
                 self.select(&key).await;
             }
             After::LeaveGroup(group) => self.remove_channel(&group_key(&group)).await,
-            After::RefreshFriends => {
-                self.request("friend.list", json!({}), Pending::Friends { report: false })
-            }
+            After::RefreshFriends => self.request(
+                api::FRIEND_LIST,
+                &NoParams {},
+                Pending::Friends { report: false },
+            ),
         }
         let detail = if content.as_object().is_some_and(|o| o.is_empty()) {
             Value::Null
@@ -268,16 +305,4 @@ impl Client {
         };
         self.ok(&name, detail);
     }
-}
-
-fn messages_of(content: &Value) -> Vec<Message> {
-    content
-        .get("messages")
-        .and_then(Value::as_array)
-        .map(|list| {
-            list.iter()
-                .filter_map(|m| serde_json::from_value(m.clone()).ok())
-                .collect()
-        })
-        .unwrap_or_default()
 }

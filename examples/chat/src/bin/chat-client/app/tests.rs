@@ -144,7 +144,7 @@ async fn text_typed_offline_is_sent_after_login_and_confirmed() {
     assert!(sent(&mut rx).is_empty(), "nothing goes out before login");
     c.on_net(NetEvent::Connected { epoch: 1 }).await;
     let login = sent(&mut rx);
-    let reply = json!({"id": login[0]["id"], "status": 200, "content": {"token": "t", "name": "bob", "number": 2}});
+    let reply = json!({"id": login[0]["id"], "status": 200, "content": {"token": "t", "name": "bob", "number": 2, "friends": [], "groups": []}});
     c.on_net(NetEvent::Frame {
         epoch: 1,
         value: reply,
@@ -189,7 +189,7 @@ async fn a_lost_connection_fails_commands_and_keeps_sends() {
     c.on_net(NetEvent::Connected { epoch: 2 }).await;
     let resume = sent(&mut rx);
     assert_eq!(resume[0]["api"], "user.resume", "the saved token is used");
-    let reply = json!({"id": resume[0]["id"], "status": 200, "content": {"token": "t", "name": "bob", "number": 2}});
+    let reply = json!({"id": resume[0]["id"], "status": 200, "content": {"token": "t", "name": "bob", "number": 2, "friends": [], "groups": []}});
     c.on_net(NetEvent::Frame {
         epoch: 2,
         value: reply,
@@ -307,7 +307,7 @@ async fn sync_keeps_only_what_is_newer_than_the_newest_stored() {
     c.on_command(Command::Join("@carol".into())).await; // lobby is no longer current
     let resume = sent(&mut rx);
     let reply = json!({"id": resume[0]["id"], "status": 200, "content": {"token": "t", "name": "bob", "number": 2,
-        "groups": [{"name": "lobby"}]}});
+        "friends": [], "groups": [{"name": "lobby", "desc": "everyone", "role": "member"}]}});
     c.on_net(NetEvent::Frame {
         epoch: 2,
         value: reply,

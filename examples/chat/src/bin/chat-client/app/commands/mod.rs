@@ -7,7 +7,9 @@ mod parse;
 pub(crate) use parse::{Command, HELP, parse};
 
 use chat::LOBBY;
-use serde_json::{Value, json};
+use chat::wire::{CreateGroup, FriendName, GroupName, NoParams, SearchGroups, api};
+use serde::Serialize;
+use serde_json::json;
 
 use super::channels::{group_key, sort_key};
 use super::{After, Client, ConnState, Event, PAGE, Pending, Source};
@@ -23,28 +25,28 @@ impl Client {
             Command::GroupCreate { name, desc } => self.group_create(name, desc),
             Command::GroupJoin(name) => self.command(
                 "group join",
-                "group.join",
-                json!({ "name": name }),
+                api::GROUP_JOIN,
+                &GroupName { name: name.clone() },
                 After::OpenGroup(name),
             ),
             Command::GroupLeave(name) => self.group_leave(name),
             Command::GroupSearch(query) => self.command(
                 "group search",
-                "group.search",
-                json!({ "query": query }),
+                api::GROUP_SEARCH,
+                &SearchGroups { query },
                 After::Nothing,
             ),
             Command::GroupMembers(name) => self.group_members(name),
             Command::FriendAdd(name) => self.command(
                 "friend add",
-                "friend.add",
-                json!({ "name": name }),
+                api::FRIEND_ADD,
+                &FriendName { name },
                 After::RefreshFriends,
             ),
             Command::FriendRemove(name) => self.command(
                 "friend remove",
-                "friend.remove",
-                json!({ "name": name }),
+                api::FRIEND_REMOVE,
+                &FriendName { name },
                 After::RefreshFriends,
             ),
             Command::Who => self.who(),
@@ -82,8 +84,8 @@ impl Client {
             let name = key[1..].to_owned();
             self.command(
                 "join",
-                "group.join",
-                json!({ "name": name }),
+                api::GROUP_JOIN,
+                &GroupName { name: name.clone() },
                 After::OpenGroup(name),
             );
         }
@@ -99,14 +101,14 @@ impl Client {
 
     /// `/group create name [description]`.
     fn group_create(&mut self, name: String, desc: Option<String>) {
-        let mut params = json!({ "name": name });
-        if let Some(d) = desc {
-            params["desc"] = json!(d);
-        }
+        let create = CreateGroup {
+            name: name.clone(),
+            desc,
+        };
         self.command(
             "group create",
-            "group.create",
-            params,
+            api::GROUP_CREATE,
+            &create,
             After::OpenGroup(name),
         );
     }
@@ -129,8 +131,8 @@ impl Client {
         };
         self.command(
             "group leave",
-            "group.leave",
-            json!({ "name": name }),
+            api::GROUP_LEAVE,
+            &GroupName { name: name.clone() },
             After::LeaveGroup(name),
         );
     }
@@ -150,8 +152,8 @@ impl Client {
         };
         self.command(
             "group members",
-            "group.members",
-            json!({ "name": name }),
+            api::GROUP_MEMBERS,
+            &GroupName { name },
             After::Nothing,
         );
     }
@@ -159,7 +161,7 @@ impl Client {
     /// `/who`: who is online, then the friends (see the replies).
     fn who(&mut self) {
         if self.require_online("who") {
-            self.request("user.online", json!({}), Pending::Online { report: true });
+            self.request(api::ONLINE, &NoParams {}, Pending::Online { report: true });
         }
     }
 
@@ -242,7 +244,7 @@ impl Client {
     }
 
     /// A user command that is one request.
-    fn command(&mut self, name: &str, api: &str, params: Value, then: After) {
+    fn command(&mut self, name: &str, api: &str, params: &impl Serialize, then: After) {
         if self.require_online(name) {
             self.request(
                 api,
