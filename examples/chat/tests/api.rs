@@ -724,3 +724,21 @@ async fn late_joiners_read_history_oldest_first() {
     assert_eq!(e["code"], "no_history");
     running.shutdown(Duration::from_secs(1)).await;
 }
+
+#[tokio::test]
+async fn a_setting_that_cannot_work_stops_the_start_with_its_name() {
+    for (flags, setting) in [
+        (&["--max-connections", "0"][..], "max_connections"),
+        (&["--proxy-protocol"][..], "proxy_protocol"),
+    ] {
+        let mut argv = vec!["chat-server", "--store", "memory:"];
+        argv.extend_from_slice(flags);
+        let config = Config::load_from(argv).expect("flags parse");
+        let Err(e) = Chat::start(config).await else {
+            panic!("{flags:?} started");
+        };
+        assert!(matches!(e, chat::StartError::Homer(_)), "{e:?}");
+        let shown = e.to_string();
+        assert!(shown.contains(&format!("invalid {setting}")), "{shown}");
+    }
+}

@@ -61,16 +61,8 @@
 //!  +-----------------------------------------------------------+----+
 //! ```
 //!
-//! | msgid | in | does | answer |
-//! |---|---|---|---|
-//! | 1 LOGIN_MSG | `id`, `password` | log in by number | msgid 2: `errno` 0 with `id`, `name`, `offlinemsg`, `friends`, `groups` (JSON strings); `errno` 1 and `errmsg` on failure |
-//! | 3 LOGINOUT_MSG | `id` | `user.logout` | none |
-//! | 4 REG_MSG | `name`, `password` | `user.register` | msgid 5: `errno` 0 and the new `id`, or `errno` 1 |
-//! | 6 ONE_CHAT_MSG | `toid`, `msg` | `chat.send` to the user with that number | none; delivered as msgid 6 |
-//! | 7 ADD_FRIEND_MSG | `friendid` | `friend.add` | none |
-//! | 8 CREATE_GROUP_MSG | `groupname`, `groupdesc` | `group.create` | none |
-//! | 9 ADD_GROUP_MSG | `groupid` | `group.join` | none |
-//! | 10 GROUP_CHAT_MSG | `groupid`, `msg` | `chat.send` to the group with that number | none; delivered as msgid 10 to the other members |
+//! What each `msgid` carries, what the server does with it and what it
+//! answers is the table of PROTOCOL.md §2 (the one copy of it).
 //!
 //! Groups are addressed by their number (`GroupDoc::number`); the lobby,
 //! which every user is in and which is not listed in `groups`, is group
