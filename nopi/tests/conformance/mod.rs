@@ -4,6 +4,10 @@
 //! expands to one `#[tokio::test]` per case, plus
 //! `conformance_case_list_is_complete`, which fails if an
 //! `async fn <case>(fx: &Fixture)` of this file is missing from the list.
+#![expect(
+    clippy::unwrap_used,
+    reason = "test code: the cases are plain functions called by `#[test]`s, a failed unwrap is a failed test"
+)]
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
