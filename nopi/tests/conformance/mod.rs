@@ -10,7 +10,6 @@
 )]
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use nopi::{Batch, Error, Scan, Store, Tree};
 use serde::{Deserialize, Serialize};
@@ -955,7 +954,3 @@ pub(crate) async fn collection_pages_in_id_order(fx: &Fixture) {
     assert_eq!(seen.len(), 25);
     assert!(seen.windows(2).all(|w| w[0] < w[1]));
 }
-
-/// Keeps `Arc` in scope for backends' own tests that share a store across tasks.
-#[allow(dead_code)]
-pub(crate) type Shared<T> = Arc<T>;
