@@ -343,7 +343,7 @@ fn bench(c: &mut Criterion) {
         }
         (entries, logged, dropped)
     });
-    #[allow(clippy::print_stderr)]
+    #[expect(clippy::print_stderr, reason = "a bench prints its results")]
     {
         eprintln!(
             "audited manager: {logged} denials logged in {entries} entries, \

@@ -43,7 +43,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Deny by default: what no group or role gives is refused.
     auth.check("alice", "group.create").await?;
-    let denied = auth.check("alice", "user.ban").await.unwrap_err();
+    let denied = auth
+        .check("alice", "user.ban")
+        .await
+        .expect_err("no group or role gives alice user.ban");
     println!("alice may create groups; user.ban: {denied}");
 
     // Scoped roles: alice owns the chat group `rust`, bob is a member there.

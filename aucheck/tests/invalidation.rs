@@ -6,6 +6,10 @@
 //! starts `max_staleness` after a change committed must reflect it, on any
 //! machine, because such a check re-reads the version key itself when the
 //! background refresh is older than the bound.
+#![expect(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 mod support;
 
 use std::time::Duration;

@@ -3,8 +3,6 @@
 //! signed cookie and read it back.
 //!
 //! Run: `cargo bench -p easy_cookie --bench issue_check`
-#![allow(missing_docs)]
-
 use std::hint::black_box;
 
 use cookie::{CookieJar, Key as JarKey};

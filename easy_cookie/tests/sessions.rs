@@ -4,6 +4,10 @@
 //! fresh fixture; on PostgreSQL that is a schema of its own (nopi's
 //! `?schema=` URL parameter), dropped afterwards. An unreachable PostgreSQL
 //! fails the PostgreSQL cases; it never skips them.
+#![expect(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 mod support;
 

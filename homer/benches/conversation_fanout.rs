@@ -22,11 +22,11 @@
 //! needs and stops with a message if it cannot.
 //!
 //! `cargo bench -p homer --bench conversation_fanout`
-#![allow(
-    missing_docs,
+#![expect(
     clippy::print_stdout,
     clippy::print_stderr,
-    clippy::unwrap_used
+    clippy::unwrap_used,
+    reason = "bench code: it prints its results and progress, and a failed unwrap stops the run"
 )]
 
 mod common;

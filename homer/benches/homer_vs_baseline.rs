@@ -9,6 +9,10 @@
 //!
 //! Run: `cargo bench -p homer --bench homer_vs_baseline`. The load generator
 //! with 1,000 connections, p99 latency and memory is `--bench loadgen`.
+#![expect(
+    clippy::unwrap_used,
+    reason = "bench code: a failed unwrap stops the run, which is what it should do"
+)]
 
 mod common;
 

@@ -17,6 +17,10 @@
 //!   WebSocket buffer sizes as homer).
 //!
 //! Run: `cargo bench -p homer --bench loadgen`. Prints a markdown table.
+#![expect(
+    clippy::unwrap_used,
+    reason = "bench code: a failed unwrap stops the run, which is what it should do"
+)]
 
 mod common;
 

@@ -77,25 +77,33 @@ use crate::connection::{CloseReason, Connection, Transport};
 /// ```
 pub trait Observer: Send + Sync + 'static {
     /// `conn` opened (see the trait docs for when).
-    fn connection_opened(&self, conn: &Connection) {
-        let _ = conn;
-    }
+    #[expect(
+        unused_variables,
+        reason = "the default ignores the event; the parameters keep their names in the docs"
+    )]
+    fn connection_opened(&self, conn: &Connection) {}
 
     /// `conn`, reported opened before, ended for `reason`.
-    fn connection_closed(&self, conn: &Connection, reason: &CloseReason) {
-        let _ = (conn, reason);
-    }
+    #[expect(
+        unused_variables,
+        reason = "the default ignores the event; the parameters keep their names in the docs"
+    )]
+    fn connection_closed(&self, conn: &Connection, reason: &CloseReason) {}
 
     /// A call was answered.
-    fn call_answered(&self, call: &CallEvent<'_>) {
-        let _ = call;
-    }
+    #[expect(
+        unused_variables,
+        reason = "the default ignores the event; the parameters keep their names in the docs"
+    )]
+    fn call_answered(&self, call: &CallEvent<'_>) {}
 
     /// A socket from `peer` was closed before it was served, for `why`
     /// (never reported as opened).
-    fn connection_refused(&self, peer: SocketAddr, why: Refusal) {
-        let _ = (peer, why);
-    }
+    #[expect(
+        unused_variables,
+        reason = "the default ignores the event; the parameters keep their names in the docs"
+    )]
+    fn connection_refused(&self, peer: SocketAddr, why: Refusal) {}
 }
 
 impl<T: Observer> Observer for Arc<T> {

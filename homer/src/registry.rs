@@ -163,7 +163,7 @@ mod tests {
 
     #[derive(Deserialize, Debug)]
     struct Req {
-        #[allow(dead_code)]
+        #[expect(dead_code, reason = "deserialized to check the request, never read")]
         name: String,
     }
 

@@ -258,7 +258,6 @@ impl HomerBuilder {
     /// let homer = homer::Homer::builder()
     ///     .static_files([("index.html", &b"<h1>hi</h1>"[..]), ("app.js", b"let x;")])
     ///     .build()?;
-    /// # let _ = homer;
     /// # Ok::<(), homer::BuildError>(())
     /// ```
     pub fn static_files<I, P, B>(mut self, files: I) -> Self
@@ -286,7 +285,6 @@ impl HomerBuilder {
     /// struct Quiet;
     /// impl homer::Observer for Quiet {}
     /// let homer = homer::Homer::builder().observer(Quiet).build()?;
-    /// # let _ = homer;
     /// # Ok::<(), homer::BuildError>(())
     /// ```
     pub fn observer(mut self, observer: impl Observer) -> Self {

@@ -1,7 +1,10 @@
 //! Admission by source address over real sockets: connections per address,
 //! new connections per second per address, and trusted proxies whose PROXY
 //! protocol header names the client.
-#![allow(missing_docs)]
+#![expect(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 mod support;
 

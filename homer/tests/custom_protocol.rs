@@ -1,6 +1,10 @@
 //! A user-defined translating protocol on a TCP listener: NUL-terminated
 //! `{"msgid":..}` objects (in the style of the legacy chat protocols) mapped
 //! to the application's APIs, with replies and pushes rewritten.
+#![expect(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 mod support;
 

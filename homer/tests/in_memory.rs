@@ -1,7 +1,10 @@
 //! In-memory connections (`homer::testing`): the same server behaviour as a
 //! TCP listener's (calls, pushes, topics, hooks, limits, shutdown), with no
 //! socket.
-#![allow(missing_docs)]
+#![expect(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,5 +1,9 @@
 //! Limits: slow readers, max connections, idle timeout, rate limit,
 //! graceful shutdown. The server stays up through all of them.
+#![expect(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 mod support;
 

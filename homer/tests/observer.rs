@@ -1,5 +1,9 @@
 //! The observer: connection events in pairs with the right transport and
 //! protocol, and one event per answered call, refused ones included.
+#![expect(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 mod support;
 

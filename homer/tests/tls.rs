@@ -2,7 +2,10 @@
 //! the certificate chain against the test CA (`tests/data/tls`): https,
 //! wss, and TLS over a TCP protocol; a client that trusts another CA, a
 //! plain-text client and bad key files are refused.
-#![allow(missing_docs)]
+#![expect(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -26,7 +26,7 @@ fn median(mut v: Vec<f64>) -> (f64, f64, f64) {
     (v[v.len() / 10], v[v.len() / 2], v[v.len() * 9 / 10])
 }
 
-#[allow(clippy::print_stdout)]
+#[expect(clippy::print_stdout, reason = "a bench prints its results")]
 fn report(name: &str, ratios: Vec<f64>, raw_ns: f64) {
     let (p10, p50, p90) = median(ratios);
     println!(

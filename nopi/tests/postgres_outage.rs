@@ -33,8 +33,6 @@
 //!   drops packets is, on Linux, by the 30 s TCP user timeout the backend sets
 //!   (not exercised here: that takes dropping packets, not closing sockets).
 #![cfg(feature = "postgres")]
-#![allow(missing_docs)]
-
 use std::fmt::Debug;
 use std::future::Future;
 use std::time::{Duration, Instant};

@@ -18,7 +18,10 @@
 //!   to show what the front-door exchange costs the server.
 //! - `local_*`: `LocalBroker` on sled, direct and room fan-out deliveries per
 //!   second, against raw `tiny_q` pushes/leases/acks on the same kind of store.
-#![allow(missing_docs, clippy::print_stderr)]
+#![expect(
+    clippy::unwrap_used,
+    reason = "bench code: a failed unwrap stops the run, which is what it should do"
+)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -9,7 +9,11 @@
 //!   cluster's store), against one nopi range query there.
 //!
 //! `cargo bench -p rmq_core --bench conversations`
-#![allow(missing_docs, clippy::print_stdout)]
+#![expect(clippy::print_stdout, reason = "a bench prints its results")]
+#![expect(
+    clippy::unwrap_used,
+    reason = "bench code: a failed unwrap stops the run, which is what it should do"
+)]
 
 use std::time::{Duration, Instant};
 

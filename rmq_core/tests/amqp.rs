@@ -1,6 +1,4 @@
 //! `AmqpBroker` behaviour beyond the conformance suite, on the real RabbitMQ.
-#![allow(missing_docs)]
-
 mod support;
 
 use std::time::Duration;

@@ -2,7 +2,11 @@
 //! connection (`rabbitmqctl close_connection`) while it publishes and
 //! consumes; the broker reconnects, resumes its consumers and resends what
 //! was not confirmed.
-#![allow(missing_docs, clippy::print_stderr)]
+#![expect(clippy::print_stderr, reason = "a fault test reports what it injected")]
+#![expect(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 mod support;
 

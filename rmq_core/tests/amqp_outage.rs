@@ -2,8 +2,6 @@
 //! test cuts (connections die, new ones are refused) and later restores.
 //! The broker keeps retrying with backoff; operations wait for it, up to
 //! their deadline.
-#![allow(missing_docs)]
-
 mod support;
 
 use std::time::Duration;

@@ -1,6 +1,9 @@
 //! Conversation logs under faults: a process SIGKILLed while it appends (sled),
 //! and RabbitMQ connections cut while entries stream to another node.
-#![allow(missing_docs)]
+#![expect(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 mod support;
 

@@ -7,7 +7,10 @@
 //!
 //! Every `async fn <case>(n: Nodes)` must be listed in `conformance!` below;
 //! `case_list_is_complete` fails on one left out.
-#![allow(missing_docs)]
+#![expect(
+    clippy::unwrap_used,
+    reason = "test code: the cases are plain functions called by `#[test]`s, a failed unwrap is a failed test"
+)]
 
 mod support;
 

@@ -1,7 +1,5 @@
 //! `LocalBroker` behaviour beyond the conformance suite: state survives a
 //! restart on a sled store.
-#![allow(missing_docs)]
-
 mod support;
 
 use std::time::Duration;

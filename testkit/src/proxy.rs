@@ -18,7 +18,6 @@
 /// // ... open a store at `url`, then:
 /// proxy.cut(); // the store is unreachable
 /// proxy.restore(); // and back
-/// # let _ = url;
 /// # Ok(())
 /// # }
 /// ```

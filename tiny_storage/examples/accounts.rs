@@ -74,11 +74,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let wrong = users
         .verify("alice", "password", "guess")
         .await
-        .unwrap_err();
+        .expect_err("\"guess\" is not alice's password");
     let unknown = users
         .verify("mallory", "password", "guess")
         .await
-        .unwrap_err();
+        .expect_err("there is no user mallory");
     assert_eq!(wrong.to_string(), unknown.to_string());
     println!("wrong password and unknown user look alike: {wrong}");
 

@@ -72,7 +72,10 @@ macro_rules! transact {
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
-            #[allow(unused_mut)]
+            #[allow(
+                unused_mut,
+                reason = "some bodies change the transaction, others only read it; not `expect`, since it fires only for the latter"
+            )]
             let mut $tx = $core.begin().await?;
             let out = $body;
             if $core.commit($tx).await? {

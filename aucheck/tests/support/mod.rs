@@ -1,6 +1,13 @@
 //! Fixtures: managers over fresh stores (memory, sled, a PostgreSQL schema,
 //! a fault-injecting memory store), and one-line check helpers.
-#![allow(dead_code, unreachable_pub)]
+#![allow(
+    dead_code,
+    reason = "included by several test files, each using a part; not `expect`, since the unused part differs per file"
+)]
+#![expect(
+    unreachable_pub,
+    reason = "a private test module; `pub` reads as \"shared with the test files\""
+)]
 
 use std::sync::Arc;
 use std::time::Duration;

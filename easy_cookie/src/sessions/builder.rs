@@ -45,7 +45,6 @@ const TOKEN_MAX_LEN: usize = 256;
 ///     .absolute_timeout(Duration::from_secs(30 * 86_400))
 ///     .cookie(CookieSettings::new("sid").host_prefix())
 ///     .build(store.tree("sessions").await?)?;
-/// # let _ = sessions;
 /// # Ok(())
 /// # }
 /// ```

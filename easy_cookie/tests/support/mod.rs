@@ -1,5 +1,12 @@
 //! Shared helpers for the integration tests.
-#![allow(dead_code, unreachable_pub)]
+#![allow(
+    dead_code,
+    reason = "included by several test files, each using a part; not `expect`, since the unused part differs per file"
+)]
+#![expect(
+    unreachable_pub,
+    reason = "a private test module; `pub` reads as \"shared with the test files\""
+)]
 
 use std::time::{Duration, UNIX_EPOCH};
 

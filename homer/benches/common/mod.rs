@@ -1,7 +1,18 @@
 //! Servers and clients shared by the benchmarks: homer, and the baselines
 //! it is measured against (a bare hyper server answering the same JSON, and
 //! a minimal tokio-tungstenite + `tokio::sync::broadcast` server).
-#![allow(dead_code, unreachable_pub)]
+#![allow(
+    dead_code,
+    reason = "included by several benches, each using a part; not `expect`, since the unused part differs per bench"
+)]
+#![expect(
+    unreachable_pub,
+    reason = "a private bench module; `pub` reads as \"shared with the benches\""
+)]
+#![expect(
+    clippy::unwrap_used,
+    reason = "bench code: a failed unwrap stops the run, which is what it should do"
+)]
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -1,6 +1,17 @@
 //! Shared helpers: a server with a few test APIs, and real clients for
 //! every transport over loopback.
-#![allow(dead_code, unreachable_pub)]
+#![allow(
+    dead_code,
+    reason = "included by several test files, each using a part; not `expect`, since the unused part differs per file"
+)]
+#![expect(
+    unreachable_pub,
+    reason = "a private test module; `pub` reads as \"shared with the test files\""
+)]
+#![expect(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -147,7 +147,10 @@ impl Drop for DropSchema {
 /// A leftover schema is harmless (every name is unique); say so where a test
 /// runner shows it.
 #[cfg(feature = "postgres")]
-#[allow(clippy::print_stderr)]
+#[expect(
+    clippy::print_stderr,
+    reason = "test support without a logger: the test runner shows stderr"
+)]
 fn tracing_free_warning(schema: &str, e: &str) {
     eprintln!("nopi::testing: could not drop test schema {schema}: {e}");
 }

@@ -4,9 +4,12 @@
 //! expands to one `#[tokio::test]` per case, plus
 //! `conformance_case_list_is_complete`, which fails if an
 //! `async fn <case>(fx: &Fixture)` of this file is missing from the list.
+#![expect(
+    clippy::unwrap_used,
+    reason = "test code: the cases are plain functions called by `#[test]`s, a failed unwrap is a failed test"
+)]
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use nopi::{Batch, Error, Scan, Store, Tree};
 use serde::{Deserialize, Serialize};
@@ -951,7 +954,3 @@ pub(crate) async fn collection_pages_in_id_order(fx: &Fixture) {
     assert_eq!(seen.len(), 25);
     assert!(seen.windows(2).all(|w| w[0] < w[1]));
 }
-
-/// Keeps `Arc` in scope for backends' own tests that share a store across tasks.
-#[allow(dead_code)]
-pub(crate) type Shared<T> = Arc<T>;

@@ -1,5 +1,8 @@
 //! Fixtures: a fresh, isolated store of each backend, from `nopi::testing`.
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    reason = "included by several test files, each using a part; not `expect`, since the unused part differs per file"
+)]
 
 pub(crate) use nopi::testing::TempStore as Fixture;
 

@@ -1,6 +1,17 @@
 //! Shared helpers for the integration tests: brokers on every backend with
 //! unique names and cleanup, and delivery assertions with timeouts.
-#![allow(dead_code, unreachable_pub, missing_docs)]
+#![allow(
+    dead_code,
+    reason = "included by several test files, each using a part; not `expect`, since the unused part differs per file"
+)]
+#![expect(
+    unreachable_pub,
+    reason = "a private test module; `pub` reads as \"shared with the test files\""
+)]
+#![expect(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;

@@ -1,6 +1,13 @@
 //! Shared helpers for the integration tests: stores on every backend, a
 //! chat-like user model, and fast (insecure) hashing.
-#![allow(dead_code, unreachable_pub)]
+#![allow(
+    dead_code,
+    reason = "included by several test files, each using a part; not `expect`, since the unused part differs per file"
+)]
+#![expect(
+    unreachable_pub,
+    reason = "a private test module; `pub` reads as \"shared with the test files\""
+)]
 
 use nopi::Store;
 use nopi::testing::TempStore;
