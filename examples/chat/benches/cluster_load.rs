@@ -27,10 +27,13 @@
 //!   `CLUSTER_LOAD_SECS` (measured seconds, 12);
 //! - `CLUSTER_LOAD_GROUP_MSGS`: group messages (one per 200 ms) after the
 //!   first rate's private load, default 20; 0 skips the fan-out phase.
-// A load generator reports on stdout (the tables) and stderr (progress).
-#![allow(clippy::print_stdout, clippy::print_stderr)]
+#![expect(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a load generator reports on stdout (the tables) and stderr (progress)"
+)]
 
-#[allow(dead_code)]
+#[allow(dead_code, reason = "the benchmark uses part of the shared helpers")]
 #[path = "../tests/support/process.rs"]
 mod process;
 

@@ -13,11 +13,7 @@
 //! ```text
 //! cargo bench -p chat --bench under_attack
 //! ```
-#![allow(
-    clippy::print_stdout,
-    clippy::print_stderr,
-    reason = "a benchmark reports on the terminal"
-)]
+#![expect(clippy::print_stdout, reason = "a benchmark reports on the terminal")]
 
 #[path = "../tests/support/process.rs"]
 #[allow(dead_code, reason = "the benchmark uses part of the shared helpers")]
@@ -107,10 +103,7 @@ async fn measure(alice: &mut Native, bob: &mut Native, phase: &str) -> Vec<Durat
         let text = format!("{phase}-{i}");
         sent_at.insert(text.clone(), Instant::now());
         alice
-            .send(
-                "chat.send",
-                json!({"to": {"group": "lobby"}, "text": text}),
-            )
+            .send("chat.send", json!({"to": {"group": "lobby"}, "text": text}))
             .await;
         // Read what has arrived for bob so far, without waiting for more.
         while latencies.len() < i + 1 {
@@ -221,8 +214,22 @@ async fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = format!("sled:{}", dir.path().join("data").display());
     let mut cmd = process::command();
-    cmd.args(["--store", &store, "--http", "127.0.0.1:0", "--tcp", "127.0.0.1:0"])
-        .args(["--msgid-json", "off", "--type-data", "off", "--log", "error"]);
+    cmd.args([
+        "--store",
+        &store,
+        "--http",
+        "127.0.0.1:0",
+        "--tcp",
+        "127.0.0.1:0",
+    ])
+    .args([
+        "--msgid-json",
+        "off",
+        "--type-data",
+        "off",
+        "--log",
+        "error",
+    ]);
     let (mut child, addrs) = process::start(cmd, |_| {}).await;
 
     let mut alice = Native::from("127.0.0.2", addrs.tcp).await;

@@ -61,6 +61,15 @@ pub struct Chat {
     pub(crate) inner: Arc<Inner>,
 }
 
+impl std::fmt::Debug for Chat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Chat")
+            .field("node", &self.inner.node)
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
 pub(crate) struct Inner {
     pub(crate) config: Config,
     pub(crate) node: String,
@@ -132,6 +141,7 @@ pub enum StartError {
 }
 
 /// A running server: where it listens, and how to stop it.
+#[derive(Debug)]
 pub struct Running {
     /// The service.
     pub chat: Chat,

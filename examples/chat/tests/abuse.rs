@@ -2,7 +2,6 @@
 //! failed logins per minute over all accounts, connections at once; each
 //! refusal a clear error, counted in the metrics, and no other address
 //! affected.
-#![allow(missing_docs)]
 
 mod support;
 

@@ -5,7 +5,7 @@
 //! different loopback addresses (127.0.0.1 attacks, 127.0.0.2 and up are
 //! everyone else). `cargo test -p chat --test attacks -- --nocapture`
 //! prints what each test measured.
-#![allow(
+#![expect(
     clippy::print_stderr,
     reason = "each test prints what it measured, for the table in docs/security.md"
 )]
@@ -142,7 +142,9 @@ async fn password_spraying_across_200_accounts_from_one_address_is_cut() {
         "{tried} of 200 tried, {cut} cut with 429, in {took:?} (at most {allowed} may be tried)"
     );
     // Past the limit even a right password from that address waits...
-    let e = spray.err("user.login", creds("alice", "pw-alice"), 429).await;
+    let e = spray
+        .err("user.login", creds("alice", "pw-alice"), 429)
+        .await;
     assert_eq!(e["code"], "too_many_attempts");
     // ...and alice, from her own address, logs in as usual.
     others_still_chat(&server, "sprayed, still here").await;
@@ -199,11 +201,7 @@ async fn slowloris_with_500_connections_is_closed_by_the_header_timeout() {
     let server = server_with_users(&[]).await;
     let mut slow = Vec::new();
     for _ in 0..500 {
-        slow.push(
-            connect_from(ATTACKER, server.http)
-                .await
-                .expect("connect"),
-        );
+        slow.push(connect_from(ATTACKER, server.http).await.expect("connect"));
     }
     let request = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ";
     let started = Instant::now();
@@ -214,16 +212,14 @@ async fn slowloris_with_500_connections_is_closed_by_the_header_timeout() {
         let byte = request.get(sent).copied().unwrap_or(b'a');
         let mut alive = Vec::with_capacity(slow.len());
         for mut s in slow {
-            if s.write_all(&[byte]).await.is_ok() && !closed_within(&mut s, Duration::ZERO).await
-            {
+            if s.write_all(&[byte]).await.is_ok() && !closed_within(&mut s, Duration::ZERO).await {
                 alive.push(s);
             }
         }
         slow = alive;
         sent += 1;
         // Meanwhile the server answers others.
-        let (status, _, body) =
-            support::http(server.http, "GET", "/healthz", &[], "").await;
+        let (status, _, body) = support::http(server.http, "GET", "/healthz", &[], "").await;
         assert_eq!(status, 200, "{body}");
         tokio::time::sleep(Duration::from_secs(1)).await;
     }

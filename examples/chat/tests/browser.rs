@@ -180,7 +180,7 @@ async fn two_browsers_chat_in_a_group_and_privately() {
         assert_eq!(shown, serde_json::json!([]), "the page showed errors");
     }
     tokio::join!(alice.close(), bob.close());
-    #[allow(
+    #[expect(
         clippy::print_stderr,
         reason = "tell the person running the test where to look"
     )]

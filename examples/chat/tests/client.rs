@@ -1,6 +1,10 @@
 //! End to end: the real `chat-client` binary (in `--script` mode, and once
 //! interactively under tmux) against the real `chat-server` binary.
-#![allow(
+#![expect(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+#![expect(
     clippy::print_stderr,
     reason = "each process's output goes to the test log, as in tests/support"
 )]

@@ -3,8 +3,10 @@
 //! the shipped `deploy/nginx.conf`. Needs nginx (`sudo apt-get install -y
 //! nginx libnginx-mod-stream`), RabbitMQ and PostgreSQL; fails, never skips,
 //! without them.
-// Test output: progress and the servers' logs go to stderr.
-#![allow(clippy::print_stderr)]
+#![expect(
+    clippy::print_stderr,
+    reason = "progress and the servers' logs go to stderr, where the runner shows them"
+)]
 
 mod support;
 

@@ -54,8 +54,10 @@ async fn wait_for(server: &Server, series: &str, value: f64) -> String {
 }
 
 /// Run promtool's linter on `text`, when promtool is there.
-// Test output: a skipped check says so on stderr, where the runner shows it.
-#[allow(clippy::print_stderr)]
+#[expect(
+    clippy::print_stderr,
+    reason = "a skipped check says so on stderr, where the runner shows it"
+)]
 fn promtool_check(text: &str) {
     use std::io::Write;
     let promtool = match std::env::var("PROMTOOL") {

@@ -2,7 +2,10 @@
 //! checks the chain against the test CA registers, logs in and sends over
 //! the native TCP protocol, and reads the web client over https; plain text
 //! gets nothing.
-#![allow(missing_docs)]
+#![expect(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 mod support;
 

@@ -11,7 +11,7 @@ async fn main() -> ExitCode {
         Ok(c) => c,
         Err(chat::ConfigError::Args(e)) => e.exit(),
         Err(e) => {
-            #[allow(clippy::print_stderr)]
+            #[expect(clippy::print_stderr, reason = "logging is not set up yet")]
             {
                 eprintln!("chat-server: {e}");
             }

@@ -1,6 +1,13 @@
 //! Drive the real `chat-server` binary over its real transports.
-// Test output: the server's log is echoed to stderr, where the test runner shows it on failure.
-#![allow(dead_code, clippy::print_stderr)]
+#![allow(
+    dead_code,
+    reason = "every test file includes this module and uses a different part of it"
+)]
+#![allow(
+    clippy::print_stderr,
+    reason = "the server's log is echoed to stderr, where the test runner shows it on failure; \
+              not `expect`: a test file that starts no server prints nothing"
+)]
 
 pub(crate) mod browser;
 pub(crate) mod cluster;
