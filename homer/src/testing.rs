@@ -93,6 +93,41 @@ pub fn connect_from<M: MakeProtocol>(
     Ok(client)
 }
 
+/// Open an in-memory HTTP/1.1 connection to `homer` from `peer`, served as a
+/// socket of [`listen_http`](Homer::listen_http) would be: API calls,
+/// `/events`, WebSocket upgrades, routes and static files. Returns the
+/// client's end of the pipe: write a request, read the response.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+///
+/// let homer = homer::Homer::builder().build()?;
+/// homer.http_get("/healthz", |_| async { homer::HttpResponse::text(200, "ok") });
+/// let mut http = homer::testing::connect_http(&homer, homer::testing::TEST_PEER)?;
+/// http.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await?;
+/// let mut response = String::new();
+/// http.read_to_string(&mut response).await?;
+/// assert!(response.starts_with("HTTP/1.1 200 OK") && response.ends_with("ok"));
+/// # Ok(())
+/// # }
+/// ```
+pub fn connect_http(homer: &Homer, peer: SocketAddr) -> Result<DuplexStream, ConnectError> {
+    if homer.is_shutting_down() {
+        return Err(ConnectError::ShuttingDown);
+    }
+    let permit = homer.admit(peer).map_err(ConnectError::Refused)?;
+    let (client, server) = tokio::io::duplex(PIPE);
+    homer.spawn(crate::transport_http::serve_connection(
+        homer.clone(),
+        server,
+        peer,
+        permit,
+    ));
+    Ok(client)
+}
+
 /// A native-protocol client (JSON lines): one call at a time, pushes kept
 /// in arrival order until asked for.
 pub struct Client<S = DuplexStream> {

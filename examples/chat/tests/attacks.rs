@@ -238,3 +238,49 @@ async fn slowloris_with_500_connections_is_closed_by_the_header_timeout() {
     );
     others_still_chat(&server, "slow-lorised, still here").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registration_flood_from_many_addresses_waits_for_hashing_and_logins_go_on() {
+    let server = server_with_users(&[]).await;
+    // 250 addresses register at once: more hashing than the one slot
+    // registrations share (the default) can do in the 2 s a registration
+    // waits for it.
+    const FLOOD: usize = 250;
+    let mut flood = Vec::new();
+    for a in 0..FLOOD {
+        let tcp = server.tcp;
+        flood.push(tokio::spawn(async move {
+            let ip = format!("127.0.{}.{}", 1 + a / 200, 1 + a % 200);
+            let mut c = client_from(&ip, tcp).await;
+            let reply = c
+                .call("user.register", creds(&format!("farm{a}"), "pw"))
+                .await;
+            (
+                reply["status"].as_u64().unwrap_or(0),
+                reply["error"]["code"].as_str().unwrap_or("").to_owned(),
+            )
+        }));
+    }
+    // Meanwhile alice logs in, from her own address.
+    let mut alice = client_from("127.0.0.2", server.tcp).await;
+    let login = alice.call("user.login", creds("alice", "pw-alice")).await;
+    let (mut made, mut busy) = (0, 0);
+    for f in flood {
+        let (status, code) = f.await.expect("a flood task");
+        match (status, code.as_str()) {
+            (200, _) => made += 1,
+            (429, "busy") => busy += 1,
+            other => panic!("a registration answered {other:?}"),
+        }
+    }
+    eprintln!("hashing cap: {made} of {FLOOD} registrations made, {busy} answered 429 busy");
+    assert_eq!(
+        login["status"], 200,
+        "alice logs in during the flood: {login}"
+    );
+    assert!(
+        busy > 0,
+        "the hashing slot was the limit: {made} made, {busy} busy"
+    );
+    assert_eq!(made + busy, FLOOD);
+}
