@@ -76,6 +76,7 @@ pub(crate) async fn drive<W>(
     mut rx: Receiver,
     mut wire: W,
     ping: Option<Duration>,
+    idle_timeout: Duration,
 ) where
     W: Stream<Item = Result<Inbound, ProtocolError>>
         + Sink<Outgoing, Error = ProtocolError>
@@ -90,14 +91,14 @@ pub(crate) async fn drive<W>(
     let in_flight =
         |c: &Option<FuturesUnordered<CallFuture>>| c.as_ref().map_or(0, FuturesUnordered::len);
     // Until the first frame, the first-message timeout (if shorter) runs.
-    let first = limits.first_message_timeout.min(limits.idle_timeout);
+    let first = limits.first_message_timeout.min(idle_timeout);
     let mut heard = false;
     // Pings sent since the peer last sent anything (a pong counts).
     let mut unanswered = 0u32;
     let idle = sleep(first);
     tokio::pin!(idle);
     // Without pings the timer is never armed (its branch is disabled).
-    let ping_every = ping.unwrap_or(limits.idle_timeout);
+    let ping_every = ping.unwrap_or(idle_timeout);
     let ping_timer = sleep(ping_every);
     tokio::pin!(ping_timer);
     let mut reading = true;
@@ -161,7 +162,7 @@ pub(crate) async fn drive<W>(
                 heard |= matches!(item, Some(Ok(Inbound::Frame(_))));
                 unanswered = 0;
                 if heard {
-                    idle.as_mut().reset(Instant::now() + limits.idle_timeout);
+                    idle.as_mut().reset(Instant::now() + idle_timeout);
                 }
                 match item {
                     None => {
@@ -197,7 +198,7 @@ pub(crate) async fn drive<W>(
             }
             () = &mut idle, if reading => {
                 break if heard {
-                    CloseReason::Idle(limits.idle_timeout)
+                    CloseReason::Idle(idle_timeout)
                 } else {
                     CloseReason::Silent(first)
                 };

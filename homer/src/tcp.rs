@@ -106,13 +106,16 @@ async fn serve_stream<S, P>(
         homer.hub().register(&conn);
         homer.mark_opened(&conn).await;
         let each = protocol.write_each_message();
+        let idle = protocol
+            .idle_timeout()
+            .unwrap_or(homer.limits().idle_timeout);
         let mut wire = Framed::new(stream, ProtocolCodec(protocol));
         if each {
             // A non-empty write buffer is flushed before the next item is
             // encoded: one write per encoded reply or push.
             wire.set_backpressure_boundary(1);
         }
-        drive(homer, conn, rx, wire, None).await;
+        drive(homer, conn, rx, wire, None, idle).await;
         drop(permit);
     }
     .instrument(span)

@@ -349,3 +349,72 @@ async fn a_websocket_peer_that_answers_no_pings_is_closed() {
     );
     drop(gone);
 }
+
+/// JSON lines, with its own idle timeout.
+struct Patient(homer::JsonLines, Duration);
+
+impl homer::Protocol for Patient {
+    fn name(&self) -> &'static str {
+        "patient"
+    }
+    fn decode(
+        &mut self,
+        src: &mut bytes::BytesMut,
+    ) -> Result<Option<homer::Decoded>, homer::ProtocolError> {
+        self.0.decode(src)
+    }
+    fn encode_reply(
+        &mut self,
+        reply: &homer::Reply,
+        dst: &mut bytes::BytesMut,
+    ) -> Result<(), homer::ProtocolError> {
+        self.0.encode_reply(reply, dst)
+    }
+    fn encode_push(
+        &mut self,
+        push: &Push,
+        dst: &mut bytes::BytesMut,
+    ) -> Result<(), homer::ProtocolError> {
+        self.0.encode_push(push, dst)
+    }
+    fn idle_timeout(&self) -> Option<Duration> {
+        Some(self.1)
+    }
+}
+
+#[tokio::test]
+async fn a_protocol_may_keep_its_own_idle_timeout() {
+    let homer = Homer::builder()
+        .idle_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let closed = record_closes(&homer);
+    let patient = |_: &homer::Limits| Patient(homer::JsonLines::new(1024), Duration::from_secs(3));
+    let quick =
+        |_: &homer::Limits| Patient(homer::JsonLines::new(1024), Duration::from_millis(100));
+    let mut slow = homer::testing::Client::over(homer::testing::connect(&homer, patient).unwrap());
+    let mut fast = homer::testing::Client::over(homer::testing::connect(&homer, quick).unwrap());
+    // Both speak once (past the first-message timeout), then fall silent.
+    for c in [&mut slow, &mut fast] {
+        c.send_raw("{\"id\":1,\"api\":\"nothing\"}").await;
+        assert_eq!(c.read().await["status"], 404);
+    }
+    assert!(
+        fast.closed().await,
+        "100 ms of silence closes the quick one"
+    );
+    // The patient one outlives the server's 200 ms.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    slow.send_raw("{\"id\":2,\"api\":\"nothing\"}").await;
+    assert_eq!(slow.read().await["status"], 404, "still open after 600 ms");
+    let reasons: Vec<CloseReason> = closed
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, r)| r.clone())
+        .collect();
+    assert!(
+        matches!(reasons.as_slice(), [CloseReason::Idle(d)] if *d == Duration::from_millis(100)),
+        "{reasons:?}"
+    );
+}

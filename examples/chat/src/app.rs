@@ -357,9 +357,9 @@ impl Chat {
             .trusted_proxies(config.trusted_proxy.iter().copied())
             .proxy_protocol(config.proxy_protocol)
             .max_sessions(config.max_connections)
-            // Legacy clients never send heartbeats; an idle but logged-in
-            // user of one should not be dropped after a few minutes.
-            .idle_timeout(Duration::from_secs(30 * 60))
+            // Native connections; the legacy protocols set their own
+            // (`legacy::IDLE`).
+            .idle_timeout(Duration::from_secs(config.idle_timeout_secs))
             .first_message_timeout(Duration::from_secs(config.first_message_timeout_secs))
             .rate_limit(100, 200)
             // One call at a time per connection: a client's messages are

@@ -110,6 +110,12 @@ pub struct Config {
     #[arg(long, env = "CHAT_FIRST_MESSAGE_TIMEOUT_SECS", default_value_t = 300)]
     pub first_message_timeout_secs: u64,
 
+    /// A native TCP or WebSocket connection that sends nothing for this long
+    /// is closed (seconds; WebSocket pongs count). The legacy protocols keep
+    /// 30 minutes whatever this says: their clients never send a heartbeat.
+    #[arg(long, env = "CHAT_IDLE_TIMEOUT_SECS", default_value_t = 1800)]
+    pub idle_timeout_secs: u64,
+
     /// Accounts one client address may create per hour (all of them at once
     /// if need be); more get 429 with the time to wait.
     #[arg(long, env = "CHAT_REGISTRATIONS_PER_IP_PER_HOUR", default_value_t = 20)]
@@ -311,6 +317,7 @@ impl std::fmt::Debug for Config {
             tls_cert,
             tls_key,
             first_message_timeout_secs,
+            idle_timeout_secs,
             registrations_per_ip_per_hour,
             failed_logins_per_ip_per_minute,
             registrations_in_flight,
@@ -341,6 +348,7 @@ impl std::fmt::Debug for Config {
             .field("tls_cert", tls_cert)
             .field("tls_key", tls_key)
             .field("first_message_timeout_secs", first_message_timeout_secs)
+            .field("idle_timeout_secs", idle_timeout_secs)
             .field(
                 "registrations_per_ip_per_hour",
                 registrations_per_ip_per_hour,
@@ -396,6 +404,7 @@ impl serde::Serialize for Config {
             "first_message_timeout_secs",
             &self.first_message_timeout_secs,
         )?;
+        m.serialize_entry("idle_timeout_secs", &self.idle_timeout_secs)?;
         m.serialize_entry(
             "registrations_per_ip_per_hour",
             &self.registrations_per_ip_per_hour,

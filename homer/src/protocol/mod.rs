@@ -120,6 +120,15 @@ pub trait Protocol: Send + 'static {
     fn write_each_message(&self) -> bool {
         false
     }
+
+    /// How long a connection of this protocol may stay silent before it is
+    /// closed ([`CloseReason::Idle`](crate::CloseReason::Idle)), instead of
+    /// the server's [`idle_timeout`](crate::HomerBuilder::idle_timeout):
+    /// for peers that heartbeat less often than native clients (or never),
+    /// or more. `None` (the default) keeps the server's.
+    fn idle_timeout(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// Makes one [`Protocol`] per accepted connection, given the server's

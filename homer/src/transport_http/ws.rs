@@ -173,6 +173,7 @@ pub(super) fn upgrade(
                     limit: limits.max_frame_size,
                 },
                 ping,
+                limits.idle_timeout,
             )
             .await;
             drop(permit);

@@ -144,6 +144,11 @@ pub(crate) mod pushes {
 /// The topic of type-data connections: user status changes.
 pub(crate) const STATUS_TOPIC: &str = "legacy:type-data";
 
+/// How long a legacy connection may be silent before it is closed. Legacy
+/// clients never send heartbeats: an idle but logged-in user of one should
+/// not be dropped after a few minutes, whatever `--idle-timeout-secs` says.
+pub(crate) const IDLE: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
 /// What [`start`] started.
 pub(crate) struct Started {
     /// Where msgid-json clients connect, if enabled.

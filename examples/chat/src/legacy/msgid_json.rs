@@ -555,6 +555,10 @@ impl Protocol for MsgidJson {
     fn write_each_message(&self) -> bool {
         true
     }
+
+    fn idle_timeout(&self) -> Option<std::time::Duration> {
+        Some(super::IDLE)
+    }
 }
 
 #[cfg(test)]

@@ -263,6 +263,10 @@ impl Protocol for TypeData {
         NAME
     }
 
+    fn idle_timeout(&self) -> Option<std::time::Duration> {
+        Some(super::IDLE)
+    }
+
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Decoded>, ProtocolError> {
         loop {
             // The codec refuses such a length too, before allocating; looking
