@@ -4,8 +4,11 @@
 //! - [`connect`] opens an in-memory connection to a [`Homer`] speaking any
 //!   protocol: the same connection task, limits, hooks and pushes as a TCP
 //!   listener's, over a [`tokio::io::duplex`] pipe instead of a socket.
+//!   [`connect_http`] does the same for an HTTP listener's connection.
 //! - [`Client`] speaks the native JSON-lines protocol over it (or over any
-//!   byte stream): [`call`](Client::call), [`push`](Client::push).
+//!   byte stream): [`call`](Client::call), [`push`](Client::push),
+//!   [`try_push`](Client::try_push) (nothing pushed for a while),
+//!   [`closed`](Client::closed).
 //! - [`check_protocol`] runs the checks every decoder must pass: any bytes,
 //!   cut anywhere, never panic and never buffer past the limit; valid frames
 //!   decode the same whatever the read boundaries.
