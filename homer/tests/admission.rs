@@ -16,7 +16,7 @@ use homer::{ApiError, Context, Homer, Observer, Refusal};
 use serde_json::{Value, json};
 use support::within;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 
 /// Refusals as the observer hears them.
 #[derive(Default)]
@@ -47,11 +47,7 @@ async fn start(builder: homer::HomerBuilder) -> (Homer, SocketAddr, SocketAddr, 
 
 /// A TCP connection from loopback address `from` (127.0.0.x).
 async fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
-    let socket = TcpSocket::new_v4().unwrap();
-    socket
-        .bind(SocketAddr::new(from.parse().unwrap(), 0))
-        .unwrap();
-    socket.connect(to).await.unwrap()
+    testkit::connect_from(from, to).await.unwrap()
 }
 
 /// Send `first` (a PROXY header, or nothing) and a `peer` call; the reply

@@ -41,11 +41,13 @@
 //! None.
 
 pub mod cases;
+mod net;
 mod proxy;
 pub mod ready;
 mod services;
 mod sync;
 
+pub use net::connect_from;
 pub use proxy::FaultProxy;
 pub use services::{DEFAULT_AMQP_URL, DEFAULT_DATABASE_URL, amqp_url, database_url, free_port};
 pub use sync::lock;

@@ -19,15 +19,15 @@
 #[allow(dead_code, reason = "the benchmark uses part of the shared helpers")]
 mod process;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use testkit::connect_from;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpSocket, TcpStream};
 
 /// Messages measured per phase, one every [`PACE`].
 const MESSAGES: usize = 300;
@@ -35,13 +35,6 @@ const PACE: Duration = Duration::from_millis(50);
 /// The attack's bounds.
 const FLOOD_CONNECTIONS: usize = 5_000;
 const SLOW_CONNECTIONS: usize = 500;
-
-async fn connect_from(ip: &str, to: SocketAddr) -> std::io::Result<TcpStream> {
-    let ip: IpAddr = ip.parse().map_err(std::io::Error::other)?;
-    let socket = TcpSocket::new_v4()?;
-    socket.bind(SocketAddr::new(ip, 0))?;
-    socket.connect(to).await
-}
 
 /// A native JSON-lines client.
 struct Native {

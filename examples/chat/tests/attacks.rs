@@ -12,23 +12,17 @@
 
 mod support;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use support::{Client, Server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 
 const ATTACKER: &str = "127.0.0.1";
 
-/// A TCP connection to `to` from the loopback address `ip`.
-async fn connect_from(ip: &str, to: SocketAddr) -> std::io::Result<TcpStream> {
-    let ip: IpAddr = ip.parse().expect("an IP address");
-    let socket = TcpSocket::new_v4()?;
-    socket.bind(SocketAddr::new(ip, 0))?;
-    socket.connect(to).await
-}
+use testkit::connect_from;
 
 async fn client_from(ip: &str, to: SocketAddr) -> Client {
     Client::over_tcp(connect_from(ip, to).await.expect("connect"))
