@@ -1,4 +1,4 @@
-//! The `/commands`: their language ([`parse`], shared by the input line and
+//! The `/commands`: their language ([`mod@parse`], shared by the input line and
 //! `--script`) and running them on the client, one function per command or
 //! group of commands.
 
