@@ -240,8 +240,9 @@ impl Chat {
     }
 
     /// The members of group `name` (at most 1,000), and whether each is
-    /// online.
-    pub(crate) async fn members(&self, name: &str) -> Result<Vec<Member>> {
+    /// online as far as `viewer` may see (one who blocked `viewer` looks
+    /// offline).
+    pub(crate) async fn members(&self, viewer: &str, name: &str) -> Result<Vec<Member>> {
         let list: Vec<(String, Role)> = if name == LOBBY {
             let users = self
                 .inner
@@ -267,9 +268,10 @@ impl Chat {
             }
             list
         };
+        let hidden = self.blockers_of(viewer).await?;
         let mut members = Vec::with_capacity(list.len());
         for (name, role) in list {
-            let online = self.is_online(&name).await?;
+            let online = !hidden.contains(&name) && self.is_online(&name).await?;
             members.push(Member { name, role, online });
         }
         Ok(members)

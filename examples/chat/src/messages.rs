@@ -138,6 +138,20 @@ impl Chat {
     /// Only members send to a group; a private message inside a group goes
     /// from a member to a member; a private message goes to an existing user.
     async fn may_send(&self, me: &str, to: &Target) -> Result<()> {
+        self.may_send_to(me, to).await?;
+        if let Some(user) = &to.user
+            && self.has_blocked(user, me).await?
+        {
+            return Err(ChatError::forbidden(
+                "blocked",
+                format!("{user} does not accept your messages"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The membership and existence rules of [`may_send`](Self::may_send).
+    async fn may_send_to(&self, me: &str, to: &Target) -> Result<()> {
         if let Some(group) = &to.group {
             if group != LOBBY {
                 self.inner

@@ -70,6 +70,13 @@ async fn fan_out(
         }
     }
     to.remove(user);
+    // Those the user blocked see none of their presence.
+    for blocked in chat
+        .blocked_by_me(user, crate::friends::MAX_BLOCKED)
+        .await?
+    {
+        to.remove(&blocked);
+    }
     let push = Push::json(
         push::PRESENCE,
         &PresenceChange {

@@ -46,6 +46,12 @@ pub mod api {
     pub const LOGOUT: &str = "user.logout";
     /// No params → [`OnlineUsers`](super::OnlineUsers).
     pub const ONLINE: &str = "user.online";
+    /// [`UserName`](super::UserName) → [`Done`](super::Done).
+    pub const BLOCK: &str = "user.block";
+    /// [`UserName`](super::UserName) → [`Done`](super::Done).
+    pub const UNBLOCK: &str = "user.unblock";
+    /// No params → [`BlockedUsers`](super::BlockedUsers).
+    pub const BLOCKED: &str = "user.blocked";
     /// [`FriendName`](super::FriendName) → [`Done`](super::Done).
     pub const FRIEND_ADD: &str = "friend.add";
     /// [`FriendName`](super::FriendName) → [`Done`](super::Done).
@@ -184,6 +190,14 @@ impl fmt::Debug for Resume {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Resume").field("token", &Redacted).finish()
     }
+}
+
+/// `user.block` and `user.unblock`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserName {
+    /// The other user.
+    pub name: String,
 }
 
 /// `friend.add` and `friend.remove`.
@@ -365,6 +379,13 @@ impl fmt::Debug for LoggedIn {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OnlineUsers {
     /// Their names.
+    pub users: Vec<String>,
+}
+
+/// The reply to `user.blocked`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockedUsers {
+    /// Whom the caller blocked, sorted.
     pub users: Vec<String>,
 }
 

@@ -742,3 +742,83 @@ async fn a_setting_that_cannot_work_stops_the_start_with_its_name() {
         assert!(shown.contains(&format!("invalid {setting}")), "{shown}");
     }
 }
+
+#[tokio::test]
+async fn a_blocked_user_cannot_send_direct_messages_and_sees_no_presence() {
+    let running = start(&[]).await;
+    let mut alice = User::new(&running, "alice").await;
+    let mut bob = User::new(&running, "bob").await;
+    let mut carol = User::new(&running, "carol").await;
+    alice.ok(api::GROUP_CREATE, json!({"name": "team"})).await;
+    bob.ok(api::GROUP_JOIN, json!({"name": "team"})).await;
+    for watcher in [&mut bob, &mut carol] {
+        watcher.ok(api::FRIEND_ADD, json!({"name": "alice"})).await;
+    }
+
+    alice.ok(api::BLOCK, json!({"name": "bob"})).await;
+    alice.ok(api::BLOCK, json!({"name": "bob"})).await; // again: nothing changes
+    let blocked: wire::BlockedUsers = alice.call(api::BLOCKED, json!({})).await;
+    assert_eq!(blocked.users, ["bob"]);
+    assert_eq!(
+        alice.err(api::BLOCK, json!({"name": "alice"}), 400).await["code"],
+        "self"
+    );
+    alice.err(api::BLOCK, json!({"name": "ghost"}), 404).await;
+
+    // Direct messages from bob, also inside the group, are refused.
+    let e = bob
+        .err(api::SEND, send(Target::user("alice"), "hi?"), 403)
+        .await;
+    assert_eq!(e["code"], "blocked");
+    let inside = Target {
+        user: Some("alice".into()),
+        group: Some("team".into()),
+    };
+    bob.err(api::SEND, send(inside, "hi?"), 403).await;
+    alice.no_push(push::MESSAGE).await;
+    // Group messages still reach the group; others still write to alice,
+    // and alice to bob.
+    bob.ok(api::SEND, send(Target::group("team"), "hello team"))
+        .await;
+    alice.message("hello team").await;
+    carol.ok(api::SEND, send(Target::user("alice"), "hi")).await;
+    alice.message("hi").await;
+    alice.ok(api::SEND, send(Target::user("bob"), "fyi")).await;
+    bob.message("fyi").await;
+
+    // To bob, alice is offline everywhere; carol sees her.
+    let friends: wire::Friends = bob.call(api::FRIEND_LIST, json!({})).await;
+    assert!(!friends.friends[0].online, "{friends:?}");
+    let online: wire::OnlineUsers = bob.call(api::ONLINE, json!({})).await;
+    assert_eq!(online.users, ["bob", "carol"]);
+    let members: wire::Members = bob.call(api::GROUP_MEMBERS, json!({"name": "team"})).await;
+    assert!(
+        members
+            .members
+            .iter()
+            .all(|m| m.name != "alice" || !m.online)
+    );
+    let friends: wire::Friends = carol.call(api::FRIEND_LIST, json!({})).await;
+    assert!(friends.friends[0].online);
+    // alice leaves and comes back: carol hears it, bob does not.
+    alice.ok(api::LOGOUT, json!({})).await;
+    assert_eq!(
+        carol.push(push::PRESENCE).await,
+        json!({"user": "alice", "online": false})
+    );
+    alice.login("alice").await;
+    assert_eq!(
+        carol.push(push::PRESENCE).await,
+        json!({"user": "alice", "online": true})
+    );
+    bob.no_push(push::PRESENCE).await;
+
+    // Unblocked, bob writes again.
+    alice.ok(api::UNBLOCK, json!({"name": "bob"})).await;
+    bob.ok(api::SEND, send(Target::user("alice"), "thanks"))
+        .await;
+    alice.message("thanks").await;
+    let blocked: wire::BlockedUsers = alice.call(api::BLOCKED, json!({})).await;
+    assert!(blocked.users.is_empty());
+    running.shutdown(Duration::from_secs(1)).await;
+}

@@ -9,9 +9,9 @@ use homer::{ApiError, Homer};
 use crate::app::Chat;
 use crate::error::ChatError;
 use crate::wire::{
-    Ack, CreateGroup, Created, Done, FoundGroups, FriendName, Friends, GroupName, Groups, History,
-    Kick, Login, Members, Messages, NoParams, OnlineUsers, Register, Resume, SearchGroups,
-    SendMessage, SetRole, api,
+    Ack, BlockedUsers, CreateGroup, Created, Done, FoundGroups, FriendName, Friends, GroupName,
+    Groups, History, Kick, Login, Members, Messages, NoParams, OnlineUsers, Register, Resume,
+    SearchGroups, SendMessage, SetRole, UserName, api,
 };
 
 /// Most names `user.online` returns.
@@ -58,10 +58,35 @@ fn users(homer: &Homer, c: &Chat) {
         chat.logout(&ctx).await.map(|()| Done {})
     });
     on(homer, c, api::ONLINE, |chat, ctx, _: NoParams| async move {
-        Chat::login(&ctx)?;
-        let users = chat.online_users(MAX_ONLINE).await?;
+        let me = Chat::login(&ctx)?;
+        let users = chat.online_for(me.name(), MAX_ONLINE).await?;
         Ok(OnlineUsers { users })
     });
+    on(homer, c, api::BLOCK, |chat, ctx, p: UserName| async move {
+        let me = Chat::login(&ctx)?;
+        chat.block(me.name(), &p.name).await.map(|()| Done {})
+    });
+    on(
+        homer,
+        c,
+        api::UNBLOCK,
+        |chat, ctx, p: UserName| async move {
+            let me = Chat::login(&ctx)?;
+            chat.unblock(me.name(), &p.name).await.map(|()| Done {})
+        },
+    );
+    on(
+        homer,
+        c,
+        api::BLOCKED,
+        |chat, ctx, _: NoParams| async move {
+            let me = Chat::login(&ctx)?;
+            let users = chat
+                .blocked_by_me(me.name(), crate::friends::MAX_BLOCKED)
+                .await?;
+            Ok(BlockedUsers { users })
+        },
+    );
 }
 
 fn friends(homer: &Homer, c: &Chat) {
@@ -142,8 +167,8 @@ fn groups(homer: &Homer, c: &Chat) {
         c,
         api::GROUP_MEMBERS,
         |chat, ctx, p: GroupName| async move {
-            Chat::login(&ctx)?;
-            let members = chat.members(&p.name).await?;
+            let me = Chat::login(&ctx)?;
+            let members = chat.members(me.name(), &p.name).await?;
             Ok(Members { members })
         },
     );

@@ -418,7 +418,7 @@ impl Legacy {
             },
             Flavour::TypeData => {
                 ctx.subscribe(super::STATUS_TOPIC);
-                let names = self.chat.online_users(MAX_ONLINE).await?;
+                let names = self.chat.online_for(login.name(), MAX_ONLINE).await?;
                 let mut users = Vec::with_capacity(names.len());
                 for name in names {
                     match self.number_of(&name).await {
