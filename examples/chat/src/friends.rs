@@ -23,57 +23,113 @@ use crate::app::Chat;
 use crate::error::{ChatError, Result};
 use crate::wire::Friend;
 
-/// Most friends one user may have.
-const MAX_FRIENDS: usize = 1000;
 /// Most watchers one presence change is pushed to.
 const MAX_WATCHERS: usize = 10_000;
-/// Most users one user may block.
-pub(crate) const MAX_BLOCKED: usize = 1000;
 /// Most blockers of one user read to hide presence from them.
 const MAX_BLOCKERS: usize = 10_000;
+
+/// A relation a user keeps to other users, stored both ways so either side
+/// is one prefix scan: friends (who watches whom) and blocks (who blocked
+/// whom).
+struct Relation {
+    /// `<tag> <user> \0 <other>`: the user's side.
+    mine: &'static [u8],
+    /// `<tag> <other> \0 <user>`: the other's side.
+    theirs: &'static [u8],
+    /// Most others one user may relate to.
+    max: usize,
+    /// The 400 for relating to oneself.
+    to_self: &'static str,
+    /// The 413 past `max`: its code and what is counted.
+    too_many: (&'static str, &'static str),
+}
+
+const FRIENDS: Relation = Relation {
+    mine: b"f/",
+    theirs: b"w/",
+    max: 1000,
+    to_self: "you cannot befriend yourself",
+    too_many: ("too_many_friends", "friends"),
+};
+
+const BLOCKS: Relation = Relation {
+    mine: b"b/",
+    theirs: b"r/",
+    max: 1000,
+    to_self: "you cannot block yourself",
+    too_many: ("too_many_blocked", "blocked users"),
+};
 
 fn key(tag: &[u8], a: &str, b: &str) -> Vec<u8> {
     [tag, a.as_bytes(), b"\0", b.as_bytes()].concat()
 }
 
-fn names_after(prefix: &[u8], entries: Vec<(Vec<u8>, Vec<u8>)>) -> Vec<String> {
-    entries
-        .into_iter()
-        .filter_map(|(k, _)| String::from_utf8(k[prefix.len()..].to_vec()).ok())
-        .collect()
-}
-
 impl Chat {
-    /// `me` befriends `friend` (again: nothing changes).
-    pub(crate) async fn add_friend(&self, me: &str, friend: &str) -> Result<()> {
-        if friend == me {
-            return Err(ChatError::invalid("self", "you cannot befriend yourself"));
+    /// `me` relates to `other` (again: nothing changes).
+    async fn relate(&self, rel: &Relation, me: &str, other: &str) -> Result<()> {
+        if other == me {
+            return Err(ChatError::invalid("self", rel.to_self));
         }
-        self.user_exists(friend).await?;
-        let mine = self.friend_names(me, MAX_FRIENDS + 1).await?;
-        if mine.iter().any(|f| f == friend) {
+        self.user_exists(other).await?;
+        let mine = self.related(rel.mine, me, rel.max + 1).await?;
+        if mine.iter().any(|o| o == other) {
             return Ok(());
         }
-        if mine.len() >= MAX_FRIENDS {
+        if mine.len() >= rel.max {
+            let (code, what) = rel.too_many;
             return Err(ChatError::too_large(
-                "too_many_friends",
-                format!("at most {MAX_FRIENDS} friends"),
+                code,
+                format!("at most {} {what}", rel.max),
             ));
         }
         let batch = Batch::new()
-            .put(key(b"f/", me, friend), b"")
-            .put(key(b"w/", friend, me), b"");
+            .put(key(rel.mine, me, other), b"")
+            .put(key(rel.theirs, other, me), b"");
         self.inner.friends.apply(batch).await?;
         Ok(())
     }
 
-    /// `friend` is no longer among `me`'s friends.
-    pub(crate) async fn remove_friend(&self, me: &str, friend: &str) -> Result<()> {
+    /// `me` no longer relates to `other`.
+    async fn unrelate(&self, rel: &Relation, me: &str, other: &str) -> Result<()> {
         let batch = Batch::new()
-            .remove(key(b"f/", me, friend))
-            .remove(key(b"w/", friend, me));
+            .remove(key(rel.mine, me, other))
+            .remove(key(rel.theirs, other, me));
         self.inner.friends.apply(batch).await?;
         Ok(())
+    }
+
+    /// The others under `tag` for `user`, sorted (at most `limit`).
+    async fn related(&self, tag: &[u8], user: &str, limit: usize) -> nopi::Result<Vec<String>> {
+        let prefix = key(tag, user, "");
+        let entries = self
+            .inner
+            .friends
+            .scan(Scan::prefix(&prefix).limit(limit))
+            .await?;
+        Ok(entries
+            .into_iter()
+            .filter_map(|(k, _)| String::from_utf8(k[prefix.len()..].to_vec()).ok())
+            .collect())
+    }
+
+    /// `me` befriends `friend` (again: nothing changes).
+    pub(crate) async fn add_friend(&self, me: &str, friend: &str) -> Result<()> {
+        self.relate(&FRIENDS, me, friend).await
+    }
+
+    /// `friend` is no longer among `me`'s friends.
+    pub(crate) async fn remove_friend(&self, me: &str, friend: &str) -> Result<()> {
+        self.unrelate(&FRIENDS, me, friend).await
+    }
+
+    /// `me` blocks `other` (again: nothing changes).
+    pub(crate) async fn block(&self, me: &str, other: &str) -> Result<()> {
+        self.relate(&BLOCKS, me, other).await
+    }
+
+    /// `me` no longer blocks `other`.
+    pub(crate) async fn unblock(&self, me: &str, other: &str) -> Result<()> {
+        self.unrelate(&BLOCKS, me, other).await
     }
 
     /// Ok if a user named `name` exists, 404 otherwise.
@@ -91,20 +147,10 @@ impl Chat {
         }
     }
 
-    async fn friend_names(&self, user: &str, limit: usize) -> nopi::Result<Vec<String>> {
-        let prefix = key(b"f/", user, "");
-        let entries = self
-            .inner
-            .friends
-            .scan(Scan::prefix(&prefix).limit(limit))
-            .await?;
-        Ok(names_after(&prefix, entries))
-    }
-
     /// `user`'s friends, and whether each is online (as far as `user` may
     /// see: one who blocked `user` looks offline).
     pub(crate) async fn friend_list(&self, user: &str) -> Result<Vec<Friend>> {
-        let names = self.friend_names(user, MAX_FRIENDS).await?;
+        let names = self.related(FRIENDS.mine, user, FRIENDS.max).await?;
         let hidden = self.blockers_of(user).await?;
         let mut out = Vec::with_capacity(names.len());
         for name in names {
@@ -113,75 +159,27 @@ impl Chat {
         }
         Ok(out)
     }
-}
 
-impl Chat {
-    /// `me` blocks `other` (again: nothing changes).
-    pub(crate) async fn block(&self, me: &str, other: &str) -> Result<()> {
-        if other == me {
-            return Err(ChatError::invalid("self", "you cannot block yourself"));
-        }
-        self.user_exists(other).await?;
-        let mine = self.blocked_by_me(me, MAX_BLOCKED + 1).await?;
-        if mine.iter().any(|b| b == other) {
-            return Ok(());
-        }
-        if mine.len() >= MAX_BLOCKED {
-            return Err(ChatError::too_large(
-                "too_many_blocked",
-                format!("at most {MAX_BLOCKED} blocked users"),
-            ));
-        }
-        let batch = Batch::new()
-            .put(key(b"b/", me, other), b"")
-            .put(key(b"r/", other, me), b"");
-        self.inner.friends.apply(batch).await?;
-        Ok(())
+    /// Everyone who has `user` in their friend list.
+    pub(crate) async fn watchers(&self, user: &str) -> nopi::Result<Vec<String>> {
+        self.related(FRIENDS.theirs, user, MAX_WATCHERS).await
     }
 
-    /// `me` no longer blocks `other`.
-    pub(crate) async fn unblock(&self, me: &str, other: &str) -> Result<()> {
-        let batch = Batch::new()
-            .remove(key(b"b/", me, other))
-            .remove(key(b"r/", other, me));
-        self.inner.friends.apply(batch).await?;
-        Ok(())
-    }
-
-    /// The users `user` blocked, sorted (at most `limit`).
-    pub(crate) async fn blocked_by_me(
-        &self,
-        user: &str,
-        limit: usize,
-    ) -> nopi::Result<Vec<String>> {
-        let prefix = key(b"b/", user, "");
-        let entries = self
-            .inner
-            .friends
-            .scan(Scan::prefix(&prefix).limit(limit))
-            .await?;
-        Ok(names_after(&prefix, entries))
+    /// The users `user` blocked, sorted.
+    pub(crate) async fn blocked_by(&self, user: &str) -> nopi::Result<Vec<String>> {
+        self.related(BLOCKS.mine, user, BLOCKS.max).await
     }
 
     /// Whether `user` blocked `other`.
     pub(crate) async fn has_blocked(&self, user: &str, other: &str) -> Result<bool> {
-        Ok(self
-            .inner
-            .friends
-            .get(key(b"b/", user, other))
-            .await?
-            .is_some())
+        let k = key(BLOCKS.mine, user, other);
+        Ok(self.inner.friends.get(k).await?.is_some())
     }
 
     /// The users who blocked `user`: they look offline to `user`.
     pub(crate) async fn blockers_of(&self, user: &str) -> nopi::Result<BTreeSet<String>> {
-        let prefix = key(b"r/", user, "");
-        let entries = self
-            .inner
-            .friends
-            .scan(Scan::prefix(&prefix).limit(MAX_BLOCKERS))
-            .await?;
-        Ok(names_after(&prefix, entries).into_iter().collect())
+        let blockers = self.related(BLOCKS.theirs, user, MAX_BLOCKERS).await?;
+        Ok(blockers.into_iter().collect())
     }
 
     /// Everyone online that `viewer` may see online, sorted (at most
@@ -192,15 +190,4 @@ impl Chat {
         online.retain(|u| !hidden.contains(u));
         Ok(online)
     }
-}
-
-/// Everyone who has `user` in their friend list.
-pub(crate) async fn watchers(chat: &Chat, user: &str) -> nopi::Result<Vec<String>> {
-    let prefix = key(b"w/", user, "");
-    let entries = chat
-        .inner
-        .friends
-        .scan(Scan::prefix(&prefix).limit(MAX_WATCHERS))
-        .await?;
-    Ok(names_after(&prefix, entries))
 }

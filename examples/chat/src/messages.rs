@@ -69,13 +69,9 @@ impl Chat {
         }
         let max = self.inner.config.max_text;
         if p.text.len() > max {
-            return Err(ChatError::too_large(
-                "too_large",
-                format!(
-                    "request of {} bytes exceeds the {max}-byte limit",
-                    p.text.len()
-                ),
-            ));
+            // homer's words for a request over a limit.
+            let over = homer::ApiError::too_large(p.text.len(), max);
+            return Err(ChatError::too_large("too_large", over.message()));
         }
         let Some(to) = route(&p.to) else {
             return Err(ChatError::invalid(
@@ -89,9 +85,9 @@ impl Chat {
             let (rate, burst) = (self.inner.config.send_rate, self.inner.config.send_burst);
             return Err(ChatError::TooMany {
                 code: "rate_limited",
-                message: format!(
-                    "more than {rate} calls per second (bursts of {burst}); slow down"
-                ),
+                message: homer::ApiError::rate_limited(rate, burst)
+                    .message()
+                    .to_owned(),
                 retry_after: wait,
             });
         }

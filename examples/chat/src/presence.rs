@@ -49,10 +49,7 @@ async fn fan_out(
     p: &Presence,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let user = p.user.as_str();
-    let mut to: BTreeSet<String> = crate::friends::watchers(chat, user)
-        .await?
-        .into_iter()
-        .collect();
+    let mut to: BTreeSet<String> = chat.watchers(user).await?.into_iter().collect();
     for (scope, _) in chat.inner.auth.roles_of(user).await? {
         let Some(group) = scope.strip_prefix("group/") else {
             continue;
@@ -71,10 +68,7 @@ async fn fan_out(
     }
     to.remove(user);
     // Those the user blocked see none of their presence.
-    for blocked in chat
-        .blocked_by_me(user, crate::friends::MAX_BLOCKED)
-        .await?
-    {
+    for blocked in chat.blocked_by(user).await? {
         to.remove(&blocked);
     }
     let push = Push::json(

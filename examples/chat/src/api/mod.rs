@@ -81,9 +81,7 @@ fn users(homer: &Homer, c: &Chat) {
         api::BLOCKED,
         |chat, ctx, _: NoParams| async move {
             let me = Chat::login(&ctx)?;
-            let users = chat
-                .blocked_by_me(me.name(), crate::friends::MAX_BLOCKED)
-                .await?;
+            let users = chat.blocked_by(me.name()).await?;
             Ok(BlockedUsers { users })
         },
     );

@@ -247,7 +247,7 @@ pub(crate) fn register(homer: &Homer, legacy: &Arc<Legacy>) {
                 .chat
                 .send(&login, ctx.peer_ip(), wire::SendMessage::new(to, p.text))
                 .await?;
-            content(&json!({ "id": sent.id }))
+            Ok(json!({ "id": sent.id }))
         })
     });
     api::<NumberParams>(homer, legacy, apis::ADD_FRIEND, |l, ctx, _, p| {
