@@ -35,7 +35,8 @@ pub enum Error {
         /// What was given.
         actual: String,
     },
-    /// A tree name is empty, too long or has characters outside `[A-Za-z0-9_.:/-]`.
+    /// A tree name is empty, too long, reserved, or has an ASCII character outside
+    /// `[A-Za-z0-9_.:/-]`, a control character or white space.
     #[error("invalid tree name {name:?}: {reason}")]
     InvalidTreeName {
         /// The name as given.

@@ -250,11 +250,19 @@ pub(crate) fn validate_tree_name(name: &str) -> Result<()> {
     if name.starts_with("__") {
         return bad("names starting with `__` are reserved");
     }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"_.:/-".contains(&b))
-    {
-        return bad("a tree name may only contain A-Z, a-z, 0-9 and `_.:/-`");
+    // Non-ASCII letters are welcome (trees are often named after users or
+    // rooms, whose names may be `张三`); every backend stores the name as a
+    // value, never as an identifier.
+    let allowed = |c: char| {
+        c.is_ascii_alphanumeric()
+            || "_.:/-".contains(c)
+            || (!c.is_ascii() && !c.is_control() && !c.is_whitespace())
+    };
+    if !name.chars().all(allowed) {
+        return bad(
+            "a tree name may only contain A-Z, a-z, 0-9, `_.:/-` and non-ASCII characters \
+             other than controls and white space",
+        );
     }
     Ok(())
 }

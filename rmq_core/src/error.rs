@@ -43,8 +43,10 @@ pub(crate) fn check_counts(settings: &[(&'static str, u128, u128)]) -> Result<()
 /// A user id, a room id or a namespace was refused.
 ///
 /// Ids become parts of queue, exchange and routing-key names, so only
-/// `[A-Za-z0-9_.-]` is accepted: no AMQP wildcard (`*`, `#`) can be injected and
-/// every derived name stays far below AMQP's 255-byte limit.
+/// `[A-Za-z0-9_.-]` and non-ASCII characters other than controls and white
+/// space are accepted (namespaces: ASCII only): no AMQP wildcard (`*`, `#`)
+/// can be injected and every derived name stays far below AMQP's 255-byte
+/// limit.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum NameError {
@@ -66,9 +68,10 @@ pub enum NameError {
         /// The limit in bytes.
         limit: usize,
     },
-    /// The name contains a character outside `[A-Za-z0-9_.-]`.
+    /// The name contains a character that is not allowed.
     #[error(
-        "{kind} {name:?} contains {ch:?}; expected only ASCII letters, digits, '_', '-' and '.'"
+        "{kind} {name:?} contains {ch:?}; expected letters, digits, '_', '-' and '.' \
+         (ASCII only in a namespace)"
     )]
     BadChar {
         /// What was being named.

@@ -113,9 +113,10 @@
 //!
 //! # Limits
 //!
-//! User and room ids are 1 to 64 bytes of `[A-Za-z0-9_.-]` ([`UserId`],
-//! [`RoomId`]): no routing-key wildcard can be injected and every derived AMQP
-//! name stays under 255 bytes. Bodies are limited (64 KiB by default), and so
+//! User and room ids are 1 to 64 bytes of `[A-Za-z0-9_.-]` and non-ASCII
+//! characters other than controls and white space ([`UserId`], [`RoomId`]):
+//! no routing-key wildcard can be injected and every derived AMQP name stays
+//! under 255 bytes. Bodies are limited (64 KiB by default), and so
 //! are prefetch, history queries (1000 messages), inboxes (10 000 messages,
 //! oldest dropped) and every in-memory buffer. A malformed message found on a
 //! queue is logged with `tracing` and dead-lettered, never handed out.

@@ -12,7 +12,22 @@ pub const MAX_ID_LEN: usize = 64;
 /// The longest broker namespace, in bytes.
 pub const MAX_NAMESPACE_LEN: usize = 32;
 
+/// Whether `c` may be in an id: an ASCII letter, digit, `_`, `-` or `.`, or
+/// (ids only, not namespaces) any non-ASCII character that is neither a
+/// control character nor white space. AMQP's wildcards and separators are
+/// all ASCII, so no non-ASCII character can change what a name matches;
+/// which non-ASCII characters make good names is the application's rule.
+fn allowed(c: char, non_ascii: bool) -> bool {
+    c.is_ascii_alphanumeric()
+        || matches!(c, '_' | '-' | '.')
+        || (non_ascii && !c.is_ascii() && !c.is_control() && !c.is_whitespace())
+}
+
 fn validate(kind: &'static str, name: &str, limit: usize) -> Result<(), NameError> {
+    check(kind, name, limit, true)
+}
+
+fn check(kind: &'static str, name: &str, limit: usize, non_ascii: bool) -> Result<(), NameError> {
     let short = || name.chars().take(80).collect::<String>();
     if name.is_empty() {
         return Err(NameError::Empty { kind });
@@ -25,10 +40,7 @@ fn validate(kind: &'static str, name: &str, limit: usize) -> Result<(), NameErro
             limit,
         });
     }
-    if let Some(ch) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
-    {
+    if let Some(ch) = name.chars().find(|&c| !allowed(c, non_ascii)) {
         return Err(NameError::BadChar {
             kind,
             name: short(),
@@ -40,7 +52,7 @@ fn validate(kind: &'static str, name: &str, limit: usize) -> Result<(), NameErro
 
 #[cfg(feature = "amqp")]
 pub(crate) fn validate_namespace(ns: &str) -> Result<(), NameError> {
-    validate("namespace", ns, MAX_NAMESPACE_LEN)
+    check("namespace", ns, MAX_NAMESPACE_LEN, false)
 }
 
 macro_rules! id_type {
@@ -51,7 +63,8 @@ macro_rules! id_type {
         pub struct $name(String);
 
         impl $name {
-            /// Validate `id`: 1 to 64 bytes of `[A-Za-z0-9_.-]`.
+            /// Validate `id`: 1 to 64 bytes of UTF-8, of `[A-Za-z0-9_.-]` and
+            /// non-ASCII characters other than controls and white space.
             pub fn new(id: impl Into<String>) -> Result<Self, NameError> {
                 let id = id.into();
                 validate($kind, &id, MAX_ID_LEN)?;
@@ -114,15 +127,19 @@ macro_rules! id_type {
 id_type!(
     /// A user id: the name of a user's inbox.
     ///
-    /// 1 to 64 bytes of ASCII letters, digits, `_`, `-` and `.`, so that it can
-    /// be part of a queue name and a routing key without injecting AMQP
-    /// wildcards. An application whose display names are richer maps them to
-    /// such ids (a number or a uuid works).
+    /// 1 to 64 bytes of UTF-8: ASCII letters, digits, `_`, `-` and `.`, and
+    /// non-ASCII characters other than controls and white space, so that it
+    /// can be part of a queue name and a routing key without injecting AMQP
+    /// wildcards (`*`, `#`) or separators. Which non-ASCII characters make
+    /// good names (no invisible ones, no look-alikes) is the application's
+    /// rule, such as `tiny_storage::name`.
     ///
     /// ```
     /// use rmq_core::UserId;
     /// assert!(UserId::new("alice").is_ok());
+    /// assert!(UserId::new("张三").is_ok());
     /// assert!(UserId::new("user.*").is_err());
+    /// assert!(UserId::new("a b").is_err());
     /// ```
     UserId,
     "user id"
@@ -131,7 +148,8 @@ id_type!(
 id_type!(
     /// A room (group) id: the name of a room's fan-out and history.
     ///
-    /// Same rules as [`UserId`]: 1 to 64 bytes of `[A-Za-z0-9_.-]`.
+    /// Same rules as [`UserId`]: 1 to 64 bytes of `[A-Za-z0-9_.-]` and
+    /// non-ASCII characters other than controls and white space.
     ///
     /// ```
     /// use rmq_core::RoomId;
@@ -146,7 +164,8 @@ id_type!(
     /// A device id: one of a user's clients (a phone, a browser profile), with
     /// its own cursors in each conversation.
     ///
-    /// Same rules as [`UserId`]: 1 to 64 bytes of `[A-Za-z0-9_.-]`.
+    /// Same rules as [`UserId`]: 1 to 64 bytes of `[A-Za-z0-9_.-]` and
+    /// non-ASCII characters other than controls and white space.
     ///
     /// ```
     /// use rmq_core::DeviceId;
@@ -178,7 +197,13 @@ mod tests {
         check("user.*", false);
         check("#", false);
         check("a b", false);
-        check("é", false);
+        check("é", true);
+        check("张三", true);
+        check(&"界".repeat(21), true);
+        check(&"界".repeat(22), false); // 66 bytes
+        check("a\u{3000}b", false); // an ideographic space
+        check("a\u{85}", false); // a C1 control
+        check("a\u{2028}", false); // a line separator
         check("a/b", false);
         check("a\0", false);
     }
@@ -188,7 +213,8 @@ mod tests {
         let err = UserId::new("bad*name").unwrap_err();
         assert_eq!(
             err.to_string(),
-            "user id \"bad*name\" contains '*'; expected only ASCII letters, digits, '_', '-' and '.'"
+            "user id \"bad*name\" contains '*'; expected letters, digits, '_', '-' and '.' \
+             (ASCII only in a namespace)"
         );
         let err = RoomId::new("x".repeat(70)).unwrap_err();
         assert!(

@@ -45,6 +45,38 @@ async fn room_fanout_reaches_exactly_the_members(f: Fixture) {
     assert_silent(&mut sc).await;
 }
 
+async fn ids_in_other_scripts_route_and_keep_history(f: Fixture) {
+    // Names such as `张三` become parts of queue names and routing keys.
+    let (zhang, li) = (f.user("张三").await, f.user("李四").await);
+    let room = f.room("中文群").await;
+    f.broker.join(&room, &zhang).await.unwrap();
+    f.broker.join(&room, &li).await.unwrap();
+    let (mut sz, mut sl) = (
+        f.broker.subscribe(&zhang).await.unwrap(),
+        f.broker.subscribe(&li).await.unwrap(),
+    );
+    f.broker
+        .publish(&text(&zhang, To::Room(room.clone()), "大家好"))
+        .await
+        .unwrap();
+    for sub in [&mut sz, &mut sl] {
+        assert_eq!(recv_text(sub).await, "大家好");
+    }
+    f.broker
+        .publish(&text(&li, To::User(zhang.clone()), "你好"))
+        .await
+        .unwrap();
+    assert_eq!(recv_text(&mut sz).await, "你好");
+    assert_silent(&mut sl).await;
+    let h = f
+        .broker
+        .history(&room, HistoryQuery::last(10))
+        .await
+        .unwrap();
+    assert_eq!(h.len(), 1);
+    assert_eq!(h[0].body, "大家好".as_bytes());
+}
+
 async fn leaving_stops_delivery(f: Fixture) {
     let (a, b) = (f.user("a").await, f.user("b").await);
     let room = f.room("r").await;
@@ -457,6 +489,7 @@ macro_rules! conformance {
             use super::*;
             conformance!(@tests $kind;
                 room_fanout_reaches_exactly_the_members,
+                ids_in_other_scripts_route_and_keep_history,
                 leaving_stops_delivery,
                 direct_messages_reach_only_the_target,
                 offline_messages_wait_and_arrive_in_order,

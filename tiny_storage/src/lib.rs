@@ -90,6 +90,7 @@
 mod attribute;
 mod error;
 mod model;
+pub mod name;
 mod password;
 mod user;
 mod users;

@@ -10,7 +10,8 @@ use tokio::sync::Semaphore;
 
 use crate::attribute::Kind;
 use crate::error::{Error, Result, UserRef, shorten};
-use crate::model::{StoredSchema, UserModel, number_value, value_to_json};
+use crate::model::{FOLDED_NAME, StoredSchema, UserModel, number_value, value_to_json};
+use crate::name::{fold, normalize};
 use crate::password::{Hasher, PasswordParams, Verdict, cores, shared_permits};
 use crate::user::{NewUser, User};
 use crate::value::{Secret, Value};
@@ -27,6 +28,8 @@ const NUMBER_ATTEMPTS: u32 = 1000;
 const SCHEMA_ATTEMPTS: u32 = 16;
 const SCHEMA_KEY: &str = "schema";
 const COUNTER_KEY: &str = "next_number";
+/// Set in the meta tree once every stored user has its folded name.
+const FOLDED_KEY: &str = "names_folded";
 
 type Doc = Map<String, Json>;
 
@@ -126,15 +129,17 @@ impl UsersBuilder {
                 docs = docs.index(a.name());
             }
         }
-        let docs = docs.open().await?;
-        Ok(Users {
+        let docs = docs.unique(FOLDED_NAME).open().await?;
+        let users = Users {
             inner: Arc::new(Inner {
                 model: self.model,
                 docs,
                 meta,
                 hasher,
             }),
-        })
+        };
+        users.fold_old_names().await?;
+        Ok(users)
     }
 }
 
@@ -248,7 +253,10 @@ impl Users {
         let prepared = model.prepare(user, SystemTime::now())?;
         let name = prepared.name.clone();
         // Cheap early refusal before the costly hash; the batch below decides.
-        if self.inner.docs.get(&name).await?.is_some() {
+        let docs = &self.inner.docs;
+        if docs.get(&name).await?.is_some()
+            || !docs.find_by(FOLDED_NAME, fold(&name)).await?.is_empty()
+        {
             return Err(Error::NameTaken { name });
         }
         let hash = match &prepared.password {
@@ -286,6 +294,11 @@ impl Users {
             Err(nopi::Error::AlreadyExists { .. }) => Err(Error::NameTaken {
                 name: name.to_owned(),
             }),
+            Err(nopi::Error::Duplicate { field, .. }) if field == FOLDED_NAME => {
+                Err(Error::NameTaken {
+                    name: name.to_owned(),
+                })
+            }
             Err(e) => Err(self.taken(e, number)),
         }
     }
@@ -303,6 +316,40 @@ impl Users {
             nopi::Error::Duplicate { field, .. } => Error::ValueTaken { attr: field },
             e => e.into(),
         }
+    }
+
+    /// Give the users stored before names were folded (by an older version)
+    /// their folded name, once: from then on a new name that differs from
+    /// theirs only in case is refused too. Two old users whose names fold
+    /// alike both keep working; the second is logged and left unfolded.
+    async fn fold_old_names(&self) -> Result<()> {
+        if self.inner.meta.get(FOLDED_KEY).await?.is_some() {
+            return Ok(());
+        }
+        let docs = &self.inner.docs;
+        let mut after: Option<String> = None;
+        loop {
+            let page = docs.list(after.as_deref(), MAX_PAGE).await?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            for (name, _) in page.iter().filter(|(_, d)| !d.contains_key(FOLDED_NAME)) {
+                let folded = Json::String(fold(name));
+                let r = docs
+                    .update_with(name, |d| {
+                        d.insert(FOLDED_NAME.to_owned(), folded.clone());
+                    })
+                    .await;
+                match r {
+                    Ok(_) | Err(nopi::Error::NotFound { .. }) => {}
+                    Err(nopi::Error::Duplicate { .. }) => {
+                        tracing::warn!(user = %name, "an older user's name differs from another's only in case; both are kept");
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        self.inner.meta.insert(FOLDED_KEY, b"1".to_vec()).await?;
+        Ok(())
     }
 
     /// Hand out the next number from the counter.
@@ -393,6 +440,7 @@ impl Users {
                 if !UserModel::plausible_name(&name) {
                     return Ok(None);
                 }
+                let name = normalize(&name).into_owned();
                 Ok(self.inner.docs.get(&name).await?.map(|d| (name, d)))
             }
             UserRef::Number(n) => {
@@ -522,6 +570,7 @@ impl Users {
         if !UserModel::plausible_name(name) {
             return Err(not_found());
         }
+        let name = &*normalize(name);
         let value = value.into();
         let new = if value.is_null() {
             if a.is_required() {
@@ -563,7 +612,7 @@ impl Users {
         if !UserModel::plausible_name(name) {
             return Ok(false);
         }
-        Ok(self.inner.docs.delete(name).await?.is_some())
+        Ok(self.inner.docs.delete(&normalize(name)).await?.is_some())
     }
 
     /// Up to `limit` users in name order (byte order), starting after the

@@ -75,6 +75,26 @@ impl Validator {
         })
     }
 
+    /// A name in the users' own language, by the rule of [`name::check`]
+    /// (Unicode letters, digits, `_`, `-` and `.`; NFC; no invisible or
+    /// mixed-script look-alike characters; 1 to 32 characters and at most 64
+    /// bytes). Rule name `name`.
+    ///
+    /// [`name::check`]: crate::name::check
+    ///
+    /// ```
+    /// use tiny_storage::{Validator, Value};
+    /// let name = Validator::name();
+    /// assert!(name.check(&Value::from("张三")).is_ok());
+    /// assert!(name.check(&Value::from("a b")).is_err());
+    /// ```
+    pub fn name() -> Self {
+        Self::custom("name", |v| match v {
+            Value::Text(s) => crate::name::check(s),
+            other => Err(expected_text(other)),
+        })
+    }
+
     /// Text (or a password) whose length in characters lies in `range`,
     /// for example `3..=32` or `8..`. Rule name `length`.
     pub fn length(range: impl RangeBounds<usize>) -> Self {

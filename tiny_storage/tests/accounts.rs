@@ -16,6 +16,8 @@ on_every_backend!(
     builtin_validators_refuse_with_clear_errors,
     custom_validator_closure,
     duplicate_name_is_refused,
+    names_are_stored_and_found_in_nfc,
+    names_stored_by_an_older_version_are_folded_on_open,
     duplicate_number_is_refused,
     concurrent_creation_of_one_name_has_exactly_one_winner,
     concurrent_automatic_numbers_are_unique,
@@ -183,8 +185,12 @@ async fn builtin_validators_refuse_with_clear_errors(store: &Store) {
     };
     assert_eq!(
         refuse(NewUser::new("al").password("secret-1")).await,
-        "attribute \"name\" breaks rule pattern: expected text matching the pattern \
-         \"[A-Za-z0-9_.-]{3,32}\""
+        "attribute \"name\" breaks rule length: expected at least 3 characters, got 2"
+    );
+    assert_eq!(
+        refuse(NewUser::new("al ice").password("secret-1")).await,
+        "attribute \"name\" breaks rule name: a name is 1 to 32 letters, digits, `_`, `-` \
+         and `.` (at most 64 bytes)"
     );
     assert_eq!(
         refuse(NewUser::new("alice").password("short")).await,
@@ -304,11 +310,79 @@ async fn duplicate_name_is_refused(store: &Store) {
     assert_eq!(e.to_string(), "user name \"alice\" is already taken");
     // The refused user's number was not taken.
     assert_eq!(users.get_by_number(77_777).await.expect("get"), None);
-    // Names are compared byte for byte.
+    // Names are unique without regard to case, also in other scripts.
+    for other in ["Alice", "ALICE"] {
+        let e = users
+            .create(NewUser::new(other).password("secret-1"))
+            .await
+            .expect_err("another case is the same name");
+        assert!(
+            matches!(&e, Error::NameTaken { name } if name == other),
+            "{e}"
+        );
+    }
     users
-        .create(NewUser::new("Alice").password("secret-1"))
+        .create(NewUser::new("Ελένη").password("secret-1"))
         .await
-        .expect("another case is another name");
+        .expect("Greek");
+    assert!(matches!(
+        users
+            .create(NewUser::new("ΕΛΈΝΗ").password("secret-1"))
+            .await,
+        Err(Error::NameTaken { .. })
+    ));
+    // Lookups are exact: another case does not find the user.
+    assert_eq!(users.get("Alice").await.expect("get"), None);
+}
+
+async fn names_are_stored_and_found_in_nfc(store: &Store) {
+    let users = fast_users(store, chat_model()).await;
+    let decomposed = "Jose\u{301}";
+    let made = users
+        .create(NewUser::new(decomposed).password("secret-1"))
+        .await
+        .expect("create");
+    assert_eq!(made.name(), "José", "stored composed");
+    for typed in ["José", decomposed] {
+        let found = users.get(typed).await.expect("get").expect("found");
+        assert_eq!(found.name(), "José");
+        users
+            .verify(typed, "password", Secret::from("secret-1"))
+            .await
+            .expect("verify either form");
+    }
+    assert!(matches!(
+        users
+            .create(NewUser::new("José").password("secret-1"))
+            .await,
+        Err(Error::NameTaken { .. })
+    ));
+    assert!(users.delete(decomposed).await.expect("delete"));
+    assert_eq!(users.get("José").await.expect("get"), None);
+}
+
+async fn names_stored_by_an_older_version_are_folded_on_open(store: &Store) {
+    // Two users as an older version stored them: documents without the
+    // folded name, and two names that differ only in case.
+    let raw = store
+        .collection::<serde_json::Value>("users")
+        .open()
+        .await
+        .expect("raw");
+    for name in ["Bob", "bob"] {
+        raw.insert_with_id(name, &serde_json::json!({ "name": name, "number": null }))
+            .await
+            .expect("old document");
+    }
+    let users = fast_users(store, chat_model()).await;
+    // Both old users stay reachable; a new case of the name is refused.
+    for name in ["Bob", "bob"] {
+        assert!(users.get(name).await.expect("get").is_some(), "{name}");
+    }
+    assert!(matches!(
+        users.create(NewUser::new("BOB").password("secret-1")).await,
+        Err(Error::NameTaken { .. })
+    ));
 }
 
 async fn duplicate_number_is_refused(store: &Store) {

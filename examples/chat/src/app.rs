@@ -36,6 +36,10 @@ pub(crate) const ADMINS: &str = "admins";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct GroupDoc {
     pub(crate) name: String,
+    /// `tiny_storage::name::fold` of the name, under a unique index (absent
+    /// in groups created before names were folded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) folded: Option<String>,
     #[serde(default)]
     pub(crate) desc: String,
     /// Legacy clients address groups by number.
@@ -338,6 +342,7 @@ impl Chat {
         let groups = store
             .collection::<GroupDoc>("chat.inner.groups")
             .unique("number")
+            .unique("folded")
             .open()
             .await
             .map_err(nopi_err)?;

@@ -24,13 +24,21 @@ pub(crate) fn scope(group: &str) -> String {
     format!("group/{group}")
 }
 
+/// The room of the group `group`; a name no group can have is refused
+/// with the rule for group names.
 fn room(group: &str) -> Result<RoomId> {
-    RoomId::new(group).map_err(|_| {
-        ChatError::invalid(
-            "bad_group",
-            "a group name is 1 to 64 of A-Z, a-z, 0-9, `_`, `-` and `.`",
-        )
-    })
+    RoomId::new(group).map_err(|_| bad_group_name(group))
+}
+
+fn bad_group_name(group: &str) -> ChatError {
+    let why = tiny_storage::name::check(group).err();
+    ChatError::invalid(
+        "bad_group",
+        why.map_or_else(
+            || "not a group name".to_owned(),
+            |why| why.replacen("a name", "a group name", 1),
+        ),
+    )
 }
 
 /// A role as aucheck stores it; one this app did not declare is a broken
@@ -75,6 +83,11 @@ impl Chat {
 
     /// `me` creates group `name` and owns it; returns its number.
     pub(crate) async fn create_group(&self, me: &str, name: &str, desc: &str) -> Result<u64> {
+        // The users' rule for names (tiny_storage::name), and unique without
+        // regard to case: `Rust` cannot be created next to `rust`.
+        if tiny_storage::name::check(name).is_err() {
+            return Err(bad_group_name(name));
+        }
         let room = room(name)?;
         if name == LOBBY {
             return Err(ChatError::conflict(
@@ -103,6 +116,7 @@ impl Chat {
             .map_or(0, u64::from_be_bytes);
         let doc = GroupDoc {
             name: name.to_owned(),
+            folded: Some(tiny_storage::name::fold(name)),
             desc: desc.to_owned(),
             number,
             owner: me.to_owned(),
@@ -110,10 +124,17 @@ impl Chat {
         };
         match self.inner.groups.insert_with_id(name, &doc).await {
             Ok(()) => {}
+            // The same name, or the same name in another case.
             Err(nopi::Error::AlreadyExists { .. }) => {
                 return Err(ChatError::conflict(
                     "group_exists",
                     format!("a group named {name} exists"),
+                ));
+            }
+            Err(nopi::Error::Duplicate { field, .. }) if field == "folded" => {
+                return Err(ChatError::conflict(
+                    "group_exists",
+                    format!("a group named {name} exists, in another case"),
                 ));
             }
             Err(e) => return Err(e.into()),

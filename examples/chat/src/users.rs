@@ -20,9 +20,8 @@ const HASHING_WAIT: Duration = Duration::from_secs(2);
 /// The rule of user names, checked by the user model: what rmq_core takes as
 /// a user id, and not all digits (digits log in legacy clients by number).
 pub(crate) fn check_name(name: &str) -> std::result::Result<(), String> {
-    if rmq_core::UserId::new(name).is_err() {
-        return Err("a name is 1 to 64 of A-Z, a-z, 0-9, `_`, `-` and `.`".into());
-    }
+    // Every name `tiny_storage::name` allows is a valid `rmq_core::UserId`.
+    tiny_storage::name::check(name)?;
     if name.bytes().all(|b| b.is_ascii_digit()) {
         return Err("a name cannot be all digits (numbers log in legacy clients)".into());
     }

@@ -115,7 +115,9 @@ pub struct NoParams {}
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Register {
-    /// 1 to 64 of `A-Z a-z 0-9 _ - .`, not all digits.
+    /// A name by the rule of `tiny_storage::name` (Unicode letters, digits,
+    /// `_ - .`; 1 to 32 characters, at most 64 bytes; stored in NFC; unique
+    /// without regard to case), not all digits.
     pub name: String,
     /// 1 to [`tiny_storage::MAX_PASSWORD_LEN`] bytes.
     pub password: String,
@@ -212,7 +214,8 @@ pub struct FriendName {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateGroup {
-    /// 1 to 64 of `A-Z a-z 0-9 _ - .`.
+    /// A name by the rule of `tiny_storage::name`, as for users (unique
+    /// without regard to case).
     pub name: String,
     /// At most 256 bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -232,7 +232,13 @@ async fn names_and_passwords_follow_the_user_model() {
         ("", "x", "bad_name"),
         ("12345", "x", "bad_name"),
         ("bad name!", "x", "bad_name"),
-        (&"n".repeat(65) as &str, "x", "bad_name"),
+        (&"n".repeat(33) as &str, "x", "bad_name"),
+        (&"界".repeat(22) as &str, "x", "bad_name"), // 66 bytes
+        ("zero\u{200b}width", "x", "bad_name"),
+        ("joi\u{200d}ner", "x", "bad_name"),
+        ("pаypal", "x", "bad_name"), // a Cyrillic а among Latin letters
+        ("ＦＵＬＬ", "x", "bad_name"),
+        ("\u{3164}", "x", "bad_name"),
         ("fine", "", "bad_password"),
         (
             "fine",
@@ -268,6 +274,59 @@ async fn names_and_passwords_follow_the_user_model() {
         .err(api::LOGIN, wire::Login::by_name("fine", long), 401)
         .await;
     assert_eq!(e["code"], "bad_credentials");
+    running.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn names_in_the_users_own_language() {
+    let running = start(&[]).await;
+    let mut zhang = User::new(&running, "张三").await;
+    let mut li = User::new(&running, "李四").await;
+    // A decomposed name is stored composed, and logs in in either form.
+    let mut jose = User::connect(&running);
+    let made: Registered = jose
+        .call(
+            api::REGISTER,
+            json!({"name": "Jose\u{301}", "password": "pw-José"}),
+        )
+        .await;
+    assert_eq!(made.name, "José");
+    let login: LoggedIn = jose
+        .call(api::LOGIN, wire::Login::by_name("Jose\u{301}", "pw-José"))
+        .await;
+    assert_eq!(login.name, "José");
+    // Unique without regard to case.
+    for taken in ["JOSÉ", "josé"] {
+        let e = jose
+            .err(api::REGISTER, json!({"name": taken, "password": "x"}), 409)
+            .await;
+        assert_eq!(e["code"], "name_taken", "{taken}: {e}");
+    }
+
+    zhang.ok(api::GROUP_CREATE, json!({"name": "中文群"})).await;
+    li.ok(api::GROUP_JOIN, json!({"name": "中文群"})).await;
+    zhang
+        .ok(api::SEND, send(Target::group("中文群"), "大家好"))
+        .await;
+    let m = li.message("大家好").await;
+    assert_eq!(
+        (m.from.as_str(), m.to.clone()),
+        ("张三", Target::group("中文群"))
+    );
+    li.ok(api::SEND, send(Target::user("张三"), "你好")).await;
+    let m = zhang.message("你好").await;
+    assert_eq!(m.from, "李四");
+
+    // Group names follow the same rule, also unique without regard to case.
+    zhang.ok(api::GROUP_CREATE, json!({"name": "Rust"})).await;
+    let e = li
+        .err(api::GROUP_CREATE, json!({"name": "rust"}), 409)
+        .await;
+    assert_eq!(e["code"], "group_exists", "{e}");
+    for bad in ["中文\u{200d}群", "a b", "pаypal"] {
+        let e = li.err(api::GROUP_CREATE, json!({"name": bad}), 400).await;
+        assert_eq!(e["code"], "bad_group", "{bad:?}: {e}");
+    }
     running.shutdown(Duration::from_secs(1)).await;
 }
 

@@ -22,11 +22,12 @@ async fn two_browsers_chat_in_a_group_and_privately() {
     watch_errors(&mut alice).await;
     watch_errors(&mut bob).await;
 
-    // Register: the form logs in right after.
+    // Register: the form logs in right after. bob's name is in his own
+    // language (`tiny_storage::name`).
     register(&mut alice, "alice", Some("login")).await;
-    register(&mut bob, "bob", None).await;
+    register(&mut bob, "张三", None).await;
     say(&mut bob, "hello, anyone here?").await;
-    wait_message(&mut alice, "bob", "hello, anyone here?").await;
+    wait_message(&mut alice, "张三", "hello, anyone here?").await;
 
     // alice creates #rust; bob finds it (search is case-insensitive) and
     // joins it with the group form (Enter = join).
@@ -45,8 +46,8 @@ async fn two_browsers_chat_in_a_group_and_privately() {
     wait_channel(&mut bob, "g:rust", "# rust").await;
     alice
         .wait_for(
-            "the notice that bob joined",
-            "document.querySelector('#notice').innerText.includes('bob joined rust')",
+            "the notice that 张三 joined",
+            "document.querySelector('#notice').innerText.includes('张三 joined rust')",
         )
         .await;
 
@@ -56,8 +57,8 @@ async fn two_browsers_chat_in_a_group_and_privately() {
     bob.type_into("#text", "thanks! who wrote the web client?")
         .await;
     bob.click("#send-form button").await;
-    wait_message(&mut bob, "bob", "thanks! who wrote the web client?").await;
-    wait_message(&mut alice, "bob", "thanks! who wrote the web client?").await;
+    wait_message(&mut bob, "张三", "thanks! who wrote the web client?").await;
+    wait_message(&mut alice, "张三", "thanks! who wrote the web client?").await;
     say(&mut alice, "plain HTML, CSS and JavaScript — no build step").await;
     wait_message(
         &mut bob,
@@ -81,9 +82,9 @@ async fn two_browsers_chat_in_a_group_and_privately() {
     );
 
     // alice adds bob as a friend: he is listed, online.
-    alice.type_into("#friend-name", "bob").await;
+    alice.type_into("#friend-name", "张三").await;
     alice.press_enter().await;
-    alice.wait_for("bob in alice's friends, online", "[...document.querySelectorAll('#friends li')].some(li => li.innerText.trim() === 'bob' && li.querySelector('.dot.on'))").await;
+    alice.wait_for("张三 in alice's friends, online", "[...document.querySelectorAll('#friends li')].some(li => li.innerText.trim() === '张三' && li.querySelector('.dot.on'))").await;
 
     // bob goes to the lobby; a message in #rust raises its unread count
     // instead of appearing.
@@ -105,7 +106,7 @@ async fn two_browsers_chat_in_a_group_and_privately() {
     );
 
     // bob writes to alice privately from his online list; alice, still in
-    // #rust, gets a new "@ bob" channel with an unread count.
+    // #rust, gets a new "@ 张三" channel with an unread count.
     bob.wait_for(
         "alice in bob's online list",
         "[...document.querySelectorAll('#online li')].some(li => li.innerText.trim() === 'alice')",
@@ -118,7 +119,7 @@ async fn two_browsers_chat_in_a_group_and_privately() {
         "psst — can I ask you something about the protocol?",
     )
     .await;
-    wait_badge(&mut alice, "u:bob", "1").await;
+    wait_badge(&mut alice, "u:张三", "1").await;
     assert_eq!(
         alice.text("#channel-title .name").await,
         "# rust",
@@ -128,8 +129,8 @@ async fn two_browsers_chat_in_a_group_and_privately() {
 
     // alice opens it: the message is there and the count is gone; her reply
     // appears live in bob's open private chat.
-    alice.click(&channel("u:bob")).await;
-    wait_channel(&mut alice, "u:bob", "@ bob").await;
+    alice.click(&channel("u:张三")).await;
+    wait_channel(&mut alice, "u:张三", "@ 张三").await;
     wait_message(
         &mut alice,
         "bob",
@@ -137,7 +138,7 @@ async fn two_browsers_chat_in_a_group_and_privately() {
     )
     .await;
     assert_eq!(
-        badge(&mut alice, "u:bob").await,
+        badge(&mut alice, "u:张三").await,
         "",
         "opening a channel clears its unread count"
     );
@@ -167,7 +168,7 @@ async fn two_browsers_chat_in_a_group_and_privately() {
         .await;
     alice.click(&channel("g:rust")).await;
     wait_channel(&mut alice, "g:rust", "# rust").await;
-    wait_message(&mut alice, "bob", "thanks! who wrote the web client?").await;
+    wait_message(&mut alice, "张三", "thanks! who wrote the web client?").await;
     wait_message(&mut alice, "alice", "see you in the lobby later").await;
 
     for b in [&mut alice, &mut bob] {

@@ -680,17 +680,19 @@ async fn interactive_screen_under_tmux_keeps_the_input_line_while_messages_arriv
         &["send-keys", "-t", "main", "-l", "typing in progress"],
     );
     screen_with(&socket, "> typing in progress").await;
+    // The other user's name is in her own language: wide characters in the
+    // message list and the channel list.
     let mut alice = Raw::tcp(server.tcp).await;
     alice
         .ok(
             "user.register",
-            json!({"name": "alice", "password": pw("alice")}),
+            json!({"name": "张三", "password": pw("张三")}),
         )
         .await;
     alice
         .ok(
             "user.login",
-            json!({"name": "alice", "password": pw("alice")}),
+            json!({"name": "张三", "password": pw("张三")}),
         )
         .await;
     alice
@@ -705,11 +707,11 @@ async fn interactive_screen_under_tmux_keeps_the_input_line_while_messages_arriv
             json!({"to": {"user": "carol"}, "text": "private ping"}),
         )
         .await;
-    let screen = screen_with(&socket, "alice: ping from alice ☺").await;
-    let screen = if screen.contains("@alice") {
+    let screen = screen_with(&socket, "张三: ping from alice ☺").await;
+    let screen = if screen.contains("@张三") {
         screen
     } else {
-        screen_with(&socket, "@alice").await
+        screen_with(&socket, "@张三").await
     };
     let lines: Vec<&str> = screen.lines().collect();
     let input = lines
@@ -724,7 +726,7 @@ async fn interactive_screen_under_tmux_keeps_the_input_line_while_messages_arriv
         "the input line survived:\n{screen}"
     );
     assert!(
-        screen.contains("@alice") && screen.contains("(1)"),
+        screen.contains("@张三") && screen.contains("(1)"),
         "unread count in the channel list:\n{screen}"
     );
     let cursor = tmux(

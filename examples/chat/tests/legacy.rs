@@ -334,6 +334,55 @@ async fn group_chat_across_protocols() {
 }
 
 #[tokio::test]
+async fn names_in_the_users_own_language_on_every_protocol() {
+    let server = Server::start().await;
+    // 张三 on msgid-json creates 中文群; 李四 (native) joins it; 地鼠 is on
+    // type-data.
+    let mut zhang = server.msgid().await;
+    let z = zhang.register("张三", "pw-张三").await;
+    zhang.login(z, "pw-张三").await;
+    zhang
+        .send(json!({"msgid": 8, "id": z, "groupname": "中文群", "groupdesc": "大家"}))
+        .await;
+    let ack = zhang.login(z, "pw-张三").await;
+    let group = &decoded(&ack["groups"])[0];
+    assert_eq!(group["groupname"], "中文群", "{ack}");
+    let number = group["id"].as_u64().expect("group number");
+    let mut li = server.native("李四", 800).await;
+    li.ok("group.join", json!({"name": "中文群"})).await;
+    let mut gopher = server.type_data().await;
+    assert_eq!(gopher.register(801, "地鼠", "pw-地鼠").await["code"], 200);
+    assert_eq!(gopher.login(801, "pw-地鼠").await["code"], 200);
+
+    zhang
+        .send(json!({"msgid": 10, "id": z, "name": "x", "groupid": number, "msg": "大家好", "time": "t"}))
+        .await;
+    let got = li.message("大家好").await;
+    assert_eq!((&got["from"], &got["to"]), (&json!("张三"), &json!({"group": "中文群"})));
+    li.ok(
+        "chat.send",
+        json!({"to": {"group": "中文群"}, "text": "你好，张三"}),
+    )
+    .await;
+    assert_eq!(zhang.chat(10, "你好，张三").await["name"], "李四");
+    gopher.send("SmsMes", json!({"content": "地鼠来了", "userId": 801, "userPwd": "", "userName": "x", "userStatus": 0, "sex": ""})).await;
+    assert_eq!(zhang.chat(10, "地鼠来了").await["name"], "地鼠");
+    assert_eq!(li.message("地鼠来了").await["from"], "地鼠");
+    li.ok(
+        "chat.send",
+        json!({"to": {"group": "lobby"}, "text": "欢迎"}),
+    )
+    .await;
+    assert_eq!(gopher.sms("欢迎").await["userName"], "李四");
+    // Refused on every protocol alike: an invisible character.
+    let mut bad = server.msgid().await;
+    bad.send(json!({"msgid": 4, "name": "张\u{200d}三", "password": "pw"}))
+        .await;
+    assert_ne!(bad.expect(5).await["errno"], 0);
+    assert_eq!(gopher.register(802, "地\u{200b}鼠", "pw").await["code"], 506);
+}
+
+#[tokio::test]
 async fn offline_messages_come_in_the_login_ack_and_overflow_as_objects() {
     let server = Server::start().await;
     let mut nat = server.native("nat", 500).await;

@@ -175,7 +175,8 @@ pub(crate) async fn invalid_tree_names_are_refused(fx: &Fixture) {
         "has space",
         "quote'",
         "semi;colon",
-        "ünï",
+        "ideographic\u{3000}space",
+        "c1\u{85}control",
         long.as_str(),
     ] {
         let err = store.tree(bad).await.unwrap_err();
@@ -189,6 +190,8 @@ pub(crate) async fn invalid_tree_names_are_refused(fx: &Fixture) {
         "inbox:alice",
         "users/by-name",
         "v1.2_x-y",
+        "rooms/中文群",
+        "ünï",
         &"y".repeat(nopi::MAX_TREE_NAME),
     ] {
         store

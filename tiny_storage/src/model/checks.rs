@@ -113,6 +113,11 @@ impl UserModel {
             }
             Ok(())
         };
+        // Stored, compared and looked up in NFC (`name::normalize`).
+        let name = match crate::name::normalize(&name) {
+            std::borrow::Cow::Borrowed(_) => name,
+            std::borrow::Cow::Owned(nfc) => nfc,
+        };
         give(self.name_attr(), Value::Text(name))?;
         if let Some(pw) = password {
             let attr = self

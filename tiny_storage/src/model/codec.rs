@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{Map, Value as Json};
 
 use super::checks::Prepared;
-use super::{UserModel, number_value};
+use super::{FOLDED_NAME, UserModel, number_value};
 use crate::attribute::Kind;
 use crate::error::{Error, Result, shorten};
 use crate::user::User;
@@ -27,6 +27,10 @@ impl UserModel {
             .iter()
             .filter_map(|(k, v)| value_to_json(v).map(|j| (k.clone(), j)))
             .collect();
+        doc.insert(
+            FOLDED_NAME.to_owned(),
+            Json::String(crate::name::fold(&p.name)),
+        );
         if let (Some(attr), Some(hash)) = (self.password_attr(), hash) {
             doc.insert(attr.to_owned(), Json::String(hash));
         }

@@ -27,6 +27,10 @@ pub const MAX_ATTRIBUTES: usize = 64;
 pub const MAX_ATTRIBUTE_NAME: usize = 64;
 /// Longest user name, in bytes.
 pub const MAX_USER_NAME: usize = 128;
+/// The stored document's field holding [`name::fold`](crate::name::fold) of
+/// the user name, under a unique index: names are unique without regard to
+/// case. (Attribute names cannot contain `~`, so no attribute collides.)
+pub(crate) const FOLDED_NAME: &str = "~name";
 /// Default limit on a text attribute's value, in bytes
 /// (see [`UserModelBuilder::max_text_len`]).
 pub const DEFAULT_MAX_TEXT_LEN: usize = 4096;

@@ -101,7 +101,8 @@ pub fn chat_model_builder() -> UserModelBuilder {
     UserModel::builder()
         .attribute(
             Attribute::user_name("name")
-                .validate(Validator::pattern("[A-Za-z0-9_.-]{3,32}").expect("valid pattern")),
+                .validate(Validator::name())
+                .validate(Validator::length(3..)),
         )
         .attribute(Attribute::password("password").validate(Validator::length(6..)))
         .attribute(Attribute::number("number").first_number(10_000))

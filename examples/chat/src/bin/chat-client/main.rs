@@ -101,7 +101,8 @@ fn default_data_dir(endpoint: &Endpoint, user: &str) -> Option<PathBuf> {
     let user: String = user
         .chars()
         .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_' {
+            // Names are letters, digits and `.-_` (any script): keep them.
+            if c.is_alphanumeric() || c == '.' || c == '-' || c == '_' {
                 c
             } else {
                 '_'
