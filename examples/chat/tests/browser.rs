@@ -133,7 +133,7 @@ async fn two_browsers_chat_in_a_group_and_privately() {
     wait_channel(&mut alice, "u:张三", "@ 张三").await;
     wait_message(
         &mut alice,
-        "bob",
+        "张三",
         "psst — can I ask you something about the protocol?",
     )
     .await;
