@@ -358,7 +358,10 @@ async fn names_in_the_users_own_language_on_every_protocol() {
         .send(json!({"msgid": 10, "id": z, "name": "x", "groupid": number, "msg": "大家好", "time": "t"}))
         .await;
     let got = li.message("大家好").await;
-    assert_eq!((&got["from"], &got["to"]), (&json!("张三"), &json!({"group": "中文群"})));
+    assert_eq!(
+        (&got["from"], &got["to"]),
+        (&json!("张三"), &json!({"group": "中文群"}))
+    );
     li.ok(
         "chat.send",
         json!({"to": {"group": "中文群"}, "text": "你好，张三"}),
@@ -379,7 +382,150 @@ async fn names_in_the_users_own_language_on_every_protocol() {
     bad.send(json!({"msgid": 4, "name": "张\u{200d}三", "password": "pw"}))
         .await;
     assert_ne!(bad.expect(5).await["errno"], 0);
-    assert_eq!(gopher.register(802, "地\u{200b}鼠", "pw").await["code"], 506);
+    assert_eq!(
+        gopher.register(802, "地\u{200b}鼠", "pw").await["code"],
+        506
+    );
+}
+
+/// Reads like the muduo course's own client (`readTaskHandler` and the
+/// login in `main`): one `recv(fd, buffer, 1024, 0)` per object, then
+/// `json::parse(buffer)` of the buffer as a C string. What follows the first
+/// NUL of a read is lost to it, and a read that does not parse crashes it.
+/// It reads more slowly than the server writes.
+struct MuduoReader {
+    stream: tokio::net::TcpStream,
+}
+
+impl MuduoReader {
+    const SLOW: Duration = Duration::from_millis(3);
+
+    async fn connect(server: &Server) -> MuduoReader {
+        let addr = server.msgid_json.expect("msgid-json listener");
+        let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        MuduoReader { stream }
+    }
+
+    /// `js.dump()` and its NUL (`send(fd, s.c_str(), strlen(s.c_str()) + 1, 0)`).
+    async fn send(&mut self, object: Value) {
+        use tokio::io::AsyncWriteExt;
+        let mut bytes = object.to_string().into_bytes();
+        bytes.push(0);
+        self.stream.write_all(&bytes).await.expect("send");
+    }
+
+    async fn read(&mut self) -> Value {
+        use tokio::io::AsyncReadExt;
+        tokio::time::sleep(Self::SLOW).await;
+        let mut buffer = [0u8; 1024];
+        let n = tokio::time::timeout(Duration::from_secs(10), self.stream.read(&mut buffer))
+            .await
+            .expect("an object within 10 s")
+            .expect("recv");
+        assert!(n > 0, "the server closed the connection");
+        let read = &buffer[..n];
+        let end = read.iter().position(|b| *b == 0).unwrap_or_else(|| {
+            panic!("no NUL in a read of {n} bytes: the client reads past its buffer")
+        });
+        assert!(
+            read[end..].iter().all(|b| *b == 0),
+            "the client would lose what follows the NUL: {:?}",
+            String::from_utf8_lossy(read)
+        );
+        serde_json::from_slice(&read[..end]).unwrap_or_else(|e| {
+            panic!(
+                "the client would crash ({e}): {:?}",
+                String::from_utf8_lossy(read)
+            )
+        })
+    }
+
+    /// The texts of the next chat objects (msgid 6 or 10) until `want` bytes
+    /// of text have come, each part checked to come from `from`.
+    async fn text_of(&mut self, want: usize, from: &str) -> String {
+        let mut text = String::new();
+        while text.len() < want {
+            let v = self.read().await;
+            assert_eq!(v["name"], from, "{v}");
+            text.push_str(v["msg"].as_str().expect("msg"));
+        }
+        text
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_reads_1024_bytes_and_parses_each_read_gets_every_message() {
+    let server = Server::start_with(&["--send-rate", "1000", "--send-burst", "1000"]).await;
+    let mut nat = server.native("nat", 500).await;
+    let mut mu = MuduoReader::connect(&server).await;
+    mu.send(json!({"msgid": 4, "name": "mu", "password": "pw-mu"}))
+        .await;
+    let id = mu.read().await["id"].as_u64().expect("the new number");
+
+    // 20 waiting at login: in the answer while it has room, then one per read.
+    for i in 0..20 {
+        nat.ok(
+            "chat.send",
+            json!({"to": {"user": "mu"}, "text": format!("waiting {i:02} {}", "w".repeat(80))}),
+        )
+        .await;
+    }
+    mu.send(json!({"msgid": 1, "id": id, "password": "pw-mu"}))
+        .await;
+    let ack = mu.read().await;
+    assert_eq!(
+        (&ack["msgid"], &ack["errno"]),
+        (&json!(2), &json!(0)),
+        "{ack}"
+    );
+    let mut waiting: Vec<String> = decoded(&ack["offlinemsg"])
+        .iter()
+        .map(|m| m["msg"].as_str().expect("msg").to_owned())
+        .collect();
+    while waiting.len() < 20 {
+        waiting.push(mu.read().await["msg"].as_str().expect("msg").to_owned());
+    }
+    let expected: Vec<String> = (0..20)
+        .map(|i| format!("waiting {i:02} {}", "w".repeat(80)))
+        .collect();
+    assert_eq!(waiting, expected, "all 20, in order, once");
+
+    // 5 bursts of 50, written faster than the client reads.
+    let reader = tokio::spawn(async move {
+        let mut got = Vec::new();
+        for _ in 0..250 {
+            let v = mu.read().await;
+            got.push(v["msg"].as_str().expect("msg").to_owned());
+        }
+        (mu, got)
+    });
+    let mut sent = Vec::new();
+    for burst in 0..5 {
+        for i in 0..50 {
+            let text = format!("burst {burst} message {i:02}");
+            nat.ok("chat.send", json!({"to": {"user": "mu"}, "text": text}))
+                .await;
+            sent.push(text);
+        }
+        // Within the connection's call rate (100 a second, bursts of 200).
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (mut mu, got) = reader.await.expect("the reader");
+    assert_eq!(got, sent, "every message of the bursts, in order");
+
+    // Texts whose object would not fit a read come in parts, nothing cut.
+    for text in [
+        "x".repeat(1000),
+        format!("{}!", "界".repeat(333)),
+        "\"quoted\"\n".repeat(100),
+    ] {
+        nat.ok("chat.send", json!({"to": {"user": "mu"}, "text": text}))
+            .await;
+        assert_eq!(mu.text_of(text.len(), "nat").await, text);
+        nat.ok("chat.send", json!({"to": {"group": "lobby"}, "text": text}))
+            .await;
+        assert_eq!(mu.text_of(text.len(), "nat").await, text, "in the lobby");
+    }
 }
 
 #[tokio::test]

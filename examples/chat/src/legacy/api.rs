@@ -547,14 +547,15 @@ impl Legacy {
         Ok(())
     }
 
-    /// The legacy object for a message delivered to `me`; `None` when it
-    /// has no legacy shape; [`Later`] when the store cannot be read now.
+    /// The legacy objects for a message delivered to `me` (one, or a long
+    /// msgid-json text in parts); `None` when it has no legacy shape;
+    /// [`Later`] when the store cannot be read now.
     async fn translate(
         &self,
         flavour: Flavour,
         m: Message,
         me: u64,
-    ) -> Result<Option<String>, Later> {
+    ) -> Result<Option<Vec<String>>, Later> {
         let from = self.try_number_of(&m.from).await?;
         Ok(match flavour {
             Flavour::MsgidJson => {
@@ -574,11 +575,11 @@ impl Legacy {
                     (None, Some(g)) => format!("({g}) "),
                     (None, None) => return Ok(None),
                 };
-                Some(type_data::sms(
+                Some(vec![type_data::sms(
                     &format!("{prefix}{}", m.text),
                     from,
                     &m.from,
-                ))
+                )])
             }
         })
     }
@@ -627,17 +628,22 @@ fn translator(legacy: Arc<Legacy>, flavour: Flavour, shared: Arc<Shared>) -> Tra
         };
         let (legacy, shared, my_number) = (legacy.clone(), shared.clone(), me.0.number);
         Box::pin(async move {
-            let Some(object) = legacy.translate(flavour, message, my_number).await? else {
+            let Some(mut objects) = legacy.translate(flavour, message, my_number).await? else {
                 return Ok(None);
             };
             let mut c = lock(&shared.collected);
-            if c.on && c.bytes + object.len() <= MAX_COLLECTED {
-                c.bytes += object.len();
-                c.objects.push(object);
+            let bytes: usize = objects.iter().map(String::len).sum();
+            if c.on && c.bytes + bytes <= MAX_COLLECTED {
+                c.bytes += bytes;
+                c.objects.append(&mut objects);
                 return Ok(None);
             }
             drop(c);
-            Ok(Some(Push::new(pushes::OBJECT, object)))
+            let content = match objects.len() {
+                1 => Value::String(objects.swap_remove(0)),
+                _ => Value::from(objects),
+            };
+            Ok(Some(Push::new(pushes::OBJECT, content)))
         })
     }))
 }

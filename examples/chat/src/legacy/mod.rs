@@ -34,8 +34,8 @@
 //! Offline messages: the login publishes a *barrier* envelope to the user's
 //! own inbox after subscribing to it. Until the barrier comes back, the hook
 //! collects the translated messages instead of pushing them; then the login
-//! reply is built with them (msgid-json puts as many as fit under 1024 bytes
-//! into `offlinemsg`), and the rest follow the reply as separate pushes. The
+//! reply is built with them (msgid-json puts as many as fit its 1024-byte
+//! record into `offlinemsg`), and the rest follow the reply as separate pushes. The
 //! protocols hold any other push while a login is answered, so nothing is
 //! ever written before the login reply (the old clients read the first
 //! message after a login as its answer).
@@ -55,11 +55,17 @@
 //!    one object (UTF-8 JSON, at most the       NUL  optional  next object
 //!    frame limit, 64 KiB by default)          (optional)
 //!
-//!  server → client (each object in its own write):
-//!  +-----------------------------------------------------------+----+
-//!  | {"msgid":2,"errno":0,"id":7,"name":"gus","offlinemsg":[…]…} | 00 |   < 1024 bytes where it can
-//!  +-----------------------------------------------------------+----+
+//!  server → client (records of exactly 1024 bytes, each in its own write):
+//!  +-----------------------------------------------------------+-------------+
+//!  | {"msgid":2,"errno":0,"id":7,"name":"gus","offlinemsg":[…]…} | 00 00 … 00  |
+//!  +-----------------------------------------------------------+-------------+
+//!    one object, at most 1023 bytes                               NULs to byte 1024
 //! ```
+//!
+//! The muduo client reads 1024 bytes per `recv` and parses each read as a C
+//! string, so one object per record means one object per read, however
+//! slowly it reads. Texts too long for a record are sent in parts and the
+//! login answer keeps to its record (`msgid_json::login_ack`).
 //!
 //! What each `msgid` carries, what the server does with it and what it
 //! answers is the table of PROTOCOL.md §2 (the one copy of it).
@@ -129,7 +135,8 @@ pub(crate) mod apis {
 /// Push kinds the legacy protocols understand; every other push is dropped.
 pub(crate) mod pushes {
     /// Content: a string holding a ready-to-write legacy object (a live
-    /// message; held back while a login is being answered).
+    /// message; held back while a login is being answered), or an array of
+    /// them (a msgid-json text too long for one record, in parts).
     pub(crate) const OBJECT: &str = "legacy.object";
     /// Content: a string holding a ready-to-write legacy object: an offline
     /// message that follows the login reply, written at once.

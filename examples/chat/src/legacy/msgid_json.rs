@@ -3,9 +3,10 @@
 //!
 //! [`ObjectFramer`] finds where each object ends (a tokio-util
 //! [`Decoder`]); [`MsgidJson`] turns each object into a `legacy.*` call and
-//! writes the answers and deliveries as NUL-terminated objects, each in its
-//! own write. The shapes of the objects written are built here too
-//! ([`login_ack`], [`one_chat`], [`group_chat`]).
+//! writes the answers and deliveries as 1024-byte records (an object, then
+//! NULs), each in its own write. The shapes of the objects written are built
+//! here too, each to fit a record ([`login_ack`], [`one_chat`],
+//! [`group_chat`]).
 
 use bytes::{Buf, BufMut, BytesMut};
 use homer::{ApiError, Call, Decoded, Limits, MakeProtocol, Protocol, ProtocolError, Push, Reply};
@@ -261,9 +262,10 @@ pub(crate) fn to_json<T: Serialize + ?Sized>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_default()
 }
 
-/// A private message (msgid 6) from user `id` (`name`) to user `toid`.
-pub(crate) fn one_chat(id: u64, name: &str, toid: u64, msg: &str, time: &str) -> String {
-    to_json(&Chat {
+/// A private message (msgid 6) from user `id` (`name`) to user `toid`, in
+/// as many objects as it takes for each to fit a record ([`fit_text`]).
+pub(crate) fn one_chat(id: u64, name: &str, toid: u64, msg: &str, time: &str) -> Vec<String> {
+    chat_objects(Chat {
         msgid: ONE_CHAT_MSG,
         id,
         name,
@@ -274,9 +276,10 @@ pub(crate) fn one_chat(id: u64, name: &str, toid: u64, msg: &str, time: &str) ->
     })
 }
 
-/// A group message (msgid 10) from user `id` (`name`) to group `groupid`.
-pub(crate) fn group_chat(id: u64, name: &str, groupid: u64, msg: &str, time: &str) -> String {
-    to_json(&Chat {
+/// A group message (msgid 10) from user `id` (`name`) to group `groupid`,
+/// in as many objects as it takes for each to fit a record.
+pub(crate) fn group_chat(id: u64, name: &str, groupid: u64, msg: &str, time: &str) -> Vec<String> {
+    chat_objects(Chat {
         msgid: GROUP_CHAT_MSG,
         id,
         name,
@@ -287,9 +290,50 @@ pub(crate) fn group_chat(id: u64, name: &str, groupid: u64, msg: &str, time: &st
     })
 }
 
-/// The successful login answer (msgid 2) carrying as many of `offline` (the
-/// waiting messages' objects, oldest first) as keep it, with its NUL, within
-/// [`CLIENT_READ`] bytes; and the rest, to send after it in order.
+/// `chat` as objects that each fit a record: one, or the text cut in
+/// parts that each fit, in order.
+fn chat_objects(chat: Chat<'_>) -> Vec<String> {
+    let overhead = to_json(&Chat { msg: "", ..chat }).len();
+    fit_text(chat.msg, (CLIENT_READ - 1).saturating_sub(overhead))
+        .into_iter()
+        .map(|msg| to_json(&Chat { msg, ..chat }))
+        .collect()
+}
+
+/// `text` cut at character boundaries into parts whose JSON string bodies
+/// (escapes included) are at most `budget` bytes; the parts joined are
+/// `text`. At least one part (an empty text is one empty part); at least one
+/// character per part, whatever the budget.
+pub(crate) fn fit_text(text: &str, budget: usize) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut start, mut used) = (0, 0);
+    for (i, c) in text.char_indices() {
+        let cost = escaped_len(c);
+        if used + cost > budget && i > start {
+            parts.push(&text[start..i]);
+            (start, used) = (i, 0);
+        }
+        used += cost;
+    }
+    parts.push(&text[start..]);
+    parts
+}
+
+/// How many bytes `c` takes inside a JSON string written by serde_json.
+fn escaped_len(c: char) -> usize {
+    match c {
+        '"' | '\\' | '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => 2,
+        c if u32::from(c) < 0x20 => 6,
+        c => c.len_utf8(),
+    }
+}
+
+/// The successful login answer (msgid 2), within one record: as many of
+/// `friends`, then of `groups`, then of `offline` (the waiting messages'
+/// objects, oldest first) as fit, in that order of importance; and the
+/// offline messages that did not fit, to write after it in order. Friends
+/// and groups left out of a crowded answer are still friends and groups;
+/// the client only does not list them.
 pub(crate) fn login_ack(
     id: u64,
     name: &str,
@@ -297,7 +341,7 @@ pub(crate) fn login_ack(
     friends: &[String],
     groups: &[String],
 ) -> (String, Vec<String>) {
-    let ack = |offlinemsg: &[String]| {
+    let ack = |friends: &[String], groups: &[String], offlinemsg: &[String]| {
         to_json(&LoginAck {
             msgid: LOGIN_MSG_ACK,
             errno: 0,
@@ -308,18 +352,20 @@ pub(crate) fn login_ack(
             groups,
         })
     };
-    let mut room = (CLIENT_READ - 1).saturating_sub(ack(&[]).len());
-    let mut fit = 0;
-    for object in &offline {
-        let cost = to_json(object).len() + usize::from(fit > 0);
-        if cost > room {
-            break;
-        }
-        room -= cost;
-        fit += 1;
-    }
-    let rest = offline.split_off(fit);
-    (ack(&offline), rest)
+    let fits = |object: String| object.len() < CLIENT_READ;
+    let f = fitting(friends.len(), |n| fits(ack(&friends[..n], &[], &[])));
+    let friends = &friends[..f];
+    let g = fitting(groups.len(), |n| fits(ack(friends, &groups[..n], &[])));
+    let groups = &groups[..g];
+    let o = fitting(offline.len(), |n| fits(ack(friends, groups, &offline[..n])));
+    let rest = offline.split_off(o);
+    (ack(friends, groups, &offline), rest)
+}
+
+/// The largest `n <= max` such that `fits(k)` for every `k <= n` (stops at
+/// the first that does not: the work is bounded by what fits).
+fn fitting(max: usize, fits: impl Fn(usize) -> bool) -> usize {
+    (1..=max).take_while(|&n| fits(n)).last().unwrap_or(0)
 }
 
 /// The failed login answer: `errno` 1 and the reason.
@@ -467,11 +513,29 @@ fn ignore(msgid: u64, e: &serde_json::Error) {
     tracing::debug!(msgid, error = %e, "ignoring a msgid-json message of the wrong shape");
 }
 
-/// `object` and its NUL.
+/// `object` as one record: the object, then NULs up to [`CLIENT_READ`]
+/// bytes. A client that reads [`CLIENT_READ`] bytes at a time and parses each
+/// read as a C string then reads exactly one object each time, however many
+/// wait. (Everything this protocol writes is built to fit; an object that
+/// did not would be written with one NUL, and such a client would misread
+/// it.)
 fn put_object(dst: &mut BytesMut, object: &str) {
-    dst.reserve(object.len() + 1);
+    let record = CLIENT_READ.max(object.len() + 1);
+    dst.reserve(record);
     dst.put_slice(object.as_bytes());
-    dst.put_u8(0);
+    dst.put_bytes(0, record - object.len());
+}
+
+/// The objects of a [`pushes::OBJECT`] or [`pushes::OFFLINE`] push: one
+/// string, or an array of them (a long text in parts).
+fn objects(content: &Value) -> impl Iterator<Item = &str> {
+    let many = content
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str));
+    content
+        .as_str()
+        .into_iter()
+        .chain(many.into_iter().flatten())
 }
 
 impl Protocol for MsgidJson {
@@ -539,14 +603,20 @@ impl Protocol for MsgidJson {
     }
 
     fn encode_push(&mut self, push: &Push, dst: &mut BytesMut) -> Result<(), ProtocolError> {
-        match (push.kind(), push.content().as_str()) {
-            (pushes::OBJECT, Some(object)) => {
-                let mut frame = BytesMut::with_capacity(object.len() + 1);
-                put_object(&mut frame, object);
+        match push.kind() {
+            pushes::OBJECT => {
+                let mut frame = BytesMut::new();
+                for object in objects(push.content()) {
+                    put_object(&mut frame, object);
+                }
                 self.hold.write(&frame, dst);
             }
-            (pushes::OFFLINE, Some(object)) => put_object(dst, object),
-            (pushes::RELEASE, _) => self.hold.release_seen(dst),
+            pushes::OFFLINE => {
+                for object in objects(push.content()) {
+                    put_object(dst, object);
+                }
+            }
+            pushes::RELEASE => self.hold.release_seen(dst),
             _ => {} // no shape in this protocol: presence, group events, ...
         }
         Ok(())
@@ -775,15 +845,15 @@ mod tests {
         let mut p = MsgidJson::new(1024);
         let mut dst = BytesMut::new();
         write(&mut p, &mut dst);
-        assert_eq!(
-            dst.last().copied().unwrap_or(0),
-            0,
-            "every object ends with a NUL"
-        );
-        dst[..]
-            .split(|b| *b == 0)
-            .filter(|o| !o.is_empty())
-            .map(|o| serde_json::from_slice(o).expect("an object"))
+        // Records of 1024 bytes, each one object and NULs, as a client
+        // that reads 1024 bytes at a time and parses a C string sees them.
+        assert_eq!(dst.len() % CLIENT_READ, 0, "whole records");
+        dst.chunks(CLIENT_READ)
+            .map(|record| {
+                let end = record.iter().position(|b| *b == 0).expect("a NUL");
+                assert!(record[end..].iter().all(|b| *b == 0), "NULs to the end");
+                serde_json::from_slice(&record[..end]).expect("an object")
+            })
             .collect()
     }
 
@@ -851,12 +921,16 @@ mod tests {
         let check = |object: String, expected: Value| {
             assert_eq!(serde_json::from_str::<Value>(&object).unwrap(), expected);
         };
+        let one = |objects: Vec<String>| {
+            assert_eq!(objects.len(), 1);
+            objects.into_iter().next().unwrap()
+        };
         check(
-            one_chat(13, "gus", 14, "hi", "2024-11-23 08:20:00"),
+            one(one_chat(13, "gus", 14, "hi", "2024-11-23 08:20:00")),
             json!({"msgid":6,"id":13,"name":"gus","toid":14,"msg":"hi","time":"2024-11-23 08:20:00"}),
         );
         check(
-            group_chat(13, "gus", 2, "hi all", "2024-11-23 08:20:00"),
+            one(group_chat(13, "gus", 2, "hi all", "2024-11-23 08:20:00")),
             json!({"msgid":10,"id":13,"name":"gus","groupid":2,"msg":"hi all","time":"2024-11-23 08:20:00"}),
         );
         check(
@@ -886,6 +960,76 @@ mod tests {
     }
 
     #[test]
+    fn long_texts_come_in_parts_that_each_fit_a_record() {
+        for text in [
+            "x".repeat(1000),
+            "界".repeat(700),
+            "\"\\\n\u{1}".repeat(300),
+            format!("{}😀{}", "a".repeat(900), "b".repeat(900)),
+        ] {
+            for parts in [
+                one_chat(14, "李四", 13, &text, "2024-11-23 08:20:00"),
+                group_chat(14, "李四", 2, &text, "2024-11-23 08:20:00"),
+            ] {
+                assert!(parts.len() > 1, "{} bytes in one part", text.len());
+                let mut joined = String::new();
+                for part in &parts {
+                    assert!(part.len() < CLIENT_READ, "a part of {} bytes", part.len());
+                    let v: Value = serde_json::from_str(part).unwrap();
+                    assert_eq!(v["name"], "李四");
+                    joined.push_str(v["msg"].as_str().unwrap());
+                }
+                assert_eq!(joined, text, "nothing cut, nothing added");
+                // A full part uses its room: no more than one character short.
+                let first: Value = serde_json::from_str(&parts[0]).unwrap();
+                assert!(parts[0].len() + 6 >= CLIENT_READ - 1, "{first}");
+            }
+        }
+        assert_eq!(fit_text("", 10), [""]);
+        assert_eq!(
+            fit_text("abc", 0),
+            ["a", "b", "c"],
+            "a character per part at least"
+        );
+    }
+
+    #[test]
+    fn a_crowded_login_ack_keeps_friends_then_groups_within_a_record() {
+        let friends: Vec<String> = (0..100)
+            .map(|i| {
+                to_json(&User {
+                    id: i,
+                    name: "朋友",
+                    state: state(true),
+                    role: None,
+                })
+            })
+            .collect();
+        let groups: Vec<String> = (0..10)
+            .map(|i| {
+                to_json(&Group {
+                    id: i,
+                    groupname: "中文群",
+                    groupdesc: "",
+                    users: vec![],
+                })
+            })
+            .collect();
+        let offline = vec![one_chat(14, "bob", 13, "hi", "t").remove(0)];
+        let (ack, rest) = login_ack(13, "gus", offline.clone(), &friends, &groups);
+        assert!(ack.len() < CLIENT_READ, "{} bytes", ack.len());
+        let v: Value = serde_json::from_str(&ack).unwrap();
+        let listed = v["friends"].as_array().unwrap();
+        assert!(!listed.is_empty() && listed.len() < friends.len());
+        assert_eq!(v["groups"], json!([]), "no room left for groups");
+        assert_eq!(rest, offline, "the offline message follows the answer");
+        // With few friends, the groups fit too.
+        let (ack, _) = login_ack(13, "gus", vec![], &friends[..2], &groups[..3]);
+        let v: Value = serde_json::from_str(&ack).unwrap();
+        assert_eq!(v["groups"].as_array().unwrap().len(), 3);
+    }
+
+    #[test]
     fn login_ack_carries_what_fits_in_1024_bytes() {
         let msg = |i: usize| {
             one_chat(
@@ -895,6 +1039,7 @@ mod tests {
                 &format!("{i:03} {}", "x".repeat(100)),
                 "2024-11-23 08:20:00",
             )
+            .remove(0)
         };
         let offline: Vec<String> = (0..20).map(msg).collect();
         let (ack, rest) = login_ack(13, "gus", offline.clone(), &[], &[]);
@@ -916,7 +1061,15 @@ mod tests {
         bigger["offlinemsg"] = Value::Array(one_more);
         assert!(bigger.to_string().len() >= CLIENT_READ);
         // A message too big for any ack still follows, in order.
-        let huge = one_chat(14, "bob", 13, &"y".repeat(2000), "t");
+        let huge = to_json(&Chat {
+            msgid: ONE_CHAT_MSG,
+            id: 14,
+            name: "bob",
+            toid: Some(13),
+            groupid: None,
+            msg: &"y".repeat(2000),
+            time: "t",
+        });
         let (ack, rest) = login_ack(13, "gus", vec![huge.clone(), msg(1)], &[], &[]);
         assert_eq!(
             serde_json::from_str::<Value>(&ack).unwrap()["offlinemsg"],

@@ -52,11 +52,14 @@ async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
     }
 }
 
-/// A msgid-json client: writes objects ending in NUL, reads NUL-terminated
-/// objects.
+/// What the muduo client reads at once, and the size of every record the
+/// server writes to it.
+pub(crate) const RECORD: usize = 1024;
+
+/// A msgid-json client: writes objects ending in NUL, reads the server's
+/// 1024-byte records (an object, then NULs), checking that each is one.
 pub(crate) struct MsgidClient {
     stream: TcpStream,
-    buf: Vec<u8>,
     kept: VecDeque<Value>,
 }
 
@@ -67,7 +70,6 @@ impl MsgidClient {
         stream.set_nodelay(true).expect("nodelay");
         MsgidClient {
             stream,
-            buf: Vec::new(),
             kept: VecDeque::new(),
         }
     }
@@ -83,21 +85,15 @@ impl MsgidClient {
         self.send_raw(&bytes).await;
     }
 
-    /// The next object's bytes (without its NUL); `None` once closed.
+    /// The next object's bytes (the record without its NULs); `None` once
+    /// closed.
     pub(crate) async fn recv_raw(&mut self) -> Option<Vec<u8>> {
-        tokio::time::timeout(WAIT, async {
-            loop {
-                if let Some(end) = self.buf.iter().position(|b| *b == 0) {
-                    let object: Vec<u8> = self.buf.drain(..=end).collect();
-                    return Some(object[..end].to_vec());
-                }
-                if !read_more(&mut self.stream, &mut self.buf).await {
-                    return None;
-                }
-            }
-        })
-        .await
-        .expect("a msgid-json object within 10 s")
+        let mut record = [0u8; RECORD];
+        tokio::time::timeout(WAIT, self.stream.read_exact(&mut record))
+            .await
+            .expect("a msgid-json record within 10 s")
+            .ok()?;
+        Some(object_of(&record).to_vec())
     }
 
     /// The next object; `None` once closed.
@@ -179,6 +175,20 @@ impl MsgidClient {
             .await;
         self.expect(2).await
     }
+}
+
+/// The object in a record: up to its first NUL, with only NULs after it.
+pub(crate) fn object_of(record: &[u8]) -> &[u8] {
+    let end = record
+        .iter()
+        .position(|b| *b == 0)
+        .unwrap_or_else(|| panic!("no NUL in a record: {:?}", String::from_utf8_lossy(record)));
+    assert!(
+        record[end..].iter().all(|b| *b == 0),
+        "a record holds more than one object: {:?}",
+        String::from_utf8_lossy(record)
+    );
+    &record[..end]
 }
 
 /// A type-data client: 4-byte big-endian length, `{"type","data"}` with
