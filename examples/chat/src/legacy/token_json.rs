@@ -211,7 +211,8 @@ pub(crate) fn private_chat(text: &str, fromid: u64, ts: u64) -> String {
 /// A message of group `groupid` (0: the lobby) from user `userid`, as a
 /// member gets it live: 4101 with `data` `{"msg","msgid":4101,"groupid","userid"}`.
 pub(crate) fn group_chat(text: &str, groupid: u64, userid: u64, ts: u64) -> String {
-    let data = json!({"msg": text, "msgid": MSG_GROUP_CHAT_ACK, "groupid": groupid, "userid": userid});
+    let data =
+        json!({"msg": text, "msgid": MSG_GROUP_CHAT_ACK, "groupid": groupid, "userid": userid});
     response(MSG_GROUP_CHAT_ACK, ts, &data)
 }
 
@@ -238,18 +239,26 @@ fn offline_entry(live: &str) -> Option<Value> {
 /// objects of waiting messages, oldest first) in `offlinemsg` as keep the
 /// whole answer within [`CLIENT_READ`] bytes; and the rest, to write after
 /// it in order as live objects.
-pub(crate) fn login_data(mut data: Map<String, Value>, offline: Vec<String>) -> (Value, Vec<String>) {
+pub(crate) fn login_data(
+    mut data: Map<String, Value>,
+    offline: Vec<String>,
+) -> (Value, Vec<String>) {
     // The answer's size with an empty `offlinemsg` and a 13-digit time stamp.
     data.insert("offlinemsg".to_owned(), Value::Array(Vec::new()));
-    let base = response(MSG_LOGIN_ACK, 1_000_000_000_000, &Value::Object(data.clone())).len();
+    let base = response(
+        MSG_LOGIN_ACK,
+        1_000_000_000_000,
+        &Value::Object(data.clone()),
+    )
+    .len();
     let mut room = CLIENT_READ.saturating_sub(base);
     let mut carried = Vec::new();
     let mut rest = Vec::new();
     for live in offline {
         let entry = offline_entry(&live);
-        let cost = entry
-            .as_ref()
-            .map_or(usize::MAX, |e| e.to_string().len() + usize::from(!carried.is_empty()));
+        let cost = entry.as_ref().map_or(usize::MAX, |e| {
+            e.to_string().len() + usize::from(!carried.is_empty())
+        });
         match entry {
             Some(e) if rest.is_empty() && cost <= room => {
                 room -= cost;
@@ -325,7 +334,10 @@ impl TokenJson {
 
     /// The call for one request object.
     fn translate(&mut self, object: Value) -> Decoded {
-        let token = object.get("token").and_then(Value::as_str).map(str::to_owned);
+        let token = object
+            .get("token")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         let request = request(object, token.as_deref());
         self.next_id += 1;
         match request {
@@ -381,7 +393,11 @@ fn request(object: Value, token: Option<&str>) -> Request {
         return Request::Call(apis::HEARTBEAT, json!({}));
     }
     if !data.is_object() && msgid != MSG_LOGIN_BY_TOKEN {
-        let api = if msgid == MSG_LOGIN { apis::LOGIN } else { NO_API };
+        let api = if msgid == MSG_LOGIN {
+            apis::LOGIN
+        } else {
+            NO_API
+        };
         return Request::Refuse(api, err::MESSAGE_EMPTY, "没有有效数据".into());
     }
     fn parse<T: serde::de::DeserializeOwned>(data: Value) -> Result<T, String> {
@@ -405,7 +421,11 @@ fn request(object: Value, token: Option<&str>) -> Request {
         },
         MSG_LOGIN_BY_TOKEN => match token.filter(|t| !t.is_empty()) {
             Some(t) => Request::Call(apis::TOKEN_LOGIN, json!(TokenParams { token: t.into() })),
-            None => Request::Refuse(apis::TOKEN_LOGIN, err::TOKEN_EXPIRED, "没有token消息".into()),
+            None => Request::Refuse(
+                apis::TOKEN_LOGIN,
+                err::TOKEN_EXPIRED,
+                "没有token消息".into(),
+            ),
         },
         MSG_REGISTER => match parse::<Register>(data) {
             Ok(r) => Request::Call(
@@ -545,5 +565,458 @@ impl Protocol for TokenJson {
 
     fn idle_timeout(&self) -> Option<std::time::Duration> {
         Some(super::IDLE)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feed `chunks` one after the other; each item decoded as `api params`
+    /// (params as compact JSON), or `error <code>` for an immediate answer;
+    /// then `close: <why>` if decoding failed.
+    fn decode_all(chunks: &[&[u8]], max: usize) -> Vec<String> {
+        let mut p = TokenJson::new(max);
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        for chunk in chunks {
+            buf.extend_from_slice(chunk);
+            loop {
+                match p.decode(&mut buf) {
+                    Ok(Some(Decoded::Call(c))) => out.push(format!("{} {}", c.api, c.params)),
+                    Ok(Some(Decoded::Reply(r))) => {
+                        let code = match &r.result {
+                            Err(e) => error_of(r.api.as_deref(), e).0,
+                            Ok(_) => 0,
+                        };
+                        out.push(format!("error {code}"));
+                    }
+                    Ok(Some(other)) => out.push(format!("{other:?}")),
+                    Ok(None) => break,
+                    Err(e) => {
+                        out.push(format!("close: {e}"));
+                        return out;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// What the repository's client writes (nlohmann's `dump()`: compact,
+    /// keys sorted): `ClientService::buildRequest` wraps `data`.
+    fn client(msgid: u64, token: &str, data: &str) -> String {
+        format!(r#"{{"data":{data},"msgid":{msgid},"token":"{token}","version":"1.0"}}"#)
+    }
+
+    #[test]
+    fn every_request_becomes_its_call() {
+        let check = |input: &str, expected: &[&str]| {
+            assert_eq!(
+                decode_all(&[input.as_bytes()], 64 * 1024),
+                expected,
+                "{input}"
+            );
+        };
+        check(
+            &client(1000, "", r#"{"password":"pw","userid":7}"#),
+            &[r#"legacy.login {"number":7,"password":"pw"}"#],
+        );
+        check(
+            &client(1004, "T1", r#"{"device":"pc","token":"T1"}"#),
+            &[r#"legacy.token.login {"token":"T1"}"#],
+        );
+        check(
+            &client(1100, "", r#"{"password":"pw","username":"张三"}"#),
+            &[r#"legacy.token.register {"name":"张三","password":"pw"}"#],
+        );
+        check(
+            &client(2000, "T1", r#"{"friendid":8}"#),
+            &[r#"legacy.token.friend.add {"number":8,"token":"T1"}"#],
+        );
+        check(
+            &client(3000, "T1", r#"{"groupdesc":"crabs","groupname":"rust"}"#),
+            &[r#"legacy.token.group.create {"desc":"crabs","name":"rust","token":"T1"}"#],
+        );
+        check(
+            &client(3100, "T1", r#"{"groupid":2}"#),
+            &[r#"legacy.token.group.join {"number":2,"token":"T1"}"#],
+        );
+        // The client's `userid` is not trusted: it is not passed on.
+        check(
+            &client(4000, "T1", r#"{"msg":"hi","toid":8,"userid":999}"#),
+            &[r#"legacy.send {"text":"hi","to":{"user":8},"token":"T1"}"#],
+        );
+        check(
+            &client(4100, "T1", r#"{"groupid":2,"msg":"hi all"}"#),
+            &[r#"legacy.send {"text":"hi all","to":{"group":2},"token":"T1"}"#],
+        );
+        // The heartbeat's `data` is null (a default-constructed json).
+        check(
+            &client(5002, "T1", "null"),
+            &[r#"legacy.token.heartbeat {"token":"T1"}"#],
+        );
+        // No token: the call goes on without one (the server answers 1005);
+        // a token login without one is answered at once.
+        check(
+            r#"{"msgid":4000,"data":{"toid":8,"msg":"hi"}}"#,
+            &[r#"legacy.send {"text":"hi","to":{"user":8}}"#],
+        );
+        check(
+            &client(1004, "", r#"{"device":"pc","token":""}"#),
+            &["error 1005"],
+        );
+    }
+
+    #[test]
+    fn malformed_requests_get_the_protocols_errors() {
+        let check = |input: &[u8], expected: &[&str]| {
+            assert_eq!(
+                decode_all(&[input], 64 * 1024),
+                expected,
+                "{}",
+                String::from_utf8_lossy(input)
+            );
+        };
+        let heartbeat = client(5002, "T", "null");
+        // A raw NUL (or newline) inside a string is not JSON: error 100, and
+        // the next request still decodes.
+        check(
+            format!("{{\"msgid\":4000,\"data\":{{\"msg\":\"a\0b\"}}}}{heartbeat}").as_bytes(),
+            &["error 100", r#"legacy.token.heartbeat {"token":"T"}"#],
+        );
+        check(
+            b"{\"msgid\":4000,\"data\":{\"msg\":\"a\nb\"}}",
+            &["error 100"],
+        );
+        check(b"{\"msgid\":1000,}", &["error 100"]);
+        // No numeric msgid, an unknown one: 103.
+        check(
+            br#"{"data":{}}{"msgid":"1000","data":{}}{"msgid":-1}"#,
+            &["error 103"; 3],
+        );
+        check(br#"{"msgid":1234,"token":"T","data":{}}"#, &["error 103"]);
+        // `data` not an object: 4003.
+        check(
+            br#"{"msgid":4000,"token":"T","data":"hi"}"#,
+            &["error 4003"],
+        );
+        check(br#"{"msgid":1000,"token":""}"#, &["error 4003"]);
+        // Fields of the wrong types: 102; for a login 1001, for a
+        // registration 1007.
+        check(
+            client(4000, "T", r#"{"toid":"8","msg":"hi"}"#).as_bytes(),
+            &["error 102"],
+        );
+        check(
+            client(3100, "T", r#"{"groupid":-2}"#).as_bytes(),
+            &["error 102"],
+        );
+        check(
+            client(1000, "", r#"{"userid":"7","password":"pw"}"#).as_bytes(),
+            &["error 1001"],
+        );
+        check(
+            client(1100, "", r#"{"username":"gus"}"#).as_bytes(),
+            &["error 1007"],
+        );
+    }
+
+    #[test]
+    fn objects_are_found_across_split_and_coalesced_reads() {
+        let login = client(1000, "", r#"{"password":"p}\"{w","userid":7}"#);
+        let chat = client(4000, "T", r#"{"msg":"你好 }","toid":8,"userid":7}"#);
+        let expected = [
+            r#"legacy.login {"number":7,"password":"p}\"{w"}"#,
+            r#"legacy.send {"text":"你好 }","to":{"user":8},"token":"T"}"#,
+        ];
+        // Coalesced, with and without whitespace between.
+        for sep in ["", " \r\n\t"] {
+            let both = format!("{login}{sep}{chat}");
+            assert_eq!(decode_all(&[both.as_bytes()], 4096), expected);
+        }
+        // Split anywhere, even byte by byte (inside a UTF-8 character too).
+        let stream = format!("{login}{chat}");
+        for cut in 1..stream.len() {
+            let (a, b) = stream.as_bytes().split_at(cut);
+            assert_eq!(decode_all(&[a, b], 4096), expected, "cut at {cut}");
+        }
+        let bytes: Vec<&[u8]> = stream.as_bytes().chunks(1).collect();
+        assert_eq!(decode_all(&bytes, 4096), expected);
+    }
+
+    #[test]
+    fn garbage_and_endless_objects_close() {
+        let check = |chunks: &[&[u8]], max: usize, expected: &[&str]| {
+            let got = decode_all(chunks, max);
+            assert_eq!(got.len(), expected.len(), "{got:?}");
+            for (g, e) in got.iter().zip(expected) {
+                assert!(g.contains(e), "{g} does not contain {e}");
+            }
+        };
+        check(
+            &[b"GET / HTTP/1.1\r\n"],
+            1024,
+            &["close: invalid frame: expected a JSON object starting with `{`, found byte 0x47"],
+        );
+        check(&[b"\x00\x01\x02"], 1024, &["found byte 0x01"]);
+        let heartbeat = client(5002, "T", "null");
+        check(
+            &[heartbeat.as_bytes(), b"[1,2]"],
+            1024,
+            &["legacy.token.heartbeat", "found byte 0x5b"],
+        );
+        // JSON that never closes is refused once it passes the limit,
+        // without waiting for more and without buffering past it.
+        let endless = [
+            b"{\"msgid\":4000,\"data\":{\"msg\":\"".as_slice(),
+            &[b'x'; 100],
+            &[b'x'; 100],
+        ];
+        check(&endless, 128, &["exceeds the 128-byte limit"]);
+        let open = [b"{\"data\":".as_slice(), &[b'['; 200]];
+        check(&open, 128, &["exceeds the 128-byte limit"]);
+    }
+
+    fn encoded(write: impl FnOnce(&mut TokenJson, &mut BytesMut)) -> Vec<Value> {
+        let mut p = TokenJson::new(64 * 1024);
+        let mut dst = BytesMut::new();
+        write(&mut p, &mut dst);
+        serde_json::Deserializer::from_slice(&dst)
+            .into_iter::<Value>()
+            .map(|v| v.expect("the server writes JSON objects"))
+            .collect()
+    }
+
+    /// `v` without its `timestamp`, which must be a plausible time in ms.
+    fn untimed(mut v: Value) -> Value {
+        let ts = v["timestamp"].as_u64().expect("a timestamp");
+        assert!(ts > 1_700_000_000_000, "milliseconds: {ts}");
+        v.as_object_mut().expect("an object").remove("timestamp");
+        v
+    }
+
+    #[test]
+    fn answers_have_the_originals_shapes() {
+        let check = |api: &str, result: Result<Value, ApiError>, expected: Option<Value>| {
+            let reply = match result {
+                Ok(v) => Reply::ok(json!(1), Some(api.into()), v),
+                Err(e) => Reply::error(json!(1), Some(api.into()), e),
+            };
+            let got: Vec<Value> = encoded(|p, dst| p.encode_reply(&reply, dst).unwrap())
+                .into_iter()
+                .map(untimed)
+                .collect();
+            assert_eq!(got, expected.into_iter().collect::<Vec<_>>(), "{api}");
+        };
+        let ok = |msgid: u64, data: Value| {
+            Some(json!({"msgid": msgid, "code": 0, "message": "OK", "data": data}))
+        };
+        let failed = |code: u64, message: &str| {
+            Some(json!({"msgid": 5001, "code": code, "message": message, "data": {}}))
+        };
+        let data = json!({"userinfo": {"userid": 7, "username": "gus"}, "friends": [], "groups": [], "offlinemsg": [], "token": "T"});
+        check(apis::LOGIN, Ok(data.clone()), ok(1001, data.clone()));
+        let mut without = data.clone();
+        without.as_object_mut().unwrap().remove("token");
+        check(apis::TOKEN_LOGIN, Ok(data), ok(1001, without));
+        let reg = json!({"userid": 7, "username": "gus", "token": "T"});
+        check(apis::TOKEN_REGISTER, Ok(reg.clone()), ok(1001, reg));
+        check(apis::HEARTBEAT, Ok(json!({})), ok(5003, json!({})));
+        let friend = json!({"msg": "添加好友成功", "friendid": 8, "friendname": "ann"});
+        check(apis::TOKEN_ADD_FRIEND, Ok(friend.clone()), ok(2001, friend));
+        let group =
+            json!({"msg": "创建群组成功", "groupid": 2, "groupname": "rust", "groupdesc": ""});
+        check(
+            apis::TOKEN_CREATE_GROUP,
+            Ok(group.clone()),
+            ok(3001, group.clone()),
+        );
+        check(apis::TOKEN_JOIN_GROUP, Ok(group.clone()), ok(3101, group));
+        // A sent message has no answer; a failed one has.
+        check(apis::SEND, Ok(json!({"id": "x"})), None);
+        let err = |status: u16, code: &'static str| ApiError::new(status, code, "why");
+        check(
+            apis::SEND,
+            Err(err(401, codes::NO_TOKEN)),
+            failed(1005, "why"),
+        );
+        check(
+            apis::SEND,
+            Err(err(401, codes::TOKEN_EXPIRED)),
+            failed(1005, "why"),
+        );
+        check(
+            apis::SEND,
+            Err(err(401, codes::WRONG_TOKEN)),
+            failed(1004, "why"),
+        );
+        check(
+            apis::SEND,
+            Err(err(401, "not_logged_in")),
+            failed(1004, "why"),
+        );
+        check(
+            apis::SEND,
+            Err(err(403, codes::NOT_FRIEND)),
+            failed(2003, "why"),
+        );
+        check(
+            apis::SEND,
+            Err(err(404, "no_such_user")),
+            failed(1001, "why"),
+        );
+        check(
+            apis::SEND,
+            Err(err(404, "no_such_group")),
+            failed(3001, "why"),
+        );
+        check(apis::SEND, Err(err(403, "not_member")), failed(3004, "why"));
+        check(apis::SEND, Err(err(403, "blocked")), failed(4002, "why"));
+        check(apis::SEND, Err(err(400, "empty")), failed(4003, "why"));
+        check(apis::SEND, Err(err(413, "too_large")), failed(4005, "why"));
+        check(
+            apis::SEND,
+            Err(err(429, "rate_limited")),
+            failed(4004, "why"),
+        );
+        check(apis::SEND, Err(err(503, "unavailable")), failed(4, "why"));
+        check(apis::SEND, Err(err(500, "internal")), failed(1, "why"));
+        check(
+            apis::TOKEN_ADD_FRIEND,
+            Err(err(409, "friend_exists")),
+            failed(2001, "why"),
+        );
+        check(
+            apis::TOKEN_REGISTER,
+            Err(err(409, "name_taken")),
+            failed(1006, "why"),
+        );
+        check(
+            apis::TOKEN_REGISTER,
+            Err(err(400, "bad_name")),
+            failed(1007, "why"),
+        );
+        check(
+            apis::LOGIN,
+            Err(err(401, "bad_credentials")),
+            failed(1001, "不存在该用户或者密码错误"),
+        );
+    }
+
+    #[test]
+    fn deliveries_and_offline_entries_have_the_originals_shapes() {
+        let live: Value = serde_json::from_str(&private_chat("hi", 7, 1_733_500_000_000)).unwrap();
+        assert_eq!(
+            live,
+            json!({"msgid": 4001, "code": 0, "timestamp": 1_733_500_000_000_u64, "message": "OK",
+                   "data": {"msg": "hi", "msgid": 4001, "fromid": 7}})
+        );
+        let live: Value = serde_json::from_str(&group_chat("yo", 2, 7, 5)).unwrap();
+        assert_eq!(
+            live["data"],
+            json!({"msg": "yo", "msgid": 4101, "groupid": 2, "userid": 7})
+        );
+        // Offline: what the original stores, and where its client reads.
+        assert_eq!(
+            offline_entry(&private_chat("hi", 7, 5)),
+            Some(json!({"msg": "hi", "msgid": 4001, "fromid": 7,
+                        "data": {"msg": "hi", "fromid": 7, "userid": "7"}}))
+        );
+        assert_eq!(
+            offline_entry(&group_chat("yo", 2, 7, 5)),
+            Some(json!({"msg": "yo", "msgid": 4101, "groupid": 2, "userid": 7}))
+        );
+    }
+
+    #[test]
+    fn login_answer_carries_what_fits_in_1024_bytes() {
+        let mut data = Map::new();
+        data.insert("userinfo".into(), json!({"userid": 7, "username": "gus"}));
+        data.insert("token".into(), json!("t".repeat(120)));
+        let offline: Vec<String> = (0..20)
+            .map(|i| private_chat(&format!("{i:03} {}", "x".repeat(60)), 8, 5))
+            .collect();
+        let (answer, rest) = login_data(data.clone(), offline.clone());
+        let written = response(MSG_LOGIN_ACK, now_ms(), &answer);
+        assert!(written.len() <= CLIENT_READ, "{} bytes", written.len());
+        let carried = answer["offlinemsg"].as_array().unwrap();
+        assert!(!carried.is_empty() && !rest.is_empty());
+        // In order, nothing lost, nothing twice.
+        let texts: Vec<String> = carried
+            .iter()
+            .map(|e| e["msg"].as_str().unwrap().to_owned())
+            .chain(rest.iter().map(|r| {
+                serde_json::from_str::<Value>(r).unwrap()["data"]["msg"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            }))
+            .collect();
+        let sent: Vec<String> = (0..20)
+            .map(|i| format!("{i:03} {}", "x".repeat(60)))
+            .collect();
+        assert_eq!(texts, sent);
+        // A message too big for any answer follows, and so does what comes
+        // after it (order is kept).
+        let huge = private_chat(&"y".repeat(2000), 8, 5);
+        let (answer, rest) = login_data(data, vec![huge.clone(), offline[0].clone()]);
+        assert_eq!(answer["offlinemsg"], json!([]));
+        assert_eq!(rest, [huge, offline[0].clone()]);
+    }
+
+    #[test]
+    fn pushes_wait_for_the_login_answer() {
+        let live = |s: &str| {
+            Push::new(
+                pushes::OBJECT,
+                Value::String(format!("{{\"live\":\"{s}\"}}")),
+            )
+        };
+        let got = encoded(|p, dst| {
+            let mut src =
+                BytesMut::from(client(1000, "", r#"{"password":"pw","userid":7}"#).as_bytes());
+            let Ok(Some(Decoded::Call(call))) = p.decode(&mut src) else {
+                panic!("a login call")
+            };
+            p.encode_push(&live("during login"), dst).unwrap();
+            p.encode_push(&Push::new("presence", json!({"user": "x"})), dst)
+                .unwrap();
+            p.encode_reply(
+                &Reply::ok(call.id, Some(apis::LOGIN.into()), json!({"token": "T"})),
+                dst,
+            )
+            .unwrap();
+            p.encode_push(
+                &Push::new(pushes::OFFLINE, Value::String("{\"offline\":1}".into())),
+                dst,
+            )
+            .unwrap();
+            p.encode_push(&Push::new(pushes::RELEASE, Value::Null), dst)
+                .unwrap();
+            p.encode_push(&live("later"), dst).unwrap();
+        });
+        assert_eq!(got.len(), 4, "{got:?}");
+        assert_eq!(got[0]["msgid"], 1001);
+        assert_eq!(
+            &got[1..],
+            [
+                json!({"offline": 1}),
+                json!({"live": "during login"}),
+                json!({"live": "later"})
+            ]
+        );
+    }
+
+    /// homer's conformance check for any protocol: any bytes cut anywhere
+    /// never panic nor buffer past the limit; the sample decodes the same at
+    /// every cut.
+    #[test]
+    fn conforms() {
+        let mut sample = client(1000, "", r#"{"password":"p\"}","userid":1}"#).into_bytes();
+        sample.extend_from_slice(b" \n");
+        sample.extend_from_slice(client(4000, "T", r#"{"msg":"你好","toid":2}"#).as_bytes());
+        sample.extend_from_slice(client(5002, "T", "null").as_bytes());
+        homer::testing::check_protocol(|| TokenJson::new(256), &sample, 256);
     }
 }

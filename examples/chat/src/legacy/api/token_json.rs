@@ -94,7 +94,13 @@ pub(super) fn register(homer: &Homer, legacy: &Arc<Legacy>) {
                 let session = live_session(&l, &p.token).await?;
                 let id = crate::users::user_id(&session.user)?;
                 l.chat
-                    .establish(&ctx, id, session.data.number, p.token.clone(), Acks::OnWrite)
+                    .establish(
+                        &ctx,
+                        id,
+                        session.data.number,
+                        p.token.clone(),
+                        Acks::OnWrite,
+                    )
                     .await
             };
             l.log_in(&ctx, f, resume).await
@@ -115,7 +121,12 @@ pub(super) fn register(homer: &Homer, legacy: &Arc<Legacy>) {
                 .chat
                 .inner
                 .sessions
-                .start(&made.name, SessionData { number: made.number })
+                .start(
+                    &made.name,
+                    SessionData {
+                        number: made.number,
+                    },
+                )
                 .await
                 .map_err(|e| ChatError::failed("starting a session", e))?;
             Ok(json!({"userid": made.number, "username": made.name, "token": session.token}))
@@ -140,7 +151,10 @@ pub(super) fn register(homer: &Homer, legacy: &Arc<Legacy>) {
                 "friendname": me,
                 "msg": format!("被添加好友成功，对方是{me}"),
             });
-            l.tell_local(&friend, tj::response(tj::MSG_ADD_FRIEND_ACK, tj::now_ms(), &told));
+            l.tell_local(
+                &friend,
+                tj::response(tj::MSG_ADD_FRIEND_ACK, tj::now_ms(), &told),
+            );
             Ok(json!({"msg": "添加好友成功", "friendid": p.number, "friendname": friend}))
         })
     });
@@ -148,7 +162,9 @@ pub(super) fn register(homer: &Homer, legacy: &Arc<Legacy>) {
         Box::pin(async move {
             let login = Chat::login(&ctx)?;
             let number = l.chat.create_group(login.name(), &p.name, &p.desc).await?;
-            Ok(json!({"msg": "创建群组成功", "groupid": number, "groupname": p.name, "groupdesc": p.desc}))
+            Ok(
+                json!({"msg": "创建群组成功", "groupid": number, "groupname": p.name, "groupdesc": p.desc}),
+            )
         })
     });
     api::<NumberParams>(homer, legacy, apis::TOKEN_JOIN_GROUP, |l, ctx, _, p| {
@@ -160,7 +176,9 @@ pub(super) fn register(homer: &Homer, legacy: &Arc<Legacy>) {
                 Some(doc) => doc.desc,
                 None => String::new(), // the lobby
             };
-            Ok(json!({"msg": "加入群组成功", "groupid": p.number, "groupname": group, "groupdesc": desc}))
+            Ok(
+                json!({"msg": "加入群组成功", "groupid": p.number, "groupname": group, "groupdesc": desc}),
+            )
         })
     });
     api::<Value>(homer, legacy, apis::HEARTBEAT, |_, _, _, _| {
