@@ -45,7 +45,7 @@ pub struct Config {
     #[arg(long, env = "CHAT_TYPE_DATA", default_value = "127.0.0.1:8889")]
     pub type_data: Listen,
 
-    /// Address for legacy "token-json" clients (PROTOCOL.md §4); `off` disables it.
+    /// Address for legacy "token-json" clients (PROTOCOL.md §5); `off` disables it.
     #[arg(long, env = "CHAT_TOKEN_JSON", default_value = "127.0.0.1:9998")]
     pub token_json: Listen,
 

@@ -1,4 +1,4 @@
-//! End-to-end: the token-json protocol (PROTOCOL.md §4) of the C++
+//! End-to-end: the token-json protocol (PROTOCOL.md §5) of the C++
 //! "cluster-chat-server" against the real `chat-server` binary, with a
 //! native WebSocket user and a msgid-json user on the other side.
 //!

@@ -89,9 +89,18 @@
 //! with `(private) ` before the text and group messages with `(<group>) `;
 //! every login and logout is pushed as `NotifyUserStatusMes`.
 //!
+//! # Wire format: token-json (TCP, default 127.0.0.1:9998)
+//!
+//! The C++ "cluster-chat-server": JSON objects `{"data","msgid","token",
+//! "version"}` without framing (msgid-json's framer finds them), answers
+//! `{"msgid","code","timestamp","message","data"}`, each in its own write;
+//! every request but login and registration carries the token of an
+//! `easy_cookie` session. Drawn and described in [`token_json`]; its
+//! handlers and token check are in `api/token_json.rs`.
+//!
 //! # Bad input
 //!
-//! On both ports: bytes that are not a JSON object (msgid-json), a packet
+//! On the msgid-json and type-data ports: bytes that are not a JSON object (msgid-json), a packet
 //! whose body is not `{"type":<string>,"data":<string>}` or whose length is
 //! over the frame limit (type-data, refused before anything is allocated)
 //! close the connection cleanly. An unknown `msgid` or `type` is ignored, as

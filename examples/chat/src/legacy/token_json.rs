@@ -1,4 +1,4 @@
-//! The token-json protocol (PROTOCOL.md §4): the C++ "cluster-chat-server"
+//! The token-json protocol (PROTOCOL.md §5): the C++ "cluster-chat-server"
 //! (`xqt1234/cluster-chat-server`) and its terminal client. JSON objects
 //! with a numeric `msgid`, a `token` and a `data` object; no framing.
 //!
@@ -28,7 +28,7 @@
 //! `version` is not checked. Every request except login (1000) and register
 //! (1100) needs the `token` of the connection's login: a missing one, an
 //! expired or unknown one get error 1005, another user's 1004. The table of
-//! messages and error codes is PROTOCOL.md §4 (the one copy of it).
+//! messages and error codes is PROTOCOL.md §5 (the one copy of it).
 //!
 //! # Bad input
 //!
