@@ -595,3 +595,41 @@ async fn bad_input_gets_the_protocols_error_or_a_clean_close() {
     gus.send(5002, Value::Null).await;
     assert_eq!(gus.expect(5003).await, json!({}));
 }
+
+/// The cluster: token-json through nginx's stream port 9998 reaches native
+/// users on other nodes both ways, and a token issued on one node logs in on
+/// another (the session key is shared through the store).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_json_through_nginx_and_a_token_login_on_another_node() {
+    let c = support::cluster::Cluster::start().await;
+    let mut ann = support::cluster::native(c.nodes[0].tcp, "ann", Some(701)).await;
+    let mut gus = TokenClient::connect(c.token_json).await;
+    let g = gus.register("gus", "pw-gus").await;
+    gus.login(g, "pw-gus").await;
+    gus.send(2000, json!({"friendid": 701})).await;
+    assert_eq!(gus.expect(2001).await["friendname"], "ann");
+    gus.send(4000, json!({"toid": 701, "userid": g, "msg": "gus to ann"}))
+        .await;
+    let got = ann.message("gus to ann").await;
+    assert_eq!(got["from"], "gus");
+    ann.ok(
+        "chat.send",
+        json!({"to": {"user": "gus"}, "text": "ann to gus"}),
+    )
+    .await;
+    assert_eq!(gus.private("ann to gus").await["fromid"], 701);
+
+    // The same token on node 3 directly: the newer connection takes over.
+    let token = gus.token.clone();
+    let mut again = TokenClient::connect(c.nodes[2].token_json).await;
+    let data = again.token_login(&token).await;
+    assert_eq!(data["userinfo"], json!({"userid": g, "username": "gus"}));
+    ann.ok(
+        "chat.send",
+        json!({"to": {"user": "gus"}, "text": "to node 3"}),
+    )
+    .await;
+    assert_eq!(again.private("to node 3").await["fromid"], 701);
+    again.send(5002, Value::Null).await;
+    assert_eq!(again.expect(5003).await, json!({}));
+}
