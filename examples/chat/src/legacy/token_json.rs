@@ -162,19 +162,36 @@ struct GroupChat {
     msg: String,
 }
 
-/// Params of `legacy.token.login`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Params of `legacy.token.login`; `Debug` shows no token.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct TokenParams {
     pub(crate) token: String,
 }
 
-/// Params of `legacy.token.register`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+impl std::fmt::Debug for TokenParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenParams")
+            .field("token", &"***")
+            .finish()
+    }
+}
+
+/// Params of `legacy.token.register`; `Debug` shows no password.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RegisterParams {
     pub(crate) name: String,
     pub(crate) password: String,
+}
+
+impl std::fmt::Debug for RegisterParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegisterParams")
+            .field("name", &self.name)
+            .field("password", &"***")
+            .finish()
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -1011,6 +1028,25 @@ mod tests {
     /// homer's conformance check for any protocol: any bytes cut anywhere
     /// never panic nor buffer past the limit; the sample decodes the same at
     /// every cut.
+    #[test]
+    fn debug_shows_no_secrets() {
+        let t = format!(
+            "{:?}",
+            TokenParams {
+                token: "s3cret".into()
+            }
+        );
+        let r = format!(
+            "{:?}",
+            RegisterParams {
+                name: "gus".into(),
+                password: "hunter2".into()
+            }
+        );
+        assert!(!t.contains("s3cret") && t.contains("***"), "{t}");
+        assert!(!r.contains("hunter2") && r.contains("gus"), "{r}");
+    }
+
     #[test]
     fn conforms() {
         let mut sample = client(1000, "", r#"{"password":"p\"}","userid":1}"#).into_bytes();
