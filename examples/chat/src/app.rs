@@ -158,6 +158,8 @@ pub struct Running {
     pub msgid_json: Option<SocketAddr>,
     /// Legacy type-data clients, if enabled.
     pub type_data: Option<SocketAddr>,
+    /// Legacy token-json clients, if enabled.
+    pub token_json: Option<SocketAddr>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -272,6 +274,7 @@ impl Chat {
         };
         let legacy = crate::legacy::start(&homer, &chat).await?;
         let (msgid_json, type_data) = (legacy.msgid_json, legacy.type_data);
+        let token_json = legacy.token_json;
         let mut tasks = vec![
             tokio::spawn(crate::presence::run(chat.clone())),
             tokio::spawn(crate::session::housekeeping(chat.clone())),
@@ -285,6 +288,7 @@ impl Chat {
             tcp,
             msgid_json,
             type_data,
+            token_json,
             tasks,
         })
     }
@@ -335,8 +339,10 @@ impl Chat {
         let key = cookie_key(&meta).await.map_err(nopi_err)?;
         let ring = KeyRing::from_keys([key]).map_err(|e| other("key ring", &e))?;
         let sessions = Sessions::<SessionData>::builder(ring)
-            .idle_timeout(Duration::from_secs(7 * 24 * 3600))
-            .absolute_timeout(Duration::from_secs(30 * 24 * 3600))
+            .idle_timeout(Duration::from_secs(config.session_idle_secs))
+            .absolute_timeout(Duration::from_secs(
+                config.session_idle_secs.max(30 * 24 * 3600),
+            ))
             .build(store.tree("chat.inner.sessions").await.map_err(nopi_err)?)
             .map_err(|e| other("sessions", &e))?;
         let groups = store

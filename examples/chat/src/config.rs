@@ -45,6 +45,10 @@ pub struct Config {
     #[arg(long, env = "CHAT_TYPE_DATA", default_value = "127.0.0.1:8889")]
     pub type_data: Listen,
 
+    /// Address for legacy "token-json" clients (PROTOCOL.md §5); `off` disables it.
+    #[arg(long, env = "CHAT_TOKEN_JSON", default_value = "127.0.0.1:9998")]
+    pub token_json: Listen,
+
     /// Where everything is stored: `sled:<dir>` (embedded) or `postgres://...` (cluster).
     #[arg(long, env = "CHAT_STORE", default_value = "sled:./data")]
     pub store: String,
@@ -179,6 +183,13 @@ pub struct Config {
     #[arg(long, env = "CHAT_SHUTDOWN_DRAIN_MS", default_value_t = 0)]
     pub shutdown_drain_ms: u64,
 
+    /// A session (its token) not used for this long ends (seconds, at least
+    /// 1): the client logs in again. Sessions end 30 days after their login
+    /// however active (or after this, if longer).
+    #[arg(long, env = "CHAT_SESSION_IDLE_SECS", default_value_t = 7 * 24 * 3600,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub session_idle_secs: u64,
+
     /// Log filter, as in `RUST_LOG` (e.g. `info`, `chat=debug,homer=info`).
     #[arg(long, env = "CHAT_LOG", default_value = "info")]
     pub log: String,
@@ -304,6 +315,7 @@ impl std::fmt::Debug for Config {
             tcp,
             msgid_json,
             type_data,
+            token_json,
             store,
             amqp,
             amqp_namespace,
@@ -327,6 +339,7 @@ impl std::fmt::Debug for Config {
             trusted_proxy,
             proxy_protocol,
             shutdown_drain_ms,
+            session_idle_secs,
             log,
         } = self;
         f.debug_struct("Config")
@@ -335,6 +348,7 @@ impl std::fmt::Debug for Config {
             .field("tcp", tcp)
             .field("msgid_json", msgid_json)
             .field("type_data", type_data)
+            .field("token_json", token_json)
             .field("store", &nopi::redact_url(store))
             .field("amqp", &amqp.as_deref().map(nopi::redact_url))
             .field("amqp_namespace", amqp_namespace)
@@ -364,6 +378,7 @@ impl std::fmt::Debug for Config {
             .field("trusted_proxy", trusted_proxy)
             .field("proxy_protocol", proxy_protocol)
             .field("shutdown_drain_ms", shutdown_drain_ms)
+            .field("session_idle_secs", session_idle_secs)
             .field("log", log)
             .finish()
     }
@@ -378,6 +393,7 @@ impl serde::Serialize for Config {
         m.serialize_entry("tcp", &self.tcp.to_string())?;
         m.serialize_entry("msgid_json", &listen(&self.msgid_json))?;
         m.serialize_entry("type_data", &listen(&self.type_data))?;
+        m.serialize_entry("token_json", &listen(&self.token_json))?;
         m.serialize_entry("store", &self.store)?;
         if let Some(a) = &self.amqp {
             m.serialize_entry("amqp", a)?;
@@ -421,6 +437,7 @@ impl serde::Serialize for Config {
         m.serialize_entry("trusted_proxy", &proxies)?;
         m.serialize_entry("proxy_protocol", &self.proxy_protocol)?;
         m.serialize_entry("shutdown_drain_ms", &self.shutdown_drain_ms)?;
+        m.serialize_entry("session_idle_secs", &self.session_idle_secs)?;
         m.serialize_entry("log", &self.log)?;
         m.end()
     }
@@ -438,6 +455,10 @@ mod tests {
         assert_eq!(c.store, "sled:./data");
         assert!(c.amqp.is_none());
         assert_eq!(c.msgid_json.0.map(|a| a.port()), Some(6000));
+        assert_eq!(c.token_json.0.map(|a| a.port()), Some(9998));
+        assert_eq!(c.session_idle_secs, 7 * 24 * 3600);
+        let off = Config::load_from(["chat-server", "--token-json", "off"]).unwrap();
+        assert_eq!(off.token_json, Listen(None));
     }
 
     #[test]

@@ -170,6 +170,12 @@ impl Chat {
         self.related(BLOCKS.mine, user, BLOCKS.max).await
     }
 
+    /// Whether `friend` is in `user`'s friend list.
+    pub(crate) async fn is_friend(&self, user: &str, friend: &str) -> Result<bool> {
+        let k = key(FRIENDS.mine, user, friend);
+        Ok(self.inner.friends.get(k).await?.is_some())
+    }
+
     /// Whether `user` blocked `other`.
     pub(crate) async fn has_blocked(&self, user: &str, other: &str) -> Result<bool> {
         let k = key(BLOCKS.mine, user, other);

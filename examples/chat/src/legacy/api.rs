@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::{apis, format_time, msgid_json, pushes, type_data};
+use super::{apis, format_time, msgid_json, pushes, token_json as tj, type_data};
 use crate::api::reply;
 use crate::app::Chat;
 use crate::error::{ChatError, Result};
@@ -43,19 +43,28 @@ const MAX_MEMBERS: usize = 1000;
 /// Most users listed as online in a type-data login answer.
 const MAX_ONLINE: usize = 10_000;
 
+mod token_json;
+
 /// Which legacy protocol a connection speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Flavour {
     MsgidJson,
     TypeData,
+    TokenJson,
 }
 
 impl Flavour {
     /// The flavour of the calling connection; `None` for native connections.
     fn of(ctx: &Context) -> Option<Flavour> {
-        match ctx.connection().protocol() {
+        Flavour::of_protocol(ctx.connection().protocol())
+    }
+
+    /// The flavour of a connection speaking `protocol`.
+    fn of_protocol(protocol: &str) -> Option<Flavour> {
+        match protocol {
             msgid_json::NAME => Some(Flavour::MsgidJson),
             type_data::NAME => Some(Flavour::TypeData),
+            tj::NAME => Some(Flavour::TokenJson),
             _ => None,
         }
     }
@@ -201,6 +210,10 @@ fn api<P: DeserializeOwned + Send + 'static>(
             let Some(flavour) = Flavour::of(&ctx) else {
                 return Err(ApiError::unknown_api(name));
             };
+            let params = match flavour {
+                Flavour::TokenJson => reply(token_json::authorize(&l, &ctx, name, params).await)?,
+                _ => params,
+            };
             let p: P = serde_json::from_value(params).map_err(|e| ApiError::bad_params(name, e))?;
             reply(handler(l, ctx, flavour, p).await)
         }
@@ -273,6 +286,7 @@ pub(crate) fn register(homer: &Homer, legacy: &Arc<Legacy>) {
             content(&Done {})
         })
     });
+    token_json::register(homer, legacy);
 }
 
 impl Legacy {
@@ -383,19 +397,27 @@ impl Legacy {
                 Err(e) => return Err(ChatError::failed("reading a user", e)),
             }
         }
+        let how = self.chat.login_with_password(
+            ctx,
+            wire::Login::by_number(p.number, p.password),
+            Acks::OnWrite,
+        );
+        self.log_in(ctx, flavour, how).await
+    }
+
+    /// Log `ctx`'s connection in the way `how` does, and answer with the
+    /// protocol's login reply, the messages that waited included.
+    async fn log_in<T>(
+        self: &Arc<Self>,
+        ctx: &Context,
+        flavour: Flavour,
+        how: impl Future<Output = Result<T>>,
+    ) -> Result<Value> {
         let shared = shared(ctx);
         ctx.session()
             .insert(translator(self.clone(), flavour, shared.clone()));
         start_collecting(&shared);
-        if let Err(e) = self
-            .chat
-            .login_with_password(
-                ctx,
-                wire::Login::by_number(p.number, p.password),
-                Acks::OnWrite,
-            )
-            .await
-        {
+        if let Err(e) = how.await {
             stop_collecting(&shared);
             return Err(e);
         }
@@ -428,6 +450,7 @@ impl Legacy {
                 }
                 Answer::TypeData { users }
             }
+            Flavour::TokenJson => Answer::Token(self.token_login_data(&login).await?),
         };
         self.wait_for_backlog(&login, shared).await;
         let offline = stop_collecting(shared);
@@ -444,6 +467,7 @@ impl Legacy {
                 })?,
                 offline,
             ),
+            Answer::Token(data) => tj::login_data(data, offline),
         };
         for object in rest {
             let _ = ctx.push_after_reply(Push::new(pushes::OFFLINE, object));
@@ -581,6 +605,7 @@ impl Legacy {
                     &m.from,
                 )])
             }
+            Flavour::TokenJson => self.token_json_object(&m, from).await?,
         })
     }
 }
@@ -593,6 +618,7 @@ enum Answer {
     TypeData {
         users: Vec<u64>,
     },
+    Token(serde_json::Map<String, Value>),
 }
 
 fn start_collecting(shared: &Shared) {

@@ -95,9 +95,18 @@
 //! with `(private) ` before the text and group messages with `(<group>) `;
 //! every login and logout is pushed as `NotifyUserStatusMes`.
 //!
+//! # Wire format: token-json (TCP, default 127.0.0.1:9998)
+//!
+//! The C++ "cluster-chat-server": JSON objects `{"data","msgid","token",
+//! "version"}` without framing (msgid-json's framer finds them), answers
+//! `{"msgid","code","timestamp","message","data"}`, each in its own write;
+//! every request but login and registration carries the token of an
+//! `easy_cookie` session. Drawn and described in [`token_json`]; its
+//! handlers and token check are in `api/token_json.rs`.
+//!
 //! # Bad input
 //!
-//! On both ports: bytes that are not a JSON object (msgid-json), a packet
+//! On the msgid-json and type-data ports: bytes that are not a JSON object (msgid-json), a packet
 //! whose body is not `{"type":<string>,"data":<string>}` or whose length is
 //! over the frame limit (type-data, refused before anything is allocated)
 //! close the connection cleanly. An unknown `msgid` or `type` is ignored, as
@@ -107,6 +116,7 @@
 
 pub(crate) mod api;
 pub(crate) mod msgid_json;
+pub(crate) mod token_json;
 pub(crate) mod type_data;
 
 use std::net::SocketAddr;
@@ -130,6 +140,18 @@ pub(crate) mod apis {
     pub(crate) const CREATE_GROUP: &str = "legacy.group.create";
     /// Join a group by number.
     pub(crate) const JOIN_GROUP: &str = "legacy.group.join";
+    /// token-json: log in with the token of an earlier login.
+    pub(crate) const TOKEN_LOGIN: &str = "legacy.token.login";
+    /// token-json: register; the reply carries the number, name and a token.
+    pub(crate) const TOKEN_REGISTER: &str = "legacy.token.register";
+    /// token-json: add a friend by number; both are told.
+    pub(crate) const TOKEN_ADD_FRIEND: &str = "legacy.token.friend.add";
+    /// token-json: create a group; the reply carries its number.
+    pub(crate) const TOKEN_CREATE_GROUP: &str = "legacy.token.group.create";
+    /// token-json: join a group by number; the reply carries its name.
+    pub(crate) const TOKEN_JOIN_GROUP: &str = "legacy.token.group.join";
+    /// token-json: a heartbeat (checks the token).
+    pub(crate) const HEARTBEAT: &str = "legacy.token.heartbeat";
 }
 
 /// Push kinds the legacy protocols understand; every other push is dropped.
@@ -162,21 +184,26 @@ pub(crate) struct Started {
     pub(crate) msgid_json: Option<SocketAddr>,
     /// Where type-data clients connect, if enabled.
     pub(crate) type_data: Option<SocketAddr>,
+    /// Where token-json clients connect, if enabled.
+    pub(crate) token_json: Option<SocketAddr>,
     /// Background work to stop at shutdown.
     pub(crate) tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// Register the `legacy.*` APIs and listen on the configured legacy
-/// addresses (`config.msgid_json`, `config.type_data`; either may be off).
+/// addresses (`config.msgid_json`, `config.type_data`, `config.token_json`;
+/// any may be off).
 pub(crate) async fn start(homer: &homer::Homer, chat: &Chat) -> Result<Started, StartError> {
     let config = &chat.inner.config;
     let (msgid_addr, type_addr) = (config.msgid_json.0, config.type_data.0);
+    let token_addr = config.token_json.0;
     let mut started = Started {
         msgid_json: None,
         type_data: None,
+        token_json: None,
         tasks: Vec::new(),
     };
-    if msgid_addr.is_none() && type_addr.is_none() {
+    if msgid_addr.is_none() && type_addr.is_none() && token_addr.is_none() {
         return Ok(started);
     }
     let legacy = Arc::new(api::Legacy::new(chat.clone()));
@@ -187,6 +214,9 @@ pub(crate) async fn start(homer: &homer::Homer, chat: &Chat) -> Result<Started, 
     if let Some(addr) = type_addr {
         started.type_data = Some(homer.listen_tcp(addr, type_data::make()).await?);
         started.tasks.push(tokio::spawn(api::statuses(legacy)));
+    }
+    if let Some(addr) = token_addr {
+        started.token_json = Some(homer.listen_tcp(addr, token_json::make()).await?);
     }
     Ok(started)
 }
