@@ -271,6 +271,34 @@ impl Hold {
         }
     }
 
+    /// Write a push of a protocol that writes records ([`put_record`]):
+    /// [`pushes::OBJECT`] (held back during a login), [`pushes::OFFLINE`]
+    /// (at once) and [`pushes::RELEASE`]; every other push has no shape in
+    /// these protocols (presence, group events, ...) and is dropped.
+    pub(crate) fn push_records(&mut self, push: &homer::Push, dst: &mut bytes::BytesMut) {
+        // One string, or an array of them (a long text in parts).
+        let content = push.content();
+        let many = content
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_str()));
+        let objects = content
+            .as_str()
+            .into_iter()
+            .chain(many.into_iter().flatten());
+        match push.kind() {
+            pushes::OBJECT => {
+                let mut frame = bytes::BytesMut::new();
+                for object in objects {
+                    put_record(&mut frame, object);
+                }
+                self.write(&frame, dst);
+            }
+            pushes::OFFLINE => objects.for_each(|object| put_record(dst, object)),
+            pushes::RELEASE => self.release_seen(dst),
+            _ => {}
+        }
+    }
+
     fn holding(&self) -> bool {
         self.logins > 0 || self.releases > 0
     }
@@ -280,6 +308,55 @@ impl Hold {
             dst.extend_from_slice(&self.held);
             self.held = Vec::new();
         }
+    }
+}
+
+/// What the old C++ clients (msgid-json's muduo client, token-json's
+/// client) read at once: one `recv` of 1024 bytes, parsed as one JSON
+/// object that ends at the first NUL or at the end of the read.
+pub(crate) const CLIENT_READ: usize = 1024;
+
+/// `object` as one record: the object, then NULs up to [`CLIENT_READ`]
+/// bytes. A client that reads [`CLIENT_READ`] bytes at a time and parses
+/// each read as one object (a C string, or nlohmann's parser, for which a
+/// NUL ends the input) then reads exactly one object each time, however
+/// many wait. Everything the protocols write is built to fit (at most
+/// `CLIENT_READ - 1` bytes) where it can; an object that does not (a
+/// token-json login answer with many friends) takes several records' room,
+/// which such a client misreads, but the records after it stay in step.
+pub(crate) fn put_record(dst: &mut bytes::BytesMut, object: &str) {
+    use bytes::BufMut;
+    let record = (object.len() + 1).next_multiple_of(CLIENT_READ);
+    dst.reserve(record);
+    dst.put_slice(object.as_bytes());
+    dst.put_bytes(0, record - object.len());
+}
+
+/// `text` cut at character boundaries into parts whose JSON string bodies
+/// (escapes included) are at most `budget` bytes; the parts joined are
+/// `text`. At least one part (an empty text is one empty part); at least one
+/// character per part, whatever the budget.
+pub(crate) fn fit_text(text: &str, budget: usize) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut start, mut used) = (0, 0);
+    for (i, c) in text.char_indices() {
+        let cost = escaped_len(c);
+        if used + cost > budget && i > start {
+            parts.push(&text[start..i]);
+            (start, used) = (i, 0);
+        }
+        used += cost;
+    }
+    parts.push(&text[start..]);
+    parts
+}
+
+/// How many bytes `c` takes inside a JSON string written by serde_json.
+fn escaped_len(c: char) -> usize {
+    match c {
+        '"' | '\\' | '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => 2,
+        c if u32::from(c) < 0x20 => 6,
+        c => c.len_utf8(),
     }
 }
 
@@ -310,6 +387,22 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + u64::from(m <= 2);
     (y, m, d)
+}
+
+/// The objects in `written`: records of [`CLIENT_READ`] bytes, each one
+/// object and NULs, as a client that reads 1024 bytes at a time and parses
+/// each read as one object sees them.
+#[cfg(test)]
+pub(crate) fn records(written: &[u8]) -> Vec<serde_json::Value> {
+    assert_eq!(written.len() % CLIENT_READ, 0, "whole records");
+    written
+        .chunks(CLIENT_READ)
+        .map(|record| {
+            let end = record.iter().position(|b| *b == 0).expect("a NUL");
+            assert!(record[end..].iter().all(|b| *b == 0), "NULs to the end");
+            serde_json::from_slice(&record[..end]).expect("an object")
+        })
+        .collect()
 }
 
 #[cfg(test)]

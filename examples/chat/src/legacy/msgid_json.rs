@@ -8,7 +8,7 @@
 //! here too, each to fit a record ([`login_ack`], [`one_chat`],
 //! [`group_chat`]).
 
-use bytes::{Buf, BufMut, BytesMut};
+use bytes::{Buf, BytesMut};
 use homer::{ApiError, Call, Decoded, Limits, MakeProtocol, Protocol, ProtocolError, Push, Reply};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -17,14 +17,10 @@ use tokio_util::codec::Decoder;
 use super::api::{
     CreateGroupParams, Dest, LoginParams, NumberParams, RegisterParams, Registered, SendParams,
 };
-use super::{Hold, apis, pushes};
+use super::{CLIENT_READ, Hold, apis, fit_text, put_record};
 
 /// The protocol's name ([`homer::Connection::protocol`]).
 pub(crate) const NAME: &str = "msgid-json";
-
-/// What an old client reads at once: it reads 1024 bytes and parses them as
-/// a C string, so an object and its NUL should fit in this.
-pub(crate) const CLIENT_READ: usize = 1024;
 
 pub(crate) const LOGIN_MSG: u64 = 1;
 pub(crate) const LOGIN_MSG_ACK: u64 = 2;
@@ -290,7 +286,7 @@ pub(crate) fn group_chat(id: u64, name: &str, groupid: u64, msg: &str, time: &st
     })
 }
 
-/// `chat` as objects that each fit a record: one, or the text cut in
+/// `chat` as objects that each fit a record ([`put_record`]): one, or the text cut in
 /// parts that each fit, in order.
 fn chat_objects(chat: Chat<'_>) -> Vec<String> {
     let overhead = to_json(&Chat { msg: "", ..chat }).len();
@@ -298,34 +294,6 @@ fn chat_objects(chat: Chat<'_>) -> Vec<String> {
         .into_iter()
         .map(|msg| to_json(&Chat { msg, ..chat }))
         .collect()
-}
-
-/// `text` cut at character boundaries into parts whose JSON string bodies
-/// (escapes included) are at most `budget` bytes; the parts joined are
-/// `text`. At least one part (an empty text is one empty part); at least one
-/// character per part, whatever the budget.
-pub(crate) fn fit_text(text: &str, budget: usize) -> Vec<&str> {
-    let mut parts = Vec::new();
-    let (mut start, mut used) = (0, 0);
-    for (i, c) in text.char_indices() {
-        let cost = escaped_len(c);
-        if used + cost > budget && i > start {
-            parts.push(&text[start..i]);
-            (start, used) = (i, 0);
-        }
-        used += cost;
-    }
-    parts.push(&text[start..]);
-    parts
-}
-
-/// How many bytes `c` takes inside a JSON string written by serde_json.
-fn escaped_len(c: char) -> usize {
-    match c {
-        '"' | '\\' | '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => 2,
-        c if u32::from(c) < 0x20 => 6,
-        c => c.len_utf8(),
-    }
 }
 
 /// The successful login answer (msgid 2), within one record: as many of
@@ -513,31 +481,6 @@ fn ignore(msgid: u64, e: &serde_json::Error) {
     tracing::debug!(msgid, error = %e, "ignoring a msgid-json message of the wrong shape");
 }
 
-/// `object` as one record: the object, then NULs up to [`CLIENT_READ`]
-/// bytes. A client that reads [`CLIENT_READ`] bytes at a time and parses each
-/// read as a C string then reads exactly one object each time, however many
-/// wait. (Everything this protocol writes is built to fit; an object that
-/// did not would be written with one NUL, and such a client would misread
-/// it.)
-fn put_object(dst: &mut BytesMut, object: &str) {
-    let record = CLIENT_READ.max(object.len() + 1);
-    dst.reserve(record);
-    dst.put_slice(object.as_bytes());
-    dst.put_bytes(0, record - object.len());
-}
-
-/// The objects of a [`pushes::OBJECT`] or [`pushes::OFFLINE`] push: one
-/// string, or an array of them (a long text in parts).
-fn objects(content: &Value) -> impl Iterator<Item = &str> {
-    let many = content
-        .as_array()
-        .map(|a| a.iter().filter_map(Value::as_str));
-    content
-        .as_str()
-        .into_iter()
-        .chain(many.into_iter().flatten())
-}
-
 impl Protocol for MsgidJson {
     fn name(&self) -> &'static str {
         NAME
@@ -559,11 +502,11 @@ impl Protocol for MsgidJson {
     fn encode_reply(&mut self, reply: &Reply, dst: &mut BytesMut) -> Result<(), ProtocolError> {
         match (reply.api.as_deref(), &reply.result) {
             (Some(apis::LOGIN), Ok(Value::String(ack))) => {
-                put_object(dst, ack);
+                put_record(dst, ack);
                 self.hold.login_answered(true, dst);
             }
             (Some(apis::LOGIN), Ok(_)) => {
-                put_object(
+                put_record(
                     dst,
                     &login_failed(&ApiError::internal("unexpected login answer")),
                 );
@@ -571,7 +514,7 @@ impl Protocol for MsgidJson {
                 self.hold.login_answered(true, dst);
             }
             (Some(apis::LOGIN), Err(e)) => {
-                put_object(dst, &login_failed(e));
+                put_record(dst, &login_failed(e));
                 self.hold.login_answered(false, dst);
             }
             (Some(apis::REGISTER), result) => {
@@ -592,7 +535,7 @@ impl Protocol for MsgidJson {
                         errmsg: None,
                     }),
                 };
-                put_object(dst, &ack);
+                put_record(dst, &ack);
             }
             (api, Err(e)) => {
                 tracing::debug!(?api, status = e.status(), error = %e.message(), "a msgid-json message failed (this protocol has no answer for it)");
@@ -603,22 +546,7 @@ impl Protocol for MsgidJson {
     }
 
     fn encode_push(&mut self, push: &Push, dst: &mut BytesMut) -> Result<(), ProtocolError> {
-        match push.kind() {
-            pushes::OBJECT => {
-                let mut frame = BytesMut::new();
-                for object in objects(push.content()) {
-                    put_object(&mut frame, object);
-                }
-                self.hold.write(&frame, dst);
-            }
-            pushes::OFFLINE => {
-                for object in objects(push.content()) {
-                    put_object(dst, object);
-                }
-            }
-            pushes::RELEASE => self.hold.release_seen(dst),
-            _ => {} // no shape in this protocol: presence, group events, ...
-        }
+        self.hold.push_records(push, dst);
         Ok(())
     }
 
@@ -634,6 +562,7 @@ impl Protocol for MsgidJson {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::legacy::pushes;
     use proptest::prelude::*;
     use serde_json::json;
 
@@ -845,16 +774,7 @@ mod tests {
         let mut p = MsgidJson::new(1024);
         let mut dst = BytesMut::new();
         write(&mut p, &mut dst);
-        // Records of 1024 bytes, each one object and NULs, as a client
-        // that reads 1024 bytes at a time and parses a C string sees them.
-        assert_eq!(dst.len() % CLIENT_READ, 0, "whole records");
-        dst.chunks(CLIENT_READ)
-            .map(|record| {
-                let end = record.iter().position(|b| *b == 0).expect("a NUL");
-                assert!(record[end..].iter().all(|b| *b == 0), "NULs to the end");
-                serde_json::from_slice(&record[..end]).expect("an object")
-            })
-            .collect()
+        crate::legacy::records(&dst)
     }
 
     #[test]

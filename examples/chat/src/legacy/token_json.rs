@@ -6,7 +6,9 @@
 //!
 //! No length prefix, no terminator: the client writes each request with one
 //! `send`, and reads each answer with one `recv` of at most 1024 bytes,
-//! parsing what it got as one JSON object. The decoder finds where an object
+//! parsing what it got as one JSON object (nlohmann's parser, for which a NUL
+//! ends the input). So the server writes each answer as one 1024-byte record
+//! ([`put_record`]), and long texts in parts. The decoder finds where an object
 //! ends itself (msgid-json's [`ObjectFramer`]), so requests may arrive back
 //! to back, split across reads, or separated by whitespace.
 //!
@@ -17,10 +19,10 @@
 //!  +------------------------------------------------------------------------------+----------+
 //!    one object, UTF-8 JSON, at most the frame limit (64 KiB); whitespace between objects
 //!
-//!  server → client (each object in its own write, no terminator):
-//!  +-----------------------------------------------------------------------------+
-//!  | {"msgid":1001,"code":0,"timestamp":1733500000000,"message":"OK","data":{…}}  |  < 1024 bytes where it can
-//!  +-----------------------------------------------------------------------------+
+//!  server → client (records of exactly 1024 bytes, each in its own write):
+//!  +-----------------------------------------------------------------------------+-------------+
+//!  | {"msgid":1001,"code":0,"timestamp":1733500000000,"message":"OK","data":{…}}  | 00 00 … 00  |
+//!  +-----------------------------------------------------------------------------+-------------+
 //!  errors: {"msgid":5001,"code":<error code>,"timestamp":<ms>,"message":"...","data":{}}
 //! ```
 //!
@@ -39,7 +41,7 @@
 //! without a numeric `msgid` gets 103, one whose `data` is not an object
 //! 4003, one whose fields have the wrong types 102 (login: 1001).
 
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 use homer::{ApiError, Call, Decoded, Limits, MakeProtocol, Protocol, ProtocolError, Push, Reply};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -47,14 +49,10 @@ use tokio_util::codec::Decoder;
 
 use super::api::{Dest, LoginParams, SendParams};
 use super::msgid_json::ObjectFramer;
-use super::{Hold, apis, pushes};
+use super::{CLIENT_READ, Hold, apis, fit_text, put_record};
 
 /// The protocol's name ([`homer::Connection::protocol`]).
 pub(crate) const NAME: &str = "token-json";
-
-/// What the client reads at once: one `recv` of 1024 bytes, parsed as one
-/// object (`src/client/clientNet.cpp`, `ClientNet::recvmsg`).
-pub(crate) const CLIENT_READ: usize = 1024;
 
 // Message ids (`src/public.h`, `enum class MsgType`).
 pub(crate) const MSG_LOGIN: u64 = 1000;
@@ -220,17 +218,33 @@ pub(crate) fn error(code: u64, message: &str) -> String {
 
 /// A private message from user `fromid`, as the recipient gets it live: 4001
 /// with `data` `{"msg","msgid":4001,"fromid"}`.
-pub(crate) fn private_chat(text: &str, fromid: u64, ts: u64) -> String {
-    let data = json!({"msg": text, "msgid": MSG_PRIVATE_CHAT_ACK, "fromid": fromid});
-    response(MSG_PRIVATE_CHAT_ACK, ts, &data)
+/// A text too long for one record comes in parts, in order.
+pub(crate) fn private_chat(text: &str, fromid: u64, ts: u64) -> Vec<String> {
+    in_parts(text, |msg| {
+        let data = json!({"msg": msg, "msgid": MSG_PRIVATE_CHAT_ACK, "fromid": fromid});
+        response(MSG_PRIVATE_CHAT_ACK, ts, &data)
+    })
 }
 
 /// A message of group `groupid` (0: the lobby) from user `userid`, as a
 /// member gets it live: 4101 with `data` `{"msg","msgid":4101,"groupid","userid"}`.
-pub(crate) fn group_chat(text: &str, groupid: u64, userid: u64, ts: u64) -> String {
-    let data =
-        json!({"msg": text, "msgid": MSG_GROUP_CHAT_ACK, "groupid": groupid, "userid": userid});
-    response(MSG_GROUP_CHAT_ACK, ts, &data)
+/// A text too long for one record comes in parts, in order.
+pub(crate) fn group_chat(text: &str, groupid: u64, userid: u64, ts: u64) -> Vec<String> {
+    in_parts(text, |msg| {
+        let data =
+            json!({"msg": msg, "msgid": MSG_GROUP_CHAT_ACK, "groupid": groupid, "userid": userid});
+        response(MSG_GROUP_CHAT_ACK, ts, &data)
+    })
+}
+
+/// `object(text)`, or `object` of each part of `text` when one object would
+/// not fit a record ([`put_record`]).
+fn in_parts(text: &str, object: impl Fn(&str) -> String) -> Vec<String> {
+    let overhead = object("").len();
+    fit_text(text, (CLIENT_READ - 1).saturating_sub(overhead))
+        .into_iter()
+        .map(object)
+        .collect()
 }
 
 /// The `offlinemsg` entry for a live object of [`private_chat`] or
@@ -268,7 +282,7 @@ pub(crate) fn login_data(
         &Value::Object(data.clone()),
     )
     .len();
-    let mut room = CLIENT_READ.saturating_sub(base);
+    let mut room = (CLIENT_READ - 1).saturating_sub(base);
     let mut carried = Vec::new();
     let mut rest = Vec::new();
     for live in offline {
@@ -493,12 +507,6 @@ fn request(object: Value, token: Option<&str>) -> Request {
     }
 }
 
-/// `object`, in its own write.
-fn put_object(dst: &mut BytesMut, object: &str) {
-    dst.reserve(object.len());
-    dst.put_slice(object.as_bytes());
-}
-
 impl Protocol for TokenJson {
     fn name(&self) -> &'static str {
         NAME
@@ -558,7 +566,7 @@ impl Protocol for TokenJson {
             }
         };
         if let Some(object) = object {
-            put_object(dst, &object);
+            put_record(dst, &object);
         }
         if login {
             self.hold.login_answered(reply.result.is_ok(), dst);
@@ -567,12 +575,7 @@ impl Protocol for TokenJson {
     }
 
     fn encode_push(&mut self, push: &Push, dst: &mut BytesMut) -> Result<(), ProtocolError> {
-        match (push.kind(), push.content().as_str()) {
-            (pushes::OBJECT, Some(object)) => self.hold.write(object.as_bytes(), dst),
-            (pushes::OFFLINE, Some(object)) => put_object(dst, object),
-            (pushes::RELEASE, _) => self.hold.release_seen(dst),
-            _ => {} // no shape in this protocol: presence, group events, ...
-        }
+        self.hold.push_records(push, dst);
         Ok(())
     }
 
@@ -588,6 +591,7 @@ impl Protocol for TokenJson {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::legacy::pushes;
 
     /// Feed `chunks` one after the other; each item decoded as `api params`
     /// (params as compact JSON), or `error <code>` for an immediate answer;
@@ -799,10 +803,7 @@ mod tests {
         let mut p = TokenJson::new(64 * 1024);
         let mut dst = BytesMut::new();
         write(&mut p, &mut dst);
-        serde_json::Deserializer::from_slice(&dst)
-            .into_iter::<Value>()
-            .map(|v| v.expect("the server writes JSON objects"))
-            .collect()
+        crate::legacy::records(&dst)
     }
 
     /// `v` without its `timestamp`, which must be a plausible time in ms.
@@ -921,27 +922,49 @@ mod tests {
         );
     }
 
+    /// The one object of a short text.
+    fn one(mut objects: Vec<String>) -> String {
+        assert_eq!(objects.len(), 1, "{objects:?}");
+        objects.remove(0)
+    }
+
+    #[test]
+    fn long_texts_come_in_parts_that_each_fit_a_record() {
+        let text = format!("{}{}", "界".repeat(400), "x".repeat(500));
+        for parts in [private_chat(&text, 7, 5), group_chat(&text, 2, 7, 5)] {
+            assert!(parts.len() > 1);
+            let mut joined = String::new();
+            for part in &parts {
+                assert!(part.len() < CLIENT_READ, "{} bytes", part.len());
+                let v: Value = serde_json::from_str(part).unwrap();
+                joined.push_str(v["data"]["msg"].as_str().unwrap());
+            }
+            assert_eq!(joined, text);
+        }
+    }
+
     #[test]
     fn deliveries_and_offline_entries_have_the_originals_shapes() {
-        let live: Value = serde_json::from_str(&private_chat("hi", 7, 1_733_500_000_000)).unwrap();
+        let live: Value =
+            serde_json::from_str(&one(private_chat("hi", 7, 1_733_500_000_000))).unwrap();
         assert_eq!(
             live,
             json!({"msgid": 4001, "code": 0, "timestamp": 1_733_500_000_000_u64, "message": "OK",
                    "data": {"msg": "hi", "msgid": 4001, "fromid": 7}})
         );
-        let live: Value = serde_json::from_str(&group_chat("yo", 2, 7, 5)).unwrap();
+        let live: Value = serde_json::from_str(&one(group_chat("yo", 2, 7, 5))).unwrap();
         assert_eq!(
             live["data"],
             json!({"msg": "yo", "msgid": 4101, "groupid": 2, "userid": 7})
         );
         // Offline: what the original stores, and where its client reads.
         assert_eq!(
-            offline_entry(&private_chat("hi", 7, 5)),
+            offline_entry(&one(private_chat("hi", 7, 5))),
             Some(json!({"msg": "hi", "msgid": 4001, "fromid": 7,
                         "data": {"msg": "hi", "fromid": 7, "userid": "7"}}))
         );
         assert_eq!(
-            offline_entry(&group_chat("yo", 2, 7, 5)),
+            offline_entry(&one(group_chat("yo", 2, 7, 5))),
             Some(json!({"msg": "yo", "msgid": 4101, "groupid": 2, "userid": 7}))
         );
     }
@@ -952,11 +975,11 @@ mod tests {
         data.insert("userinfo".into(), json!({"userid": 7, "username": "gus"}));
         data.insert("token".into(), json!("t".repeat(120)));
         let offline: Vec<String> = (0..20)
-            .map(|i| private_chat(&format!("{i:03} {}", "x".repeat(60)), 8, 5))
+            .map(|i| one(private_chat(&format!("{i:03} {}", "x".repeat(60)), 8, 5)))
             .collect();
         let (answer, rest) = login_data(data.clone(), offline.clone());
         let written = response(MSG_LOGIN_ACK, now_ms(), &answer);
-        assert!(written.len() <= CLIENT_READ, "{} bytes", written.len());
+        assert!(written.len() < CLIENT_READ, "{} bytes", written.len());
         let carried = answer["offlinemsg"].as_array().unwrap();
         assert!(!carried.is_empty() && !rest.is_empty());
         // In order, nothing lost, nothing twice.
@@ -976,7 +999,11 @@ mod tests {
         assert_eq!(texts, sent);
         // A message too big for any answer follows, and so does what comes
         // after it (order is kept).
-        let huge = private_chat(&"y".repeat(2000), 8, 5);
+        let huge = response(
+            MSG_PRIVATE_CHAT_ACK,
+            5,
+            &json!({"msg": "y".repeat(2000), "msgid": MSG_PRIVATE_CHAT_ACK, "fromid": 8}),
+        );
         let (answer, rest) = login_data(data, vec![huge.clone(), offline[0].clone()]);
         assert_eq!(answer["offlinemsg"], json!([]));
         assert_eq!(rest, [huge, offline[0].clone()]);

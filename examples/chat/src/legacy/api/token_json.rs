@@ -235,7 +235,7 @@ impl Legacy {
         &self,
         m: &Message,
         from: u64,
-    ) -> std::result::Result<Option<String>, crate::session::Later> {
+    ) -> std::result::Result<Option<Vec<String>>, crate::session::Later> {
         Ok(match (&m.to.user, &m.to.group) {
             (Some(_), _) => Some(tj::private_chat(&m.text, from, m.ts)),
             (None, Some(group)) => self
