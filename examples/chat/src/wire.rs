@@ -94,8 +94,8 @@ pub mod push {
     pub const SESSION: &str = "session";
 }
 
-/// Shows a secret as `***`.
-struct Redacted;
+/// Shows a secret as `***` (in the `Debug` of what carries one).
+pub(crate) struct Redacted;
 
 impl fmt::Debug for Redacted {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

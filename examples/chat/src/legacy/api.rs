@@ -74,21 +74,40 @@ impl Flavour {
 // Params and replies: what the protocols put in calls and read from replies.
 
 /// `legacy.login`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct LoginParams {
     pub(crate) number: u64,
     pub(crate) password: String,
 }
 
+impl std::fmt::Debug for LoginParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginParams")
+            .field("number", &self.number)
+            .field("password", &wire::Redacted)
+            .finish()
+    }
+}
+
 /// `legacy.register`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RegisterParams {
     pub(crate) name: String,
     pub(crate) password: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) number: Option<u64>,
+}
+
+impl std::fmt::Debug for RegisterParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegisterParams")
+            .field("name", &self.name)
+            .field("password", &wire::Redacted)
+            .field("number", &self.number)
+            .finish()
+    }
 }
 
 /// The content of a successful `legacy.register`.

@@ -410,6 +410,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn legacy_params_show_no_password() {
+        let login = api::LoginParams {
+            number: 7,
+            password: "s3cret".into(),
+        };
+        let register = api::RegisterParams {
+            name: "gus".into(),
+            password: "s3cret".into(),
+            number: None,
+        };
+        for shown in [format!("{login:?}"), format!("{register:?}")] {
+            assert!(
+                !shown.contains("s3cret") && shown.contains("***"),
+                "{shown}"
+            );
+        }
+    }
+
+    #[test]
     fn times_are_utc_wall_clock() {
         let check = |ts: u64, expected: &str| assert_eq!(format_time(ts), expected, "{ts}");
         check(0, "1970-01-01 00:00:00");

@@ -170,7 +170,7 @@ pub(crate) struct TokenParams {
 impl std::fmt::Debug for TokenParams {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenParams")
-            .field("token", &"***")
+            .field("token", &crate::wire::Redacted)
             .finish()
     }
 }
@@ -187,7 +187,7 @@ impl std::fmt::Debug for RegisterParams {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RegisterParams")
             .field("name", &self.name)
-            .field("password", &"***")
+            .field("password", &crate::wire::Redacted)
             .finish()
     }
 }
