@@ -154,6 +154,8 @@ pub struct Running {
     pub msgid_json: Option<SocketAddr>,
     /// Legacy type-data clients, if enabled.
     pub type_data: Option<SocketAddr>,
+    /// Legacy Thrift chat room clients, if enabled.
+    pub thrift: Option<SocketAddr>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -268,6 +270,7 @@ impl Chat {
         };
         let legacy = crate::legacy::start(&homer, &chat).await?;
         let (msgid_json, type_data) = (legacy.msgid_json, legacy.type_data);
+        let thrift = legacy.thrift;
         let mut tasks = vec![
             tokio::spawn(crate::presence::run(chat.clone())),
             tokio::spawn(crate::session::housekeeping(chat.clone())),
@@ -281,6 +284,7 @@ impl Chat {
             tcp,
             msgid_json,
             type_data,
+            thrift,
             tasks,
         })
     }

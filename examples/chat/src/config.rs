@@ -45,6 +45,10 @@ pub struct Config {
     #[arg(long, env = "CHAT_TYPE_DATA", default_value = "127.0.0.1:8889")]
     pub type_data: Listen,
 
+    /// Address for legacy Thrift chat room clients (PROTOCOL.md §4); `off` disables it.
+    #[arg(long, env = "CHAT_THRIFT", default_value = "127.0.0.1:9999")]
+    pub thrift: Listen,
+
     /// Where everything is stored: `sled:<dir>` (embedded) or `postgres://...` (cluster).
     #[arg(long, env = "CHAT_STORE", default_value = "sled:./data")]
     pub store: String,
@@ -304,6 +308,7 @@ impl std::fmt::Debug for Config {
             tcp,
             msgid_json,
             type_data,
+            thrift,
             store,
             amqp,
             amqp_namespace,
@@ -335,6 +340,7 @@ impl std::fmt::Debug for Config {
             .field("tcp", tcp)
             .field("msgid_json", msgid_json)
             .field("type_data", type_data)
+            .field("thrift", thrift)
             .field("store", &nopi::redact_url(store))
             .field("amqp", &amqp.as_deref().map(nopi::redact_url))
             .field("amqp_namespace", amqp_namespace)
@@ -378,6 +384,7 @@ impl serde::Serialize for Config {
         m.serialize_entry("tcp", &self.tcp.to_string())?;
         m.serialize_entry("msgid_json", &listen(&self.msgid_json))?;
         m.serialize_entry("type_data", &listen(&self.type_data))?;
+        m.serialize_entry("thrift", &listen(&self.thrift))?;
         m.serialize_entry("store", &self.store)?;
         if let Some(a) = &self.amqp {
             m.serialize_entry("amqp", a)?;
@@ -438,6 +445,9 @@ mod tests {
         assert_eq!(c.store, "sled:./data");
         assert!(c.amqp.is_none());
         assert_eq!(c.msgid_json.0.map(|a| a.port()), Some(6000));
+        assert_eq!(c.thrift.0.map(|a| a.port()), Some(9999));
+        let off = Config::load_from(["chat-server", "--thrift", "off"]).unwrap();
+        assert_eq!(off.thrift, Listen(None));
     }
 
     #[test]

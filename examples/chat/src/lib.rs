@@ -47,7 +47,7 @@ pub use error::ChatError;
 
 /// The legacy wire protocols as homer protocols, to mount on a listener of
 /// your own server, or to fuzz (see `scripts/fuzz`). The chat server itself
-/// mounts them with `--msgid-json` and `--type-data`.
+/// mounts them with `--msgid-json`, `--type-data` and `--thrift`.
 pub mod protocols {
     use homer::MakeProtocol;
 
@@ -59,6 +59,11 @@ pub mod protocols {
     /// The Go course's type-data protocol (see `docs/legacy-protocols.md`).
     pub fn type_data() -> impl MakeProtocol {
         crate::legacy::type_data::make()
+    }
+
+    /// The Python Thrift chat room's protocol (see `docs/legacy-protocols.md`).
+    pub fn thrift() -> impl MakeProtocol {
+        crate::legacy::thrift::make()
     }
 }
 pub use config::{Config, ConfigError, Listen};

@@ -41,6 +41,9 @@ async fn main() -> ExitCode {
     if let Some(a) = running.type_data {
         tracing::info!("legacy type-data clients on {a}");
     }
+    if let Some(a) = running.thrift {
+        tracing::info!("legacy Thrift clients on {a}");
+    }
     tracing::info!(
         "chat server ready: point a browser at http://{}/",
         running.http
@@ -55,7 +58,8 @@ async fn main() -> ExitCode {
 
 /// Print the one machine-readable readiness line on standard output, now
 /// that every listener is bound: `READY ` and a JSON object from listener
-/// name to bound address (`http`, `tcp`, and `msgid_json` / `type_data` when
+/// name to bound address (`http`, `tcp`, and `msgid_json` / `type_data` /
+/// `thrift` when
 /// enabled). Documented in docs/chat.md ("Readiness"); tests and scripts
 /// wait for it instead of reading the log, so keep it stable.
 fn announce_ready(running: &chat::Running) {
@@ -66,6 +70,7 @@ fn announce_ready(running: &chat::Running) {
         ("tcp", Some(running.tcp)),
         ("msgid_json", running.msgid_json),
         ("type_data", running.type_data),
+        ("thrift", running.thrift),
     ];
     for (name, addr) in bound {
         if let Some(addr) = addr {

@@ -101,6 +101,7 @@
 
 pub(crate) mod api;
 pub(crate) mod msgid_json;
+pub(crate) mod thrift;
 pub(crate) mod type_data;
 
 use std::net::SocketAddr;
@@ -124,6 +125,21 @@ pub(crate) mod apis {
     pub(crate) const CREATE_GROUP: &str = "legacy.group.create";
     /// Join a group by number.
     pub(crate) const JOIN_GROUP: &str = "legacy.group.join";
+    /// Log in by name (or by number when all digits), messages acked by
+    /// `legacy.recv` (the Thrift protocol).
+    pub(crate) const LOGIN_BY_NAME: &str = "legacy.login.name";
+    /// Send to a user, a group or a user inside a group, all by name.
+    pub(crate) const SEND_BY_NAME: &str = "legacy.send.name";
+    /// The names of every user (the lobby's members).
+    pub(crate) const LOBBY_MEMBERS: &str = "legacy.lobby.members";
+    /// Every group with its members' names.
+    pub(crate) const ALL_GROUPS: &str = "legacy.group.all";
+    /// A group by its exact name.
+    pub(crate) const FIND_GROUP: &str = "legacy.group.find";
+    /// Join a group by name (409 for a member already).
+    pub(crate) const JOIN_GROUP_BY_NAME: &str = "legacy.group.join.name";
+    /// Acknowledge the message a Thrift `recv` hands out.
+    pub(crate) const RECV: &str = "legacy.recv";
 }
 
 /// Push kinds the legacy protocols understand; every other push is dropped.
@@ -139,6 +155,9 @@ pub(crate) mod pushes {
     /// Sent after the pushes that follow a successful login reply: from here
     /// on, pushes held back during the login may be written.
     pub(crate) const RELEASE: &str = "legacy.release";
+    /// Content: `{"user", "since", "id", "line"}`: a message for a Thrift
+    /// connection's `recv` queue, from the login `user`/`since`.
+    pub(crate) const QUEUED: &str = "legacy.queued";
 }
 
 /// The topic of type-data connections: user status changes.
@@ -155,31 +174,40 @@ pub(crate) struct Started {
     pub(crate) msgid_json: Option<SocketAddr>,
     /// Where type-data clients connect, if enabled.
     pub(crate) type_data: Option<SocketAddr>,
+    /// Where Thrift clients connect, if enabled.
+    pub(crate) thrift: Option<SocketAddr>,
     /// Background work to stop at shutdown.
     pub(crate) tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// Register the `legacy.*` APIs and listen on the configured legacy
-/// addresses (`config.msgid_json`, `config.type_data`; either may be off).
+/// addresses (`config.msgid_json`, `config.type_data`, `config.thrift`; any
+/// may be off).
 pub(crate) async fn start(homer: &homer::Homer, chat: &Chat) -> Result<Started, StartError> {
     let config = &chat.inner.config;
     let (msgid_addr, type_addr) = (config.msgid_json.0, config.type_data.0);
+    let thrift_addr = config.thrift.0;
     let mut started = Started {
         msgid_json: None,
         type_data: None,
+        thrift: None,
         tasks: Vec::new(),
     };
-    if msgid_addr.is_none() && type_addr.is_none() {
+    if msgid_addr.is_none() && type_addr.is_none() && thrift_addr.is_none() {
         return Ok(started);
     }
     let legacy = Arc::new(api::Legacy::new(chat.clone()));
     api::register(homer, &legacy);
+    thrift::api::register(homer, &legacy);
     if let Some(addr) = msgid_addr {
         started.msgid_json = Some(homer.listen_tcp(addr, msgid_json::make()).await?);
     }
     if let Some(addr) = type_addr {
         started.type_data = Some(homer.listen_tcp(addr, type_data::make()).await?);
         started.tasks.push(tokio::spawn(api::statuses(legacy)));
+    }
+    if let Some(addr) = thrift_addr {
+        started.thrift = Some(homer.listen_tcp(addr, thrift::make()).await?);
     }
     Ok(started)
 }
