@@ -220,6 +220,8 @@ async fn main() {
         "off",
         "--type-data",
         "off",
+        "--thrift",
+        "off",
         "--log",
         "error",
     ]);

@@ -38,6 +38,8 @@ async fn start_on(store: &str, args: &[&str]) -> Running {
         "off",
         "--type-data",
         "off",
+        "--thrift",
+        "off",
         "--shutdown-drain-ms",
         "0",
     ];

@@ -491,7 +491,15 @@ impl FixedServer {
             .arg(format!("sled:{}", self.store.display()))
             .args(["--http", &self.http.to_string()])
             .args(["--tcp", &self.tcp.to_string()])
-            .args(["--msgid-json", "off", "--type-data", "off", "--log", "info"]);
+            .args([
+                "--msgid-json",
+                "off",
+                "--type-data",
+                "off",
+                "--thrift",
+                "off",
+            ])
+            .args(["--log", "info"]);
         let (child, _) = process::start(cmd, |line| eprintln!("[server] {line}")).await;
         self.child = Some(child);
     }

@@ -210,7 +210,15 @@ async fn the_start_log_and_start_error_show_no_store_password() {
     let mut cmd = support::process::command();
     cmd.args(["--store", "postgres://chat:hunter2@127.0.0.1:1/chat"])
         .args(["--http", "127.0.0.1:0", "--tcp", "127.0.0.1:0"])
-        .args(["--msgid-json", "off", "--type-data", "off", "--log", "info"])
+        .args([
+            "--msgid-json",
+            "off",
+            "--type-data",
+            "off",
+            "--thrift",
+            "off",
+        ])
+        .args(["--log", "info"])
         .stderr(std::process::Stdio::piped());
     let out = tokio::time::timeout(Duration::from_secs(30), cmd.output())
         .await
@@ -269,7 +277,15 @@ async fn the_built_in_web_client_is_served_from_an_empty_directory() {
         .arg("--store")
         .arg(format!("sled:{}", dir.path().join("data").display()))
         .args(["--http", "127.0.0.1:0", "--tcp", "127.0.0.1:0"])
-        .args(["--msgid-json", "off", "--type-data", "off", "--log", "info"]);
+        .args([
+            "--msgid-json",
+            "off",
+            "--type-data",
+            "off",
+            "--thrift",
+            "off",
+        ])
+        .args(["--log", "info"]);
     let (_child, addrs) = support::process::start(cmd, support::echo).await;
 
     let web = concat!(env!("CARGO_MANIFEST_DIR"), "/web");
@@ -332,7 +348,7 @@ async fn the_ready_line_lists_exactly_the_bound_listeners() {
     for (legacy, expected) in [
         (
             "127.0.0.1:0",
-            &["http", "msgid_json", "tcp", "type_data"][..],
+            &["http", "msgid_json", "tcp", "thrift", "type_data"][..],
         ),
         ("off", &["http", "tcp"][..]),
     ] {
@@ -342,6 +358,7 @@ async fn the_ready_line_lists_exactly_the_bound_listeners() {
             .arg(format!("sled:{}", dir.path().join("data").display()))
             .args(["--http", "127.0.0.1:0", "--tcp", "127.0.0.1:0"])
             .args(["--msgid-json", legacy, "--type-data", legacy])
+            .args(["--thrift", legacy])
             // The line does not depend on the log filter.
             .args(["--log", "off"]);
         let lines = Arc::new(Mutex::new(Vec::new()));

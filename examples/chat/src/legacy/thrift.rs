@@ -153,9 +153,15 @@ enum Step {
     /// A field header (or STOP) of the innermost struct.
     Field,
     /// A value of this type; `keep` for the request string.
-    Value { ty: u8, keep: bool },
+    Value {
+        ty: u8,
+        keep: bool,
+    },
     /// The rest of a string's bytes.
-    Bytes { left: usize, keep: bool },
+    Bytes {
+        left: usize,
+        keep: bool,
+    },
 }
 
 /// A struct or container being read.
@@ -163,9 +169,16 @@ enum Step {
 enum Open {
     Struct,
     /// A list or set: `left` elements of type `elem`.
-    Seq { elem: u8, left: u64 },
+    Seq {
+        elem: u8,
+        left: u64,
+    },
     /// A map: `left` keys and values, alternating (a key when even).
-    Map { key: u8, value: u8, left: u64 },
+    Map {
+        key: u8,
+        value: u8,
+        left: u64,
+    },
 }
 
 /// Reads strict-binary Thrift calls incrementally (see the module docs).
@@ -977,17 +990,18 @@ impl Thrift {
                 return response(200, c["name"].as_str().unwrap_or_default());
             }
             (Ok(c), Method::ShowDefaultGroupMem) => {
-                let users = serde_json::from_value::<Users>(c.clone()).unwrap_or(Users {
-                    users: Vec::new(),
-                });
+                let users = serde_json::from_value::<Users>(c.clone())
+                    .unwrap_or(Users { users: Vec::new() });
                 py_dict_keys(&users.users)
             }
             (Ok(c), Method::ShowGroups) => {
-                let all = serde_json::from_value::<AllGroups>(c.clone()).unwrap_or(AllGroups {
-                    groups: Vec::new(),
-                });
-                let groups: Vec<(String, Vec<String>)> =
-                    all.groups.into_iter().map(|g| (g.name, g.members)).collect();
+                let all = serde_json::from_value::<AllGroups>(c.clone())
+                    .unwrap_or(AllGroups { groups: Vec::new() });
+                let groups: Vec<(String, Vec<String>)> = all
+                    .groups
+                    .into_iter()
+                    .map(|g| (g.name, g.members))
+                    .collect();
                 py_groups(&groups)
             }
             (Ok(_), _) => done.to_owned(),
@@ -1147,7 +1161,9 @@ mod tests {
         // A struct holding a list<i64> and a map<string, bool>.
         let mut nested = vec![T_STRUCT, 0, 5, T_LIST, 0, 1, T_I64, 0, 0, 0, 2];
         nested.extend([0u8; 16]);
-        nested.extend([T_MAP, 0, 2, T_STRING, T_BOOL, 0, 0, 0, 1, 0, 0, 0, 1, b'k', 1]);
+        nested.extend([
+            T_MAP, 0, 2, T_STRING, T_BOOL, 0, 0, 0, 1, 0, 0, 0, 1, b'k', 1,
+        ]);
         nested.push(T_STOP);
         let mut deep = Vec::new();
         for _ in 0..=MAX_DEPTH {
@@ -1329,18 +1345,29 @@ mod tests {
             r#"legacy.login.name {"account":"gus","password":"pw"}"#,
         );
         check(
-            call("chat_default_group", 1, &req("gus", json!({"password": "pw", "msg": line}))),
+            call(
+                "chat_default_group",
+                1,
+                &req("gus", json!({"password": "pw", "msg": line})),
+            ),
             r#"legacy.send.name {"text":"hi there","to":{"group":"lobby"}}"#,
         );
         check(
-            call("chat_group", 1, &req("gus", json!({"group_name": "rust", "msg": line}))),
+            call(
+                "chat_group",
+                1,
+                &req("gus", json!({"group_name": "rust", "msg": line})),
+            ),
             r#"legacy.send.name {"text":"hi there","to":{"group":"rust"}}"#,
         );
         check(
             call(
                 "chat_with_single",
                 1,
-                &req("gus", json!({"group_name": "rust", "ruid": "ann", "msg": line})),
+                &req(
+                    "gus",
+                    json!({"group_name": "rust", "ruid": "ann", "msg": line}),
+                ),
             ),
             r#"legacy.send.name {"text":"hi there","to":{"group":"rust","user":"ann"}}"#,
         );
@@ -1353,7 +1380,11 @@ mod tests {
             "legacy.group.all {}",
         );
         check(
-            call("create_group", 1, &req("gus", json!({"group_name": "rust"}))),
+            call(
+                "create_group",
+                1,
+                &req("gus", json!({"group_name": "rust"})),
+            ),
             r#"legacy.group.create {"desc":"","name":"rust"}"#,
         );
         check(
@@ -1361,25 +1392,47 @@ mod tests {
             r#"legacy.group.join.name {"name":"rust"}"#,
         );
         check(
-            call("search_group", 1, &req("gus", json!({"group_name": "rust"}))),
+            call(
+                "search_group",
+                1,
+                &req("gus", json!({"group_name": "rust"})),
+            ),
             r#"legacy.group.find {"name":"rust"}"#,
         );
-        check(call("recv", 1, &req("gus", json!({}))), r#"legacy.recv {"ack":null}"#);
+        check(
+            call("recv", 1, &req("gus", json!({}))),
+            r#"legacy.recv {"ack":null}"#,
+        );
         // Unknown and unimplemented methods are answered at once...
-        check(call("show_group_mem", 1, &req("gus", json!({}))), "reply 404");
+        check(
+            call("show_group_mem", 1, &req("gus", json!({}))),
+            "reply 404",
+        );
         // ... and so are requests of the wrong shape.
         check(call("login", 1, "not json"), "reply 400");
         check(call("login", 1, &req("gus", json!({}))), "reply 400");
-        check(call("regist", 1, r#"{"ip":"1.2.3.4","data":{"password":"pw"}}"#), "reply 400");
-        check(call("chat_group", 1, &req("gus", json!({"msg": "x"}))), "reply 400");
+        check(
+            call("regist", 1, r#"{"ip":"1.2.3.4","data":{"password":"pw"}}"#),
+            "reply 400",
+        );
+        check(
+            call("chat_group", 1, &req("gus", json!({"msg": "x"}))),
+            "reply 400",
+        );
         check(call_of(CALL, "login", 1, &[]), "reply 400");
     }
 
     #[test]
     fn the_typed_text_is_taken_out_of_the_clients_line() {
-        assert_eq!(typed_text("10.0.0.9:gus == 2024-11-23 08:20:00.12  ->  hi"), "hi");
+        assert_eq!(
+            typed_text("10.0.0.9:gus == 2024-11-23 08:20:00.12  ->  hi"),
+            "hi"
+        );
         assert_eq!(typed_text("1.2.3.4:a == t  ->  x  ->  y"), "x  ->  y");
-        assert_eq!(typed_text("a plain text  ->  arrow"), "a plain text  ->  arrow");
+        assert_eq!(
+            typed_text("a plain text  ->  arrow"),
+            "a plain text  ->  arrow"
+        );
         assert_eq!(typed_text("just text"), "just text");
         assert_eq!(typed_text("ip:u == t  ->  "), "");
     }
@@ -1427,7 +1480,8 @@ mod tests {
             other => panic!("{other:?}"),
         };
         let mut dst = BytesMut::new();
-        p.encode_reply(&Reply { id, api, result }, &mut dst).unwrap();
+        p.encode_reply(&Reply { id, api, result }, &mut dst)
+            .unwrap();
         dst.to_vec()
     }
 
@@ -1468,7 +1522,11 @@ mod tests {
             result_of(&answer(&mut p, &login, Err(limited))),
             r#"{"status":400,"content":"登录失败！: too many failed logins"}"#
         );
-        let create = call("create_group", 2, &req("gus", json!({"group_name": "rust"})));
+        let create = call(
+            "create_group",
+            2,
+            &req("gus", json!({"group_name": "rust"})),
+        );
         assert_eq!(
             result_of(&answer(&mut p, &create, Ok(json!({"name": "rust"})))),
             r#"{"status":200,"content":"创建成功"}"#
@@ -1478,7 +1536,11 @@ mod tests {
             result_of(&answer(&mut p, &create, Err(exists))),
             r#"{"status":400,"content":"该群已存在"}"#
         );
-        let search = call("search_group", 3, &req("gus", json!({"group_name": "rust"})));
+        let search = call(
+            "search_group",
+            3,
+            &req("gus", json!({"group_name": "rust"})),
+        );
         assert_eq!(
             result_of(&answer(&mut p, &search, Ok(json!({"name": "rust"})))),
             r#"{"status":200,"content":"rust"}"#
@@ -1490,7 +1552,11 @@ mod tests {
         );
         let members = call("show_default_group_mem", 4, &req("gus", json!({})));
         assert_eq!(
-            result_of(&answer(&mut p, &members, Ok(json!({"users": ["ann", "gus"]})))),
+            result_of(&answer(
+                &mut p,
+                &members,
+                Ok(json!({"users": ["ann", "gus"]}))
+            )),
             r#"{"status":200,"content":"dict_keys(['ann', 'gus'])"}"#
         );
         let groups = call("show_groups", 5, &req("gus", json!({})));
@@ -1502,7 +1568,10 @@ mod tests {
         let whisper = call(
             "chat_with_single",
             6,
-            &req("gus", json!({"group_name": "rust", "ruid": "bob", "msg": "x"})),
+            &req(
+                "gus",
+                json!({"group_name": "rust", "ruid": "bob", "msg": "x"}),
+            ),
         );
         let not_member = ApiError::new(403, "not_a_member", "bob is not in rust");
         assert_eq!(
@@ -1568,7 +1637,8 @@ mod tests {
         let mut p = Thrift::new(64 * 1024);
         let mut dst = BytesMut::new();
         // Nothing is written for deliveries, nor for other pushes.
-        p.encode_push(&queued("gus", 1, "m1", "a"), &mut dst).unwrap();
+        p.encode_push(&queued("gus", 1, "m1", "a"), &mut dst)
+            .unwrap();
         p.encode_push(&Push::new("message", json!({"text": "x"})), &mut dst)
             .unwrap();
         assert!(dst.is_empty());
@@ -1576,7 +1646,8 @@ mod tests {
         assert_eq!(poll(&mut p, Ok(())), (Value::Null, String::new()));
         let login = call("login", 1, &req("gus", json!({"password": "pw"})));
         answer(&mut p, &login, Ok(json!({"user": "gus", "since": 1})));
-        p.encode_push(&queued("gus", 1, "m2", "b"), &mut dst).unwrap();
+        p.encode_push(&queued("gus", 1, "m2", "b"), &mut dst)
+            .unwrap();
         assert_eq!(poll(&mut p, Ok(())), (json!("m1"), "a".into()));
         // A refused poll (rate limited) keeps the message for the next one.
         let limited = ApiError::new(429, "rate_limited", "slow down");
@@ -1585,12 +1656,16 @@ mod tests {
         assert_eq!(poll(&mut p, Ok(())), (Value::Null, String::new()));
         // Another login on the connection: the older one's messages are
         // not handed out (never acked, they come again to their owner).
-        p.encode_push(&queued("gus", 1, "m3", "old"), &mut dst).unwrap();
-        p.encode_push(&queued("ann", 2, "m4", "new"), &mut dst).unwrap();
+        p.encode_push(&queued("gus", 1, "m3", "old"), &mut dst)
+            .unwrap();
+        p.encode_push(&queued("ann", 2, "m4", "new"), &mut dst)
+            .unwrap();
         let login = call("login", 2, &req("ann", json!({"password": "pw"})));
         answer(&mut p, &login, Ok(json!({"user": "ann", "since": 2})));
-        p.encode_push(&queued("gus", 1, "m5", "late"), &mut dst).unwrap();
-        p.encode_push(&queued("ann", 2, "m6", "new2"), &mut dst).unwrap();
+        p.encode_push(&queued("gus", 1, "m5", "late"), &mut dst)
+            .unwrap();
+        p.encode_push(&queued("ann", 2, "m6", "new2"), &mut dst)
+            .unwrap();
         assert_eq!(poll(&mut p, Ok(())), (json!("m4"), "new".into()));
         assert_eq!(poll(&mut p, Ok(())), (json!("m6"), "new2".into()));
         assert_eq!(poll(&mut p, Ok(())), (Value::Null, String::new()));
@@ -1612,7 +1687,8 @@ mod tests {
         let mut q = Thrift::new(64 * 1024);
         q.encode_push(&queued("gus", 1, "a", "small"), &mut dst)
             .unwrap();
-        q.encode_push(&queued("gus", 1, "b", &big), &mut dst).unwrap();
+        q.encode_push(&queued("gus", 1, "b", &big), &mut dst)
+            .unwrap();
         assert_eq!(q.queue.len(), 1, "past the byte bound");
         assert_eq!(q.queued_bytes, 5);
     }
@@ -1638,7 +1714,11 @@ mod tests {
             CALL,
             "recv",
             2,
-            &[string_field(3, b"x"), vec![T_LIST, 0, 4, T_I16, 0, 0, 0, 2, 0, 1, 0, 2]].concat(),
+            &[
+                string_field(3, b"x"),
+                vec![T_LIST, 0, 4, T_I16, 0, 0, 0, 2, 0, 1, 0, 2],
+            ]
+            .concat(),
         ));
         sample.extend(call("show_group_mem", 3, "{}"));
         homer::testing::check_protocol(|| Thrift::new(256), &sample, 256);

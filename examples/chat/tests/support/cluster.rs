@@ -45,6 +45,7 @@ pub(crate) struct Node {
     pub(crate) tcp: SocketAddr,
     pub(crate) msgid_json: SocketAddr,
     pub(crate) type_data: SocketAddr,
+    pub(crate) thrift: SocketAddr,
 }
 
 impl Node {
@@ -59,6 +60,7 @@ impl Node {
             .args(["--amqp-namespace", ns])
             .args(["--http", "127.0.0.1:0", "--tcp", "127.0.0.1:0"])
             .args(["--msgid-json", "127.0.0.1:0", "--type-data", "127.0.0.1:0"])
+            .args(["--thrift", "127.0.0.1:0"])
             .args(["--send-rate", "1000", "--send-burst", "1000"])
             // nginx.conf connects from 127.0.0.2 with PROXY headers.
             .args(["--trusted-proxy", "127.0.0.2", "--proxy-protocol"])
@@ -73,6 +75,7 @@ impl Node {
             tcp: addrs.tcp,
             msgid_json: addrs.msgid_json.expect("msgid-json address"),
             type_data: addrs.type_data.expect("type-data address"),
+            thrift: addrs.thrift.expect("thrift address"),
         }
     }
 }
@@ -87,6 +90,7 @@ pub(crate) struct Cluster {
     pub(crate) tcp: SocketAddr,
     pub(crate) msgid_json: SocketAddr,
     pub(crate) type_data: SocketAddr,
+    pub(crate) thrift: SocketAddr,
     pub(crate) postgres: FaultProxy,
     namespace: String,
     _store: nopi::testing::TempStore,
@@ -150,6 +154,7 @@ impl Cluster {
                 (7000 + k, n.tcp),
                 (6000 + k, n.msgid_json),
                 (8890 + k, n.type_data),
+                (10000 + k, n.thrift),
             ] {
                 let from = format!("server 127.0.0.1:{port} ");
                 assert!(conf.contains(&from), "nginx.conf has no `{from}`");
@@ -158,11 +163,13 @@ impl Cluster {
         }
         let (http, tcp) = (free_port(), free_port());
         let (msgid_json, type_data) = (free_port(), free_port());
+        let thrift = free_port();
         for (port, addr) in [
             (8080, http),
             (7000, tcp),
             (6000, msgid_json),
             (8889, type_data),
+            (9999, thrift),
         ] {
             let from = format!("listen 127.0.0.1:{port};");
             assert!(conf.contains(&from), "nginx.conf has no `{from}`");
@@ -189,7 +196,8 @@ impl Cluster {
         while !(listening(tcp).await
             && listening(http).await
             && listening(msgid_json).await
-            && listening(type_data).await)
+            && listening(type_data).await
+            && listening(thrift).await)
         {
             assert!(
                 Instant::now() < deadline,
@@ -207,6 +215,7 @@ impl Cluster {
             tcp,
             msgid_json,
             type_data,
+            thrift,
             postgres,
             namespace: ns,
             _store: store,

@@ -43,6 +43,7 @@ pub(crate) struct Server {
     pub(crate) tcp: SocketAddr,
     pub(crate) msgid_json: Option<SocketAddr>,
     pub(crate) type_data: Option<SocketAddr>,
+    pub(crate) thrift: Option<SocketAddr>,
     data: PathBuf,
     args: Vec<String>,
     _dir: Option<tempfile::TempDir>,
@@ -70,6 +71,7 @@ impl Server {
             .arg(format!("sled:{}", data.display()))
             .args(["--http", "127.0.0.1:0", "--tcp", "127.0.0.1:0"])
             .args(["--msgid-json", "127.0.0.1:0", "--type-data", "127.0.0.1:0"])
+            .args(["--thrift", "127.0.0.1:0"])
             .args(["--log", "info"])
             .args(args);
         let (child, addrs) = process::start(cmd, echo).await;
@@ -79,6 +81,7 @@ impl Server {
             tcp: addrs.tcp,
             msgid_json: addrs.msgid_json,
             type_data: addrs.type_data,
+            thrift: addrs.thrift,
             data: data.to_owned(),
             args: args.to_vec(),
             _dir: None,

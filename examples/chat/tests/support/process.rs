@@ -18,6 +18,7 @@ pub(crate) struct Addrs {
     pub(crate) tcp: SocketAddr,
     pub(crate) msgid_json: Option<SocketAddr>,
     pub(crate) type_data: Option<SocketAddr>,
+    pub(crate) thrift: Option<SocketAddr>,
 }
 
 /// A `chat-server` command: add its flags, then [`start`] it.
@@ -44,6 +45,7 @@ pub(crate) async fn start(
         tcp: ready.addr("tcp"),
         msgid_json: ready.get("msgid_json"),
         type_data: ready.get("type_data"),
+        thrift: ready.get("thrift"),
     };
     (child, addrs)
 }

@@ -11,7 +11,9 @@ use std::sync::Arc;
 use homer::{Context, Homer, Push};
 use serde_json::{Value, json};
 
-use super::{AllGroups, GroupByName, GroupMembers, LoginByName, Owner, RecvParams, SendByName, Users};
+use super::{
+    AllGroups, GroupByName, GroupMembers, LoginByName, Owner, RecvParams, SendByName, Users,
+};
 use crate::app::Chat;
 use crate::error::{ChatError, Result};
 use crate::legacy::api::{Legacy, api, content};
