@@ -1171,7 +1171,9 @@ mod tests {
         }
         let too_deep = call_of(CALL, "recv", 3, &deep);
         let byte_by_byte: Vec<Vec<u8>> = both.chunks(1).map(<[u8]>::to_vec).collect();
-        let cases: Vec<(&str, Vec<Vec<u8>>, usize, Vec<String>)> = vec![
+        // What, the reads, the message limit, what comes out.
+        type Case = (&'static str, Vec<Vec<u8>>, usize, Vec<String>);
+        let cases: Vec<Case> = vec![
             ("coalesced", vec![both.clone()], max, ok.map(String::from).to_vec()),
             (
                 "split in every byte",
