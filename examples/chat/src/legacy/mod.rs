@@ -1,5 +1,5 @@
-//! The legacy protocols (PROTOCOL.md §2 and §3) as homer [`Protocol`](homer::Protocol)s: old
-//! clients of two widely copied chat servers connect unchanged and talk with
+//! The legacy protocols (PROTOCOL.md §2, §3 and §4) as homer [`Protocol`](homer::Protocol)s: old
+//! clients of three widely copied chat servers connect unchanged and talk with
 //! native users. They translate; they are not a second chat server.
 //!
 //! ```text
@@ -89,9 +89,19 @@
 //! with `(private) ` before the text and group messages with `(<group>) `;
 //! every login and logout is pushed as `NotifyUserStatusMes`.
 //!
+//! # Wire format: thrift (TCP, default 127.0.0.1:9999)
+//!
+//! Plain Thrift RPC of the Python chat room, drawn in [`thrift`]'s docs: a
+//! strict-binary CALL whose field 1 is a JSON string, answered by a REPLY
+//! whose field 0 is a string. Its client never gets anything unasked: it
+//! polls `recv`, so its deliveries wait in a bounded queue of the
+//! connection ([`thrift`], "Messages waiting for `recv`") and are acked when
+//! handed out, and its calls name users and groups by name
+//! (`legacy.login.name`, `legacy.send.name`, ...; [`thrift::api`]).
+//!
 //! # Bad input
 //!
-//! On both ports: bytes that are not a JSON object (msgid-json), a packet
+//! On the msgid-json and type-data ports: bytes that are not a JSON object (msgid-json), a packet
 //! whose body is not `{"type":<string>,"data":<string>}` or whose length is
 //! over the frame limit (type-data, refused before anything is allocated)
 //! close the connection cleanly. An unknown `msgid` or `type` is ignored, as
