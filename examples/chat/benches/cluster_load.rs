@@ -99,14 +99,8 @@ impl Node {
             cmd.args(["--amqp", &amqp_url(), "--amqp-namespace", ns]);
         }
         cmd.args(["--http", "127.0.0.1:0", "--tcp", "127.0.0.1:0"])
-            .args([
-                "--msgid-json",
-                "off",
-                "--type-data",
-                "off",
-                "--thrift",
-                "off",
-            ])
+            .args(["--msgid-json", "off", "--type-data", "off"])
+            .args(["--thrift", "off"])
             // The rate limiter is not what is measured.
             .args(["--send-rate", "100000", "--send-burst", "100000"])
             .args(["--log", "warn,chat_server=info"]);
