@@ -106,6 +106,8 @@ impl Node {
                 "off",
                 "--token-json",
                 "off",
+                "--thrift",
+                "off",
             ])
             // The rate limiter is not what is measured.
             .args(["--send-rate", "100000", "--send-burst", "100000"])

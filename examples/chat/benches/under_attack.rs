@@ -222,6 +222,8 @@ async fn main() {
         "off",
         "--token-json",
         "off",
+        "--thrift",
+        "off",
         "--log",
         "error",
     ]);

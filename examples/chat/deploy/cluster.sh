@@ -7,7 +7,8 @@
 #   examples/chat/deploy/cluster.sh stop
 #
 # Then: web client at http://127.0.0.1:8080, native TCP on 7000, legacy
-# msgid-json on 6000, type-data on 8889, token-json on 9998 — all through nginx.
+# msgid-json on 6000, type-data on 8889, token-json on 9998, Thrift on 9999 —
+# all through nginx.
 #
 # Environment:
 #   DATABASE_URL   PostgreSQL (default postgres://postgres:postgres@127.0.0.1:5432/test)
@@ -39,6 +40,7 @@ nginx_conf() {
         /upstream chat_msgid_json/ { base = 6000 }
         /upstream chat_type_data/  { base = 8890 }
         /upstream chat_token_json/ { base = 10010 }
+        /upstream chat_thrift/     { base = 10000 }
         /^[ \t]*server 127\.0\.0\.1:[0-9]+ max_fails/ {
             if (base) {
                 for (i = 1; i <= n; i++)
@@ -76,13 +78,14 @@ start() {
     local store
     store=$(with_schema)
     for i in $(seq 1 "$n"); do
-        say "node $i: http 127.0.0.1:$((8080 + i)), tcp $((7000 + i)), msgid-json $((6000 + i)), type-data $((8890 + i)), token-json $((10010 + i))"
+        say "node $i: http 127.0.0.1:$((8080 + i)), tcp $((7000 + i)), msgid-json $((6000 + i)), type-data $((8890 + i)), token-json $((10010 + i)), thrift $((10000 + i))"
         # The URLs (passwords included) go in the environment, not in
         # arguments that every user of the machine sees in `ps`.
         CHAT_STORE="$store" CHAT_AMQP="$amqp" NO_COLOR=1 "$bin" --node-id "node$i" --amqp-namespace "$ns" \
             --http "127.0.0.1:$((8080 + i))" --tcp "127.0.0.1:$((7000 + i))" \
             --msgid-json "127.0.0.1:$((6000 + i))" --type-data "127.0.0.1:$((8890 + i))" \
             --token-json "127.0.0.1:$((10010 + i))" \
+            --thrift "127.0.0.1:$((10000 + i))" \
             --trusted-proxy 127.0.0.2 --proxy-protocol \
             >"$dir/node$i.log" 2>&1 &
         echo $! >"$dir/node$i.pid"
@@ -96,7 +99,7 @@ start() {
         done
     done
     nginx_conf "$n" >"$dir/nginx/nginx.conf"
-    say "nginx on 127.0.0.1:8080 (HTTP/WS/SSE), 7000, 6000, 8889, 9998"
+    say "nginx on 127.0.0.1:8080 (HTTP/WS/SSE), 7000, 6000, 8889, 9998, 9999"
     nginx -p "$dir/nginx" -c "$dir/nginx/nginx.conf"
     say "open http://127.0.0.1:8080 — logs in $dir; stop with: $0 stop"
 }

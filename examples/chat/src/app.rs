@@ -160,6 +160,8 @@ pub struct Running {
     pub type_data: Option<SocketAddr>,
     /// Legacy token-json clients, if enabled.
     pub token_json: Option<SocketAddr>,
+    /// Legacy Thrift chat room clients, if enabled.
+    pub thrift: Option<SocketAddr>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -275,6 +277,7 @@ impl Chat {
         let legacy = crate::legacy::start(&homer, &chat).await?;
         let (msgid_json, type_data) = (legacy.msgid_json, legacy.type_data);
         let token_json = legacy.token_json;
+        let thrift = legacy.thrift;
         let mut tasks = vec![
             tokio::spawn(crate::presence::run(chat.clone())),
             tokio::spawn(crate::session::housekeeping(chat.clone())),
@@ -289,6 +292,7 @@ impl Chat {
             msgid_json,
             type_data,
             token_json,
+            thrift,
             tasks,
         })
     }

@@ -48,6 +48,9 @@ pub struct Config {
     /// Address for legacy "token-json" clients (PROTOCOL.md §5); `off` disables it.
     #[arg(long, env = "CHAT_TOKEN_JSON", default_value = "127.0.0.1:9998")]
     pub token_json: Listen,
+    /// Address for legacy Thrift chat room clients (PROTOCOL.md §4); `off` disables it.
+    #[arg(long, env = "CHAT_THRIFT", default_value = "127.0.0.1:9999")]
+    pub thrift: Listen,
 
     /// Where everything is stored: `sled:<dir>` (embedded) or `postgres://...` (cluster).
     #[arg(long, env = "CHAT_STORE", default_value = "sled:./data")]
@@ -316,6 +319,7 @@ impl std::fmt::Debug for Config {
             msgid_json,
             type_data,
             token_json,
+            thrift,
             store,
             amqp,
             amqp_namespace,
@@ -349,6 +353,7 @@ impl std::fmt::Debug for Config {
             .field("msgid_json", msgid_json)
             .field("type_data", type_data)
             .field("token_json", token_json)
+            .field("thrift", thrift)
             .field("store", &nopi::redact_url(store))
             .field("amqp", &amqp.as_deref().map(nopi::redact_url))
             .field("amqp_namespace", amqp_namespace)
@@ -394,6 +399,7 @@ impl serde::Serialize for Config {
         m.serialize_entry("msgid_json", &listen(&self.msgid_json))?;
         m.serialize_entry("type_data", &listen(&self.type_data))?;
         m.serialize_entry("token_json", &listen(&self.token_json))?;
+        m.serialize_entry("thrift", &listen(&self.thrift))?;
         m.serialize_entry("store", &self.store)?;
         if let Some(a) = &self.amqp {
             m.serialize_entry("amqp", a)?;
@@ -459,6 +465,9 @@ mod tests {
         assert_eq!(c.session_idle_secs, 7 * 24 * 3600);
         let off = Config::load_from(["chat-server", "--token-json", "off"]).unwrap();
         assert_eq!(off.token_json, Listen(None));
+        assert_eq!(c.thrift.0.map(|a| a.port()), Some(9999));
+        let off = Config::load_from(["chat-server", "--thrift", "off"]).unwrap();
+        assert_eq!(off.thrift, Listen(None));
     }
 
     #[test]

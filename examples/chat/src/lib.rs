@@ -47,7 +47,8 @@ pub use error::ChatError;
 
 /// The legacy wire protocols as homer protocols, to mount on a listener of
 /// your own server, or to fuzz (see `scripts/fuzz`). The chat server itself
-/// mounts them with `--msgid-json`, `--type-data` and `--token-json`.
+/// mounts them with `--msgid-json`, `--type-data`, `--token-json` and
+/// `--thrift`.
 pub mod protocols {
     use homer::MakeProtocol;
 
@@ -65,6 +66,11 @@ pub mod protocols {
     /// `docs/legacy-protocols.md`).
     pub fn token_json() -> impl MakeProtocol {
         crate::legacy::token_json::make()
+    }
+
+    /// The Python Thrift chat room's protocol (see `docs/legacy-protocols.md`).
+    pub fn thrift() -> impl MakeProtocol {
+        crate::legacy::thrift::make()
     }
 }
 pub use config::{Config, ConfigError, Listen};

@@ -40,6 +40,8 @@ async fn start_on(store: &str, args: &[&str]) -> Running {
         "off",
         "--token-json",
         "off",
+        "--thrift",
+        "off",
         "--shutdown-drain-ms",
         "0",
     ];

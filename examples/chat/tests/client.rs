@@ -492,7 +492,7 @@ impl FixedServer {
             .args(["--http", &self.http.to_string()])
             .args(["--tcp", &self.tcp.to_string()])
             .args(["--msgid-json", "off", "--type-data", "off"])
-            .args(["--token-json", "off", "--log", "info"]);
+            .args(["--token-json", "off", "--thrift", "off", "--log", "info"]);
         let (child, _) = process::start(cmd, |line| eprintln!("[server] {line}")).await;
         self.child = Some(child);
     }

@@ -551,3 +551,41 @@ async fn legacy_clients_through_nginx_and_the_newer_login_on_another_node() {
     mia2.chat(6, "to the newer mia").await;
     c.clean_up().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thrift_clients_through_nginx_with_native_users_on_other_nodes() {
+    let _serial = SERIAL.lock().await;
+    let c = Cluster::start().await;
+    let mut ann = native(c.nodes[0].tcp, "ann", None).await;
+    // Through nginx's Thrift port, from 127.0.0.4: the PROXY header names it.
+    let mut gus = support::legacy::ThriftClient::connect_from("127.0.0.4", c.thrift).await;
+    let pw = json!({"password": "pw-gus"});
+    assert_eq!(
+        gus.call("regist", "gus", pw.clone()).await,
+        r#"{"status":200,"content":"注册成功！"}"#
+    );
+    assert_eq!(
+        gus.call("login", "gus", pw).await,
+        r#"{"status":200,"content":"登录成功！"}"#
+    );
+    let msg = json!({"msg": "10.9.8.7:gus == 2026-01-01 00:00:00.00  ->  hi ann"});
+    assert_eq!(
+        gus.call("chat_default_group", "gus", msg).await,
+        r#"{"status":200,"content":"消息发送成功"}"#
+    );
+    let m = ann.message("hi ann").await;
+    assert_eq!((&m["from"], &m["ip"]), (&json!("gus"), &json!("127.0.0.4")));
+    ann.ok(
+        "chat.send",
+        json!({"to": {"user": "gus"}, "text": "hi gus"}),
+    )
+    .await;
+    // Its own lobby message first, then ann's.
+    assert!(gus.poll("gus").await.starts_with("127.0.0.4:gus == "));
+    let line = gus.poll("gus").await;
+    assert!(
+        line.starts_with("127.0.0.1:ann == ") && line.ends_with("  ->  hi gus"),
+        "{line}"
+    );
+    c.clean_up().await;
+}

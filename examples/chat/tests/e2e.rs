@@ -211,7 +211,7 @@ async fn the_start_log_and_start_error_show_no_store_password() {
     cmd.args(["--store", "postgres://chat:hunter2@127.0.0.1:1/chat"])
         .args(["--http", "127.0.0.1:0", "--tcp", "127.0.0.1:0"])
         .args(["--msgid-json", "off", "--type-data", "off"])
-        .args(["--token-json", "off", "--log", "info"])
+        .args(["--token-json", "off", "--thrift", "off", "--log", "info"])
         .stderr(std::process::Stdio::piped());
     let out = tokio::time::timeout(Duration::from_secs(30), cmd.output())
         .await
@@ -271,7 +271,7 @@ async fn the_built_in_web_client_is_served_from_an_empty_directory() {
         .arg(format!("sled:{}", dir.path().join("data").display()))
         .args(["--http", "127.0.0.1:0", "--tcp", "127.0.0.1:0"])
         .args(["--msgid-json", "off", "--type-data", "off"])
-        .args(["--token-json", "off", "--log", "info"]);
+        .args(["--token-json", "off", "--thrift", "off", "--log", "info"]);
     let (_child, addrs) = support::process::start(cmd, support::echo).await;
 
     let web = concat!(env!("CARGO_MANIFEST_DIR"), "/web");
@@ -334,7 +334,14 @@ async fn the_ready_line_lists_exactly_the_bound_listeners() {
     for (legacy, expected) in [
         (
             "127.0.0.1:0",
-            &["http", "msgid_json", "tcp", "token_json", "type_data"][..],
+            &[
+                "http",
+                "msgid_json",
+                "tcp",
+                "thrift",
+                "token_json",
+                "type_data",
+            ][..],
         ),
         ("off", &["http", "tcp"][..]),
     ] {
@@ -345,6 +352,7 @@ async fn the_ready_line_lists_exactly_the_bound_listeners() {
             .args(["--http", "127.0.0.1:0", "--tcp", "127.0.0.1:0"])
             .args(["--msgid-json", legacy, "--type-data", legacy])
             .args(["--token-json", legacy])
+            .args(["--thrift", legacy])
             // The line does not depend on the log filter.
             .args(["--log", "off"]);
         let lines = Arc::new(Mutex::new(Vec::new()));

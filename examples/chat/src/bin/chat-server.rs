@@ -44,6 +44,9 @@ async fn main() -> ExitCode {
     if let Some(a) = running.token_json {
         tracing::info!("legacy token-json clients on {a}");
     }
+    if let Some(a) = running.thrift {
+        tracing::info!("legacy Thrift clients on {a}");
+    }
     tracing::info!(
         "chat server ready: point a browser at http://{}/",
         running.http
@@ -59,8 +62,8 @@ async fn main() -> ExitCode {
 /// Print the one machine-readable readiness line on standard output, now
 /// that every listener is bound: `READY ` and a JSON object from listener
 /// name to bound address (`http`, `tcp`, and `msgid_json` / `type_data` /
-/// `token_json` when enabled). Documented in docs/chat.md ("Readiness"); tests and scripts
-/// wait for it instead of reading the log, so keep it stable.
+/// `token_json` / `thrift` when enabled). Documented in docs/chat.md
+/// ("Readiness"); tests and scripts wait for it instead of reading the log, so keep it stable.
 fn announce_ready(running: &chat::Running) {
     use std::io::Write;
     let mut listeners = serde_json::Map::new();
@@ -70,6 +73,7 @@ fn announce_ready(running: &chat::Running) {
         ("msgid_json", running.msgid_json),
         ("type_data", running.type_data),
         ("token_json", running.token_json),
+        ("thrift", running.thrift),
     ];
     for (name, addr) in bound {
         if let Some(addr) = addr {

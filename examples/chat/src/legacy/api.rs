@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::{apis, format_time, msgid_json, pushes, token_json as tj, type_data};
+use super::{apis, format_time, msgid_json, pushes, thrift, token_json as tj, type_data};
 use crate::api::reply;
 use crate::app::Chat;
 use crate::error::{ChatError, Result};
@@ -51,6 +51,7 @@ pub(crate) enum Flavour {
     MsgidJson,
     TypeData,
     TokenJson,
+    Thrift,
 }
 
 impl Flavour {
@@ -65,6 +66,7 @@ impl Flavour {
             msgid_json::NAME => Some(Flavour::MsgidJson),
             type_data::NAME => Some(Flavour::TypeData),
             tj::NAME => Some(Flavour::TokenJson),
+            thrift::NAME => Some(Flavour::Thrift),
             _ => None,
         }
     }
@@ -206,17 +208,17 @@ fn shared(ctx: &Context) -> Arc<Shared> {
 
 /// The legacy side of the chat service.
 pub(crate) struct Legacy {
-    chat: Chat,
+    pub(super) chat: Chat,
     /// Users' numbers never change: name → number, bounded.
     numbers: Mutex<HashMap<String, u64>>,
 }
 
-type Handler<P> =
+pub(super) type Handler<P> =
     fn(Arc<Legacy>, Context, Flavour, P) -> Pin<Box<dyn Future<Output = Result<Value>> + Send>>;
 
 /// Register one `legacy.*` API: refused (404) to native connections, params
 /// read only after that.
-fn api<P: DeserializeOwned + Send + 'static>(
+pub(super) fn api<P: DeserializeOwned + Send + 'static>(
     homer: &Homer,
     legacy: &Arc<Legacy>,
     name: &'static str,
@@ -240,7 +242,7 @@ fn api<P: DeserializeOwned + Send + 'static>(
 }
 
 /// The JSON content of a legacy reply.
-fn content(reply: &impl Serialize) -> Result<Value> {
+pub(super) fn content(reply: &impl Serialize) -> Result<Value> {
     serde_json::to_value(reply).map_err(|e| ChatError::failed("encoding a reply", e))
 }
 
@@ -354,7 +356,7 @@ impl Legacy {
     }
 
     /// The name of the user with `number`, or 404.
-    async fn name_of(&self, number: u64) -> Result<String> {
+    pub(super) async fn name_of(&self, number: u64) -> Result<String> {
         match self.chat.inner.auth.users().get_by_number(number).await {
             Ok(Some(user)) => {
                 self.remember(user.name(), number);
@@ -403,6 +405,9 @@ impl Legacy {
         flavour: Flavour,
         p: LoginParams,
     ) -> Result<Value> {
+        if flavour == Flavour::Thrift {
+            return Err(thrift_logs_in_by_name());
+        }
         if flavour == Flavour::TypeData {
             // type-data tells an unknown number (500) from a wrong password (403).
             match self.chat.inner.auth.users().get_by_number(p.number).await {
@@ -470,6 +475,7 @@ impl Legacy {
                 Answer::TypeData { users }
             }
             Flavour::TokenJson => Answer::Token(self.token_login_data(&login).await?),
+            Flavour::Thrift => return Err(thrift_logs_in_by_name()),
         };
         self.wait_for_backlog(&login, shared).await;
         let offline = stop_collecting(shared);
@@ -625,8 +631,18 @@ impl Legacy {
                 )])
             }
             Flavour::TokenJson => self.token_json_object(&m, from).await?,
+            // Thrift connections have their own hook (`thrift::api`).
+            Flavour::Thrift => None,
         })
     }
+}
+
+/// `legacy.login` is by number; the Thrift protocol calls `legacy.login.name`.
+fn thrift_logs_in_by_name() -> ChatError {
+    ChatError::invalid(
+        "bad_params",
+        "thrift connections log in with legacy.login.name",
+    )
 }
 
 enum Answer {

@@ -1,5 +1,5 @@
-//! The legacy protocols (PROTOCOL.md §2 and §3) as homer [`Protocol`](homer::Protocol)s: old
-//! clients of two widely copied chat servers connect unchanged and talk with
+//! The legacy protocols (PROTOCOL.md §2, §3 and §4) as homer [`Protocol`](homer::Protocol)s: old
+//! clients of three widely copied chat servers connect unchanged and talk with
 //! native users. They translate; they are not a second chat server.
 //!
 //! ```text
@@ -103,6 +103,15 @@
 //! every request but login and registration carries the token of an
 //! `easy_cookie` session. Drawn and described in [`token_json`]; its
 //! handlers and token check are in `api/token_json.rs`.
+//! # Wire format: thrift (TCP, default 127.0.0.1:9999)
+//!
+//! Plain Thrift RPC of the Python chat room, drawn in [`thrift`]'s docs: a
+//! strict-binary CALL whose field 1 is a JSON string, answered by a REPLY
+//! whose field 0 is a string. Its client never gets anything unasked: it
+//! polls `recv`, so its deliveries wait in a bounded queue of the
+//! connection ([`thrift`], "Messages waiting for `recv`") and are acked when
+//! handed out, and its calls name users and groups by name
+//! (`legacy.login.name`, `legacy.send.name`, ...; [`thrift::api`]).
 //!
 //! # Bad input
 //!
@@ -116,6 +125,7 @@
 
 pub(crate) mod api;
 pub(crate) mod msgid_json;
+pub(crate) mod thrift;
 pub(crate) mod token_json;
 pub(crate) mod type_data;
 
@@ -152,6 +162,21 @@ pub(crate) mod apis {
     pub(crate) const TOKEN_JOIN_GROUP: &str = "legacy.token.group.join";
     /// token-json: a heartbeat (checks the token).
     pub(crate) const HEARTBEAT: &str = "legacy.token.heartbeat";
+    /// Log in by name (or by number when all digits), messages acked by
+    /// `legacy.recv` (the Thrift protocol).
+    pub(crate) const LOGIN_BY_NAME: &str = "legacy.login.name";
+    /// Send to a user, a group or a user inside a group, all by name.
+    pub(crate) const SEND_BY_NAME: &str = "legacy.send.name";
+    /// The names of every user (the lobby's members).
+    pub(crate) const LOBBY_MEMBERS: &str = "legacy.lobby.members";
+    /// Every group with its members' names.
+    pub(crate) const ALL_GROUPS: &str = "legacy.group.all";
+    /// A group by its exact name.
+    pub(crate) const FIND_GROUP: &str = "legacy.group.find";
+    /// Join a group by name (409 for a member already).
+    pub(crate) const JOIN_GROUP_BY_NAME: &str = "legacy.group.join.name";
+    /// Acknowledge the message a Thrift `recv` hands out.
+    pub(crate) const RECV: &str = "legacy.recv";
 }
 
 /// Push kinds the legacy protocols understand; every other push is dropped.
@@ -168,6 +193,9 @@ pub(crate) mod pushes {
     /// Sent after the pushes that follow a successful login reply: from here
     /// on, pushes held back during the login may be written.
     pub(crate) const RELEASE: &str = "legacy.release";
+    /// Content: `{"user", "since", "id", "line"}`: a message for a Thrift
+    /// connection's `recv` queue, from the login `user`/`since`.
+    pub(crate) const QUEUED: &str = "legacy.queued";
 }
 
 /// The topic of type-data connections: user status changes.
@@ -186,28 +214,33 @@ pub(crate) struct Started {
     pub(crate) type_data: Option<SocketAddr>,
     /// Where token-json clients connect, if enabled.
     pub(crate) token_json: Option<SocketAddr>,
+    /// Where Thrift clients connect, if enabled.
+    pub(crate) thrift: Option<SocketAddr>,
     /// Background work to stop at shutdown.
     pub(crate) tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// Register the `legacy.*` APIs and listen on the configured legacy
-/// addresses (`config.msgid_json`, `config.type_data`, `config.token_json`;
-/// any may be off).
+/// addresses (`config.msgid_json`, `config.type_data`, `config.token_json`,
+/// `config.thrift`; any may be off).
 pub(crate) async fn start(homer: &homer::Homer, chat: &Chat) -> Result<Started, StartError> {
     let config = &chat.inner.config;
     let (msgid_addr, type_addr) = (config.msgid_json.0, config.type_data.0);
-    let token_addr = config.token_json.0;
+    let (token_addr, thrift_addr) = (config.token_json.0, config.thrift.0);
     let mut started = Started {
         msgid_json: None,
         type_data: None,
         token_json: None,
+        thrift: None,
         tasks: Vec::new(),
     };
-    if msgid_addr.is_none() && type_addr.is_none() && token_addr.is_none() {
+    let none = [msgid_addr, type_addr, token_addr, thrift_addr];
+    if none.iter().all(Option::is_none) {
         return Ok(started);
     }
     let legacy = Arc::new(api::Legacy::new(chat.clone()));
     api::register(homer, &legacy);
+    thrift::api::register(homer, &legacy);
     if let Some(addr) = msgid_addr {
         started.msgid_json = Some(homer.listen_tcp(addr, msgid_json::make()).await?);
     }
@@ -217,6 +250,9 @@ pub(crate) async fn start(homer: &homer::Homer, chat: &Chat) -> Result<Started, 
     }
     if let Some(addr) = token_addr {
         started.token_json = Some(homer.listen_tcp(addr, token_json::make()).await?);
+    }
+    if let Some(addr) = thrift_addr {
+        started.thrift = Some(homer.listen_tcp(addr, thrift::make()).await?);
     }
     Ok(started)
 }

@@ -46,6 +46,7 @@ pub(crate) struct Node {
     pub(crate) msgid_json: SocketAddr,
     pub(crate) type_data: SocketAddr,
     pub(crate) token_json: SocketAddr,
+    pub(crate) thrift: SocketAddr,
 }
 
 impl Node {
@@ -61,6 +62,7 @@ impl Node {
             .args(["--http", "127.0.0.1:0", "--tcp", "127.0.0.1:0"])
             .args(["--msgid-json", "127.0.0.1:0", "--type-data", "127.0.0.1:0"])
             .args(["--token-json", "127.0.0.1:0"])
+            .args(["--thrift", "127.0.0.1:0"])
             .args(["--send-rate", "1000", "--send-burst", "1000"])
             // nginx.conf connects from 127.0.0.2 with PROXY headers.
             .args(["--trusted-proxy", "127.0.0.2", "--proxy-protocol"])
@@ -76,6 +78,7 @@ impl Node {
             msgid_json: addrs.msgid_json.expect("msgid-json address"),
             type_data: addrs.type_data.expect("type-data address"),
             token_json: addrs.token_json.expect("token-json address"),
+            thrift: addrs.thrift.expect("thrift address"),
         }
     }
 }
@@ -91,6 +94,7 @@ pub(crate) struct Cluster {
     pub(crate) msgid_json: SocketAddr,
     pub(crate) type_data: SocketAddr,
     pub(crate) token_json: SocketAddr,
+    pub(crate) thrift: SocketAddr,
     pub(crate) postgres: FaultProxy,
     namespace: String,
     _store: nopi::testing::TempStore,
@@ -155,6 +159,7 @@ impl Cluster {
                 (6000 + k, n.msgid_json),
                 (8890 + k, n.type_data),
                 (10010 + k, n.token_json),
+                (10000 + k, n.thrift),
             ] {
                 let from = format!("server 127.0.0.1:{port} ");
                 assert!(conf.contains(&from), "nginx.conf has no `{from}`");
@@ -164,12 +169,14 @@ impl Cluster {
         let (http, tcp) = (free_port(), free_port());
         let (msgid_json, type_data) = (free_port(), free_port());
         let token_json = free_port();
+        let thrift = free_port();
         for (port, addr) in [
             (8080, http),
             (7000, tcp),
             (6000, msgid_json),
             (8889, type_data),
             (9998, token_json),
+            (9999, thrift),
         ] {
             let from = format!("listen 127.0.0.1:{port};");
             assert!(conf.contains(&from), "nginx.conf has no `{from}`");
@@ -197,7 +204,8 @@ impl Cluster {
             && listening(http).await
             && listening(msgid_json).await
             && listening(type_data).await
-            && listening(token_json).await)
+            && listening(token_json).await
+            && listening(thrift).await)
         {
             assert!(
                 Instant::now() < deadline,
@@ -216,6 +224,7 @@ impl Cluster {
             msgid_json,
             type_data,
             token_json,
+            thrift,
             postgres,
             namespace: ns,
             _store: store,

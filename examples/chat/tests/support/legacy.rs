@@ -312,3 +312,80 @@ impl TypeDataClient {
         self.expect("LoginResMes").await
     }
 }
+
+/// A Thrift chat room client written out by hand (strict binary, buffered
+/// transport), for tests that cannot run the Python one (tests/thrift.rs
+/// drives the real client stack).
+pub(crate) struct ThriftClient {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    seqid: i32,
+}
+
+impl ThriftClient {
+    /// Connected from the loopback address `local` (`127.0.0.x`).
+    pub(crate) async fn connect_from(local: &str, addr: SocketAddr) -> ThriftClient {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(format!("{local}:0").parse().expect("an address"))
+            .expect("bind");
+        ThriftClient {
+            stream: socket.connect(addr).await.expect("connect thrift"),
+            buf: Vec::new(),
+            seqid: 0,
+        }
+    }
+
+    /// Call `method` with `{"uid","ip","data"}`; the string it returns.
+    pub(crate) async fn call(&mut self, method: &str, uid: &str, data: Value) -> String {
+        self.seqid += 1;
+        let request = json!({"uid": uid, "ip": "10.9.8.7", "data": data}).to_string();
+        let mut out = 0x8001_0001u32.to_be_bytes().to_vec();
+        out.extend(u32::try_from(method.len()).expect("short").to_be_bytes());
+        out.extend(method.as_bytes());
+        out.extend(self.seqid.to_be_bytes());
+        out.extend([11, 0, 1]);
+        out.extend(u32::try_from(request.len()).expect("short").to_be_bytes());
+        out.extend(request.as_bytes());
+        out.push(0);
+        self.stream.write_all(&out).await.expect("write");
+        // version, name, seqid, field 0 STRING, STOP
+        let head = 4 + 4 + method.len() + 4;
+        tokio::time::timeout(WAIT, async {
+            loop {
+                if self.buf.len() >= head + 7 {
+                    assert_eq!(&self.buf[..4], &[0x80, 1, 0, 2], "a REPLY to {method}");
+                    assert_eq!(&self.buf[head..head + 3], &[11, 0, 0], "field 0 STRING");
+                    let b = &self.buf[head + 3..head + 7];
+                    let n = u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
+                    if self.buf.len() > head + 7 + n {
+                        let s = String::from_utf8(self.buf[head + 7..head + 7 + n].to_vec())
+                            .expect("UTF-8");
+                        assert_eq!(self.buf[head + 7 + n], 0, "STOP");
+                        self.buf.drain(..head + 8 + n);
+                        return s;
+                    }
+                }
+                assert!(
+                    read_more(&mut self.stream, &mut self.buf).await,
+                    "closed while waiting for the reply to {method}"
+                );
+            }
+        })
+        .await
+        .expect("a thrift reply within 10 s")
+    }
+
+    /// `recv` until it returns a message (every 100 ms, for 10 s).
+    pub(crate) async fn poll(&mut self, uid: &str) -> String {
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let line = self.call("recv", uid, json!({})).await;
+            if !line.is_empty() {
+                return line;
+            }
+            assert!(std::time::Instant::now() < deadline, "nothing for {uid}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}

@@ -44,6 +44,7 @@ pub(crate) struct Server {
     pub(crate) msgid_json: Option<SocketAddr>,
     pub(crate) type_data: Option<SocketAddr>,
     pub(crate) token_json: Option<SocketAddr>,
+    pub(crate) thrift: Option<SocketAddr>,
     data: PathBuf,
     args: Vec<String>,
     _dir: Option<tempfile::TempDir>,
@@ -72,6 +73,7 @@ impl Server {
             .args(["--http", "127.0.0.1:0", "--tcp", "127.0.0.1:0"])
             .args(["--msgid-json", "127.0.0.1:0", "--type-data", "127.0.0.1:0"])
             .args(["--token-json", "127.0.0.1:0"])
+            .args(["--thrift", "127.0.0.1:0"])
             .args(["--log", "info"])
             .args(args);
         let (child, addrs) = process::start(cmd, echo).await;
@@ -82,6 +84,7 @@ impl Server {
             msgid_json: addrs.msgid_json,
             type_data: addrs.type_data,
             token_json: addrs.token_json,
+            thrift: addrs.thrift,
             data: data.to_owned(),
             args: args.to_vec(),
             _dir: None,

@@ -19,6 +19,7 @@ pub(crate) struct Addrs {
     pub(crate) msgid_json: Option<SocketAddr>,
     pub(crate) type_data: Option<SocketAddr>,
     pub(crate) token_json: Option<SocketAddr>,
+    pub(crate) thrift: Option<SocketAddr>,
 }
 
 /// A `chat-server` command: add its flags, then [`start`] it.
@@ -46,6 +47,7 @@ pub(crate) async fn start(
         msgid_json: ready.get("msgid_json"),
         type_data: ready.get("type_data"),
         token_json: ready.get("token_json"),
+        thrift: ready.get("thrift"),
     };
     (child, addrs)
 }
