@@ -10,6 +10,7 @@ use aucheck::AuthManager;
 use easy_cookie::{Key, KeyRing, Sessions};
 use homer::{ConnId, Homer, Hub};
 use nopi::{Collection, Store, Tree};
+use rmq_core::conversation::{Conversations, Retention};
 use rmq_core::{AmqpBroker, Broker, LocalBroker, RoomId};
 use serde::{Deserialize, Serialize};
 use tiny_storage::{Attribute, UserModel, Validator};
@@ -52,6 +53,10 @@ pub(crate) struct GroupDoc {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct SessionData {
     pub(crate) number: u64,
+    /// The device the session belongs to (sessions from before devices
+    /// resume the default device).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) device: Option<String>,
 }
 
 /// The chat service: state shared by every API handler. Cheap to clone.
@@ -83,6 +88,10 @@ pub(crate) struct Inner {
     pub(crate) broker: Arc<dyn Broker>,
     /// The same broker when it is RabbitMQ, for its connection state.
     pub(crate) amqp: Option<AmqpBroker>,
+    /// Every conversation's log (lobby, groups, direct), with the read
+    /// positions and per-device cursors; fanned out live through RabbitMQ
+    /// when the broker is, in process otherwise.
+    pub(crate) log: Conversations,
     pub(crate) groups: Collection<GroupDoc>,
     pub(crate) friends: Tree,
     pub(crate) sent: Tree,
@@ -244,6 +253,9 @@ impl Chat {
         };
         let (chat, homer) = Chat::compose(config, store, broker, amqp).await?;
         chat.ensure_lobby().await?;
+        chat.migrate_to_logs()
+            .await
+            .map_err(|e| StartError::Other(format!("copying memberships into the logs: {e}")))?;
         crate::cluster::beat(&chat)
             .await
             .map_err(|e| StartError::Other(format!("writing the node heartbeat: {e}")))?;
@@ -356,6 +368,12 @@ impl Chat {
             .open()
             .await
             .map_err(nopi_err)?;
+        let log = Conversations::builder(&store).max_body_size(config.max_text);
+        let log = match &amqp {
+            Some(amqp) => log.fanout(Arc::new(amqp.clone())),
+            None => log,
+        };
+        let log = log.build().await?;
         let metrics = Arc::new(Metrics::new());
         let builder = Homer::builder().observer(HomerObserver(metrics.clone()));
         let builder = match &config.web_dir {
@@ -397,6 +415,7 @@ impl Chat {
             sessions,
             broker,
             amqp,
+            log,
             groups,
             hub: homer.hub().clone(),
             local: Mutex::new(HashMap::new()),
@@ -415,6 +434,7 @@ impl Chat {
     async fn ensure_lobby(&self) -> Result<(), StartError> {
         let lobby = RoomId::new(LOBBY).map_err(|e| StartError::Other(e.to_string()))?;
         self.inner.broker.create_room(&lobby).await?;
+        self.inner.log.create_room(&lobby, Retention::All).await?;
         Ok(())
     }
 }

@@ -95,6 +95,12 @@ pub struct Config {
     #[arg(long, env = "CHAT_SEND_BURST", default_value_t = 50)]
     pub send_burst: u32,
 
+    /// Read receipts go to the other members of groups of at most this many
+    /// members (direct conversations always; the lobby never); 0 turns them
+    /// off for groups.
+    #[arg(long, env = "CHAT_RECEIPTS_MAX_GROUP", default_value_t = 20)]
+    pub receipts_max_group: usize,
+
     /// Most simultaneous connections over all transports.
     #[arg(long, env = "CHAT_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
@@ -329,6 +335,7 @@ impl std::fmt::Debug for Config {
             max_text,
             send_rate,
             send_burst,
+            receipts_max_group,
             max_connections,
             tls_cert,
             tls_key,
@@ -363,6 +370,7 @@ impl std::fmt::Debug for Config {
             .field("max_text", max_text)
             .field("send_rate", send_rate)
             .field("send_burst", send_burst)
+            .field("receipts_max_group", receipts_max_group)
             .field("max_connections", max_connections)
             .field("tls_cert", tls_cert)
             .field("tls_key", tls_key)
@@ -415,6 +423,7 @@ impl serde::Serialize for Config {
         m.serialize_entry("max_text", &self.max_text)?;
         m.serialize_entry("send_rate", &self.send_rate)?;
         m.serialize_entry("send_burst", &self.send_burst)?;
+        m.serialize_entry("receipts_max_group", &self.receipts_max_group)?;
         m.serialize_entry("max_connections", &self.max_connections)?;
         if let Some(p) = &self.tls_cert {
             m.serialize_entry("tls_cert", p)?;

@@ -5,6 +5,7 @@
 //! `group/<name>` holding each member's role — the roles are the member list,
 //! and what a role may do is declared once in [`crate::app`].
 
+use rmq_core::conversation::ConversationId;
 use rmq_core::{Envelope, RoomId, To, UserId};
 
 use crate::app::{Chat, GroupDoc, perm};
@@ -18,7 +19,7 @@ const MAX_DESC: usize = 256;
 const MAX_RESULTS: usize = 50;
 const MAX_SCANNED: usize = 10_000;
 /// Most members listed, or told about a change.
-const MAX_MEMBERS: usize = 1000;
+pub(crate) const MAX_MEMBERS: usize = 1000;
 
 pub(crate) fn scope(group: &str) -> String {
     format!("group/{group}")
@@ -147,6 +148,13 @@ impl Chat {
             .set_role(me, &scope(name), Role::Owner.as_str())
             .await?;
         self.inner.broker.join(&room, &user).await?;
+        self.inner
+            .log
+            .create_room(&room, Default::default())
+            .await?;
+        self.inner.log.join(&room, &user).await?;
+        self.tell_follow(&user, &ConversationId::room(room), true)
+            .await;
         Ok(number)
     }
 
@@ -201,6 +209,9 @@ impl Chat {
             .set_role(me, &scope(name), Role::Member.as_str())
             .await?;
         self.inner.broker.join(&room, &user).await?;
+        self.inner.log.join(&room, &user).await?;
+        self.tell_follow(&user, &ConversationId::room(room), true)
+            .await;
         self.group_event(me, name, me, Change::Joined).await;
         Ok(())
     }
@@ -379,6 +390,9 @@ impl Chat {
             .remove_role(target, &scope(group))
             .await?;
         self.inner.broker.leave(room, &user).await?;
+        self.inner.log.leave(room, &user).await?;
+        self.tell_follow(&user, &ConversationId::room(room.clone()), false)
+            .await;
         Ok(())
     }
 

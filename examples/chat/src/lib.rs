@@ -27,6 +27,7 @@ mod api;
 mod app;
 mod cluster;
 mod config;
+mod conversations;
 mod error;
 mod friends;
 mod groups;

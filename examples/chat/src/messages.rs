@@ -1,4 +1,4 @@
-//! Messages: send (idempotent by `client_id`), history, ack.
+//! Messages: send (idempotent by `client_id`) into the conversation logs, and ack.
 //!
 //! `client_id` idempotency lives in the tree `chat.inner.sent`:
 //!
@@ -17,21 +17,19 @@
 use std::time::Duration;
 
 use nopi::Scan;
-use rmq_core::{HistoryQuery, RoomId, To};
+use rmq_core::To;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::app::{Chat, perm};
 use crate::error::{ChatError, Result};
 use crate::session::Login;
-use crate::wire::{History, LOBBY, Message, SendMessage, Sent, Target, route, text_envelope};
+use crate::wire::{LOBBY, SendMessage, Sent, Target, route, text_envelope};
 
 /// Longest `client_id`, in bytes.
 const MAX_CLIENT_ID: usize = 64;
 /// Most ids one `chat.ack` may name.
 const MAX_ACK_IDS: usize = 1000;
-/// Most messages one `chat.history` returns.
-const MAX_HISTORY: usize = 200;
 /// How long a pending claim may wait for its send before a repeat takes it over.
 const ABANDONED: Duration = Duration::from_secs(5);
 /// How long `client_id` records are kept.
@@ -43,6 +41,9 @@ const KEEP_SENT: Duration = Duration::from_secs(24 * 3600);
 struct Record {
     id: Uuid,
     ts: u64,
+    /// The message's seq in its conversation, once stored.
+    #[serde(default)]
+    seq: u64,
     /// When the record was last written (ms), for purging and takeovers.
     at: u64,
     #[serde(default)]
@@ -100,15 +101,31 @@ impl Chat {
             None => None,
         };
         let (id, ts) = claim.as_ref().map_or((id, ts), |(_, r)| (r.id, r.ts));
-        let env = text_envelope(&login.0.user, ip, to, &p.text, id, ts);
-        let sent = Sent {
-            id: id.to_string(),
-            ts,
+        let direct = match &to {
+            To::User(user) | To::UserInRoom { user, .. } => Some(user.clone()),
+            _ => None,
         };
-        match self.inner.broker.publish(&env).await {
-            Ok(()) => {
+        let env = text_envelope(&login.0.user, ip, to, &p.text, id, ts);
+        match self.inner.log.append(&env).await {
+            Ok(appended) => {
                 self.inner.metrics.sent();
+                if let Some(peer) = direct
+                    && appended.seq == 1
+                {
+                    // The first message of a direct conversation.
+                    let me = &login.0.user;
+                    self.tell_follow(me, &appended.conversation, true).await;
+                    if &peer != me {
+                        self.tell_follow(&peer, &appended.conversation, true).await;
+                    }
+                }
+                let sent = Sent {
+                    id: id.to_string(),
+                    ts,
+                    seq: appended.seq,
+                };
                 if let Some((key, mut record)) = claim {
+                    record.seq = appended.seq;
                     record.pending = false;
                     record.at = now_ms();
                     let bytes = serde_json::to_vec(&record).unwrap_or_default();
@@ -122,11 +139,7 @@ impl Chat {
                 // The message may or may not have been routed: keep the claim
                 // (with its id), so a repeat publishes the same message again.
                 drop(claim);
-                Err(match e {
-                    rmq_core::Error::UnknownUser(u) => ChatError::no_such_user(u.as_str()),
-                    rmq_core::Error::UnknownRoom(r) => ChatError::no_such_group(r.as_str()),
-                    other => other.into(),
-                })
+                Err(crate::conversations::log_error(e, &p.to))
             }
         }
     }
@@ -186,6 +199,7 @@ impl Chat {
         let mut proposal = Record {
             id,
             ts,
+            seq: 0,
             at: now_ms(),
             pending: true,
         };
@@ -216,6 +230,7 @@ impl Chat {
                         return Ok(Claim::Done(Sent {
                             id: record.id.to_string(),
                             ts: record.ts,
+                            seq: record.seq,
                         }));
                     }
                     let age = now_ms().saturating_sub(record.at);
@@ -248,42 +263,8 @@ impl Chat {
             ));
         }
         let ids: Vec<Uuid> = ids.iter().filter_map(|s| s.parse().ok()).collect();
-        login.ack(&ids).await?;
+        login.ack(&self.inner.log, &ids).await?;
         Ok(())
-    }
-
-    /// A page of a group's messages, oldest first.
-    pub(crate) async fn history(&self, me: &str, p: History) -> Result<Vec<Message>> {
-        let (Some(group), None) = (&p.to.group, &p.to.user) else {
-            return Err(ChatError::invalid(
-                "no_history",
-                "history is kept for groups: use {\"group\": ...}",
-            ));
-        };
-        let room = RoomId::new(group.as_str()).map_err(|_| ChatError::no_such_group(group))?;
-        if self.role_in(me, group).await?.is_none() {
-            return Err(ChatError::not_member(group));
-        }
-        let limit = p.limit.unwrap_or(50).clamp(1, MAX_HISTORY);
-        let query = match &p.before {
-            Some(id) => {
-                let id: Uuid = id
-                    .parse()
-                    .map_err(|_| ChatError::invalid("bad_before", "`before` is a message id"))?;
-                HistoryQuery::before(id, limit)
-            }
-            None => HistoryQuery::last(limit),
-        };
-        let envelopes = match self.inner.broker.history(&room, query).await {
-            Ok(e) => e,
-            Err(rmq_core::Error::UnknownRoom(_)) => Vec::new(),
-            Err(e) => return Err(e.into()),
-        };
-        Ok(envelopes
-            .iter()
-            .filter(|e| matches!(e.to, To::Room(_)))
-            .filter_map(Message::from_envelope)
-            .collect())
     }
 }
 

@@ -1,19 +1,54 @@
-//! Logged-in connections: one session per user, the inbox pump that turns
-//! deliveries into pushes, and the cleanup when a connection ends.
+//! Logged-in connections: one session per user, the pump that turns what
+//! the user's conversations and inbox bring into pushes, and the cleanup
+//! when a connection ends.
+//!
+//! A login is one device of its user. Its pump follows a [`Feed`] of every
+//! conversation of the user, each from the device's delivered cursor, and
+//! the user's inbox, which carries what belongs to no conversation (group
+//! events, "follow this conversation", read events and receipts). A message
+//! counts as delivered to the device when the client acks it (`chat.ack`)
+//! or, for clients that cannot ack, once it is written
+//! ([`Acks::OnWrite`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use homer::{Connection, Context, Push};
-use rmq_core::{Acker, Envelope, Presence, Subscription, UserId};
+use rmq_core::conversation::{
+    ConversationId, Conversations, Event, Feed, FeedItem, ListQuery, LogEntry,
+};
+use rmq_core::{DeviceId, Envelope, Presence, Subscription, UserId};
 use uuid::Uuid;
 
 use crate::app::Chat;
 use crate::cluster::OnlineEntry;
 use crate::error::{ChatError, Result};
 use crate::sync::lock;
-use crate::wire::{GROUP_EVENT, GroupEvent, Message, SessionEvent, push};
+use crate::wire::{
+    CONVERSATION_EVENT, GROUP_EVENT, GroupEvent, Message, READ_EVENT, RECEIPT_EVENT,
+    SessionEvent, push,
+};
+
+/// The device of logins that name none.
+pub(crate) const DEFAULT_DEVICE: &str = "default";
+/// The device a login names (`device` of `user.login`), or the default one.
+pub(crate) fn device_id(name: Option<&str>) -> Result<DeviceId> {
+    DeviceId::new(name.unwrap_or(DEFAULT_DEVICE)).map_err(|e| {
+        ChatError::invalid(
+            "bad_device",
+            format!("a device id is 1 to 64 bytes without `/`, spaces or control characters: {e}"),
+        )
+    })
+}
+
+/// Most messages a login holds pushed but unacked; past it the oldest are
+/// forgotten (an ack of a newer one still moves the cursor past them).
+const MAX_PENDING: usize = 10_000;
+/// The pump reads no more of the logs while this many pushes wait in the
+/// connection's queue (homer's queue holds 256 by default): a long
+/// catch-up goes at the client's pace instead of overflowing it.
+const HIGH_WATER: usize = 128;
 
 /// The logged-in user of a connection, kept in its homer session.
 #[derive(Clone)]
@@ -23,11 +58,17 @@ pub(crate) struct LoginState {
     pub(crate) user: UserId,
     pub(crate) number: u64,
     pub(crate) token: String,
+    /// The device this login is: its cursors are the device's.
+    pub(crate) device: DeviceId,
     /// When this login was announced (presence timestamp, ms).
     pub(crate) since: u64,
-    /// Deliveries pushed but not yet acked by the client, by message id.
-    pending: Mutex<HashMap<Uuid, Acker>>,
+    /// Messages pushed but not yet acked by the client: id → (conversation,
+    /// seq), oldest first (ids are uuid v7).
+    pending: Mutex<BTreeMap<Uuid, (ConversationId, u64)>>,
     pump: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Set once the pump has pushed everything the user's conversations
+    /// held when the login started (the legacy logins wait for it).
+    caught_up: tokio::sync::watch::Sender<bool>,
 }
 
 impl Login {
@@ -35,25 +76,58 @@ impl Login {
         self.0.user.as_str()
     }
 
-    /// Ack the deliveries the client names; ids it was not given are ignored,
-    /// and so are deliveries whose broker connection was lost meanwhile (the
-    /// broker delivers those again; the client drops them by id).
-    pub(crate) async fn ack(&self, ids: &[Uuid]) -> Result<(), rmq_core::Error> {
-        let ackers: Vec<Acker> = {
+    /// The client has the messages `ids`: each conversation counts as
+    /// delivered to this device up to the newest of them. Ids it was not
+    /// given (or already acked) are ignored.
+    pub(crate) async fn ack(
+        &self,
+        log: &Conversations,
+        ids: &[Uuid],
+    ) -> Result<(), rmq_core::Error> {
+        let upto = {
             let mut pending = lock(&self.0.pending);
-            ids.iter().filter_map(|id| pending.remove(id)).collect()
-        };
-        let mut failed = None;
-        for acker in ackers {
-            match acker.ack().await {
-                Ok(()) => {}
-                Err(rmq_core::Error::DeliveryGone { .. }) => {
-                    tracing::debug!(user = %self.0.user, "ack of a delivery from a lost broker connection");
+            let mut upto: HashMap<ConversationId, u64> = HashMap::new();
+            for id in ids {
+                if let Some((c, seq)) = pending.remove(id) {
+                    let at = upto.entry(c).or_insert(0);
+                    *at = (*at).max(seq);
                 }
+            }
+            // What came before an acked message is delivered too.
+            pending.retain(|_, (c, seq)| upto.get(c).is_none_or(|at| *seq > *at));
+            upto
+        };
+        self.delivered(log, upto).await
+    }
+
+    /// Move this device's cursors to `upto`.
+    async fn delivered(
+        &self,
+        log: &Conversations,
+        upto: impl IntoIterator<Item = (ConversationId, u64)>,
+    ) -> Result<(), rmq_core::Error> {
+        let mut failed = None;
+        for (c, seq) in upto {
+            match log
+                .mark_delivered(&self.0.user, &self.0.device, &c, seq)
+                .await
+            {
+                Ok(_) => {}
+                // Left meanwhile: the cursor went with the membership.
+                Err(rmq_core::Error::NotMember { .. }) => {}
                 Err(e) => failed = Some(e),
             }
         }
         failed.map_or(Ok(()), Err)
+    }
+
+    /// Wait until the pump pushed what the user's conversations held when
+    /// this login started, at most `limit`; `false` if it did not.
+    pub(crate) async fn caught_up(&self, limit: Duration) -> bool {
+        let mut seen = self.0.caught_up.subscribe();
+        tokio::time::timeout(limit, seen.wait_for(|done| *done))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 }
 
@@ -113,6 +187,7 @@ impl Chat {
         user: UserId,
         number: u64,
         token: String,
+        device: DeviceId,
         acks: Acks,
     ) -> Result<Login> {
         let name = user.as_str().to_owned();
@@ -129,6 +204,7 @@ impl Chat {
             .subscribe(&user)
             .await
             .map_err(|e| ChatError::failed("subscribe", e))?;
+        let (feed, behind) = follow_all(&self.inner.log, &user, &device).await?;
         // Written before the login is installed: if the store is away the
         // call fails with nothing half done (the subscription is dropped).
         let entry = OnlineEntry {
@@ -141,17 +217,25 @@ impl Chat {
             user,
             number,
             token,
+            device,
             since: presence.ts,
-            pending: Mutex::new(HashMap::new()),
+            pending: Mutex::new(BTreeMap::new()),
             pump: Mutex::new(None),
+            caught_up: tokio::sync::watch::Sender::new(false),
         }));
-        let pump = self.inner.pumps.spawn(pump(
-            ctx.connection().clone(),
-            Arc::downgrade(&login.0),
-            sub,
-            acks,
-            self.inner.metrics.clone(),
-        ));
+        let pump = self.inner.pumps.spawn(
+            Pump {
+                conn: ctx.connection().clone(),
+                login: Arc::downgrade(&login.0),
+                sub,
+                feed,
+                behind,
+                acks,
+                log: self.inner.log.clone(),
+                metrics: self.inner.metrics.clone(),
+            }
+            .run(),
+        );
         *lock(&login.0.pump) = Some(pump);
         ctx.session().insert(login.clone());
         ctx.subscribe(&user_topic(&name));
@@ -311,90 +395,258 @@ fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// Push what arrives in the inbox to the connection, until either ends.
-async fn pump(
+/// A feed of every conversation of `user`, each from where `device` left
+/// it, and the heads of those it has to catch up on.
+async fn follow_all(
+    log: &Conversations,
+    user: &UserId,
+    device: &DeviceId,
+) -> Result<(Feed, HashMap<ConversationId, u64>)> {
+    const PAGE: usize = 500;
+    let mut feed = log.feed(user);
+    let mut behind = HashMap::new();
+    let mut query = ListQuery::first(PAGE).without_last();
+    loop {
+        let page = log.list(user, query).await?;
+        for s in &page {
+            let from = log
+                .resume_point(user, device, &s.conversation)
+                .await?
+                .min(s.head);
+            match feed.watch(&s.conversation, from).await {
+                Ok(()) => {}
+                Err(rmq_core::Error::TooManyWatched { .. }) => {
+                    tracing::warn!(%user, "too many conversations to follow; the rest are not live");
+                    return Ok((feed, behind));
+                }
+                Err(e) => return Err(e.into()),
+            }
+            if from < s.head {
+                behind.insert(s.conversation.clone(), s.head);
+            }
+        }
+        match page.last() {
+            Some(last) if page.len() == PAGE => {
+                query = ListQuery::after(last.conversation.clone(), PAGE).without_last();
+            }
+            _ => return Ok((feed, behind)),
+        }
+    }
+}
+
+/// Turns what a login's conversations and inbox bring into pushes, until
+/// the connection or the login ends.
+struct Pump {
     conn: Connection,
     login: std::sync::Weak<LoginState>,
-    mut sub: Subscription,
+    sub: Subscription,
+    feed: Feed,
+    /// Conversations still to catch up on, with the head to reach.
+    behind: HashMap<ConversationId, u64>,
     acks: Acks,
+    log: Conversations,
     metrics: Arc<crate::metrics::Metrics>,
-) {
-    while let Some(next) = sub.recv().await {
-        let delivery = match next {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::warn!(user = %sub.user(), error = %e, "inbox delivery failed");
-                continue;
+}
+
+/// Whether the pump goes on.
+enum Flow {
+    Go,
+    Stop,
+}
+
+impl Pump {
+    async fn run(mut self) {
+        loop {
+            self.check_caught_up();
+            let room = self.conn.queued() < HIGH_WATER;
+            let flow = tokio::select! {
+                next = self.sub.recv() => match next {
+                    None => Flow::Stop,
+                    Some(Ok(delivery)) => self.inbox(delivery).await,
+                    Some(Err(e)) => {
+                        tracing::warn!(user = %self.sub.user(), error = %e, "inbox delivery failed");
+                        Flow::Go
+                    }
+                },
+                item = self.feed.next(), if room => match item {
+                    Ok(FeedItem::Entry(entry)) => self.entry(&entry).await,
+                    Ok(_) => Flow::Go, // trimmed by retention: nothing to push
+                    Err(rmq_core::Error::Closed) => Flow::Stop,
+                    Err(e) => {
+                        tracing::warn!(user = %self.sub.user(), error = %e, "reading the conversation logs; retrying");
+                        tokio::time::sleep(RETRY_LATER).await;
+                        Flow::Go
+                    }
+                },
+                () = tokio::time::sleep(Duration::from_millis(20)), if !room => {
+                    if self.conn.is_closed() { Flow::Stop } else { Flow::Go }
+                }
+            };
+            if matches!(flow, Flow::Stop) {
+                break;
             }
-        };
+        }
+    }
+
+    /// Tell the login once everything it had to catch up on was pushed.
+    fn check_caught_up(&mut self) {
+        if self.behind.is_empty() {
+            if let Some(state) = self.login.upgrade() {
+                state.caught_up.send_if_modified(|done| !std::mem::replace(done, true));
+            }
+            return;
+        }
+        let at: HashMap<&ConversationId, u64> = self.feed.positions().collect();
+        self.behind
+            .retain(|c, head| at.get(c).is_some_and(|seq| seq < head));
+    }
+
+    /// One delivery of the inbox: what belongs to no conversation.
+    async fn inbox(&mut self, delivery: rmq_core::Delivery) -> Flow {
         let (envelope, acker) = delivery.into_parts();
-        // The same message again (published twice after a takeover, or
-        // redelivered) while the client still holds the first copy: settle
-        // this copy now — an unsettled delivery would hold one of the
-        // subscription's prefetch slots for good — and push nothing.
-        let held = login
-            .upgrade()
-            .is_some_and(|state| lock(&state.pending).contains_key(&envelope.id));
-        if held {
-            if let Err(e) = acker.ack().await {
-                tracing::warn!(error = %e, "acking a duplicate delivery");
+        let Ok(flow) = self.inbox_envelope(&envelope).await else {
+            // The store is away: the inbox gives it again shortly.
+            if let Err(e) = acker.nack(true).await {
+                tracing::warn!(error = %e, "giving back a delivery to retry");
             }
-            continue;
-        }
-        let translate = conn.session().get::<Translate>();
-        let push = if let Some(Translate(translate)) = translate {
-            let Some(state) = login.upgrade() else { break };
-            match translate(&envelope, &Login(state)).await {
-                Ok(Some(push)) => Some(Ok(push)),
-                Ok(None) => {
-                    if let Err(e) = acker.ack().await {
-                        tracing::warn!(error = %e, "acking a delivery with nothing to push");
-                    }
-                    continue;
-                }
-                Err(Later) => {
-                    if let Err(e) = acker.nack(true).await {
-                        tracing::warn!(error = %e, "giving back a delivery to retry");
-                    }
-                    tokio::time::sleep(RETRY_LATER).await;
-                    continue;
-                }
-            }
-        } else if envelope.content_type == GROUP_EVENT {
-            match serde_json::from_slice::<GroupEvent>(&envelope.body) {
-                Ok(event) => Some(Push::json(push::GROUP, &event)),
-                Err(_) => None,
-            }
-        } else {
-            Message::from_envelope(&envelope).map(|m| Push::json(push::MESSAGE, &m))
+            tokio::time::sleep(RETRY_LATER).await;
+            return Flow::Go;
         };
-        let Some(Ok(push)) = push else {
-            tracing::warn!(id = %envelope.id, content_type = %envelope.content_type, "dropping an inbox entry that is not a chat message");
-            let _ = acker.ack().await;
-            continue;
+        if let Err(e) = acker.ack().await {
+            tracing::warn!(error = %e, "acking an inbox delivery");
+        }
+        flow
+    }
+
+    async fn inbox_envelope(&mut self, envelope: &Envelope) -> Result<Flow, Later> {
+        let translate = self.conn.session().get::<Translate>();
+        let native = |kind: &'static str| {
+            serde_json::from_slice::<serde_json::Value>(&envelope.body)
+                .ok()
+                .and_then(|v| Push::json(kind, &v).ok())
         };
-        if conn.push(push).is_err() {
-            break; // the connection is gone: what is unacked goes back
-        }
-        let is_message = envelope.content_type != GROUP_EVENT;
-        if is_message {
-            // Latency only for messages sent while this login was live: a
-            // backlog delivered at login says how long the user was away.
-            let since = login.upgrade().map_or(u64::MAX, |s| s.since);
-            let latency = (envelope.ts >= since)
-                .then(|| Duration::from_millis(now_ms().saturating_sub(envelope.ts)));
-            metrics.delivered(latency);
-        }
-        if acks == Acks::Client && is_message {
-            match login.upgrade() {
-                Some(state) => {
-                    lock(&state.pending).insert(envelope.id, acker);
-                }
-                None => break,
+        let push = match envelope.content_type.as_str() {
+            CONVERSATION_EVENT => {
+                self.follow(&envelope.body).await;
+                return Ok(Flow::Go);
             }
-        } else if let Err(e) = acker.ack().await {
-            tracing::warn!(error = %e, "acking a delivered message");
+            READ_EVENT | RECEIPT_EVENT if translate.is_some() => return Ok(Flow::Go),
+            READ_EVENT => native(push::READ),
+            RECEIPT_EVENT => native(push::RECEIPT),
+            _ => match translate {
+                Some(Translate(translate)) => {
+                    let Some(state) = self.login.upgrade() else {
+                        return Ok(Flow::Stop);
+                    };
+                    translate(envelope, &Login(state)).await?
+                }
+                None if envelope.content_type == GROUP_EVENT => {
+                    serde_json::from_slice::<GroupEvent>(&envelope.body)
+                        .ok()
+                        .and_then(|event| Push::json(push::GROUP, &event).ok())
+                }
+                None => {
+                    tracing::warn!(id = %envelope.id, content_type = %envelope.content_type, "dropping an inbox entry that is not a chat event");
+                    None
+                }
+            },
+        };
+        Ok(match push.map(|push| self.conn.push(push)) {
+            Some(Err(_)) => Flow::Stop,
+            _ => Flow::Go,
+        })
+    }
+
+    /// Follow (`+<conversation>`) or stop following (`-<conversation>`) a
+    /// conversation of the user.
+    async fn follow(&mut self, body: &[u8]) {
+        let text = String::from_utf8_lossy(body);
+        let (follow, key) = match text.split_at_checked(1) {
+            Some(("+", key)) => (true, key),
+            Some(("-", key)) => (false, key),
+            _ => return,
+        };
+        let Ok(c) = key.parse::<ConversationId>() else {
+            return;
+        };
+        if !follow {
+            self.feed.unwatch(&c);
+            return;
         }
+        let Some(state) = self.login.upgrade() else {
+            return;
+        };
+        let from = match self.log.resume_point(&state.user, &state.device, &c).await {
+            Ok(from) => from,
+            Err(e) => {
+                tracing::warn!(conversation = %c, error = %e, "reading where to follow a conversation from");
+                return;
+            }
+        };
+        match self.feed.watch(&c, from).await {
+            Ok(()) | Err(rmq_core::Error::NotMember { .. }) => {}
+            Err(e) => tracing::warn!(conversation = %c, error = %e, "following a conversation"),
+        }
+    }
+
+    /// One entry of a conversation: a message is pushed; edits, deletions
+    /// and reactions show in history and catch-up reads.
+    async fn entry(&mut self, entry: &LogEntry) -> Flow {
+        let Event::Message(envelope) = &entry.event else {
+            return Flow::Go;
+        };
+        let Some(state) = self.login.upgrade() else {
+            return Flow::Stop;
+        };
+        let login = Login(state);
+        let translate = self.conn.session().get::<Translate>();
+        let push = match translate {
+            // Legacy clients never got their own direct messages back.
+            Some(_) if entry.conversation.is_direct() && envelope.from == login.0.user => None,
+            Some(Translate(translate)) => loop {
+                match translate(envelope, &login).await {
+                    Ok(push) => break push,
+                    Err(Later) if self.conn.is_closed() => return Flow::Stop,
+                    Err(Later) => tokio::time::sleep(RETRY_LATER).await,
+                }
+            },
+            None => Message::from_envelope(envelope).and_then(|mut m| {
+                m.seq = entry.seq;
+                Push::json(push::MESSAGE, &m).ok()
+            }),
+        };
+        let delivered = (entry.conversation.clone(), entry.seq);
+        let Some(push) = push else {
+            if self.acks == Acks::OnWrite
+                && let Err(e) = login.delivered(&self.log, [delivered]).await
+            {
+                tracing::warn!(error = %e, "moving a device's cursor");
+            }
+            return Flow::Go;
+        };
+        if self.conn.push(push).is_err() {
+            return Flow::Stop; // the connection is gone: the cursor stays
+        }
+        // Latency only for messages sent while this login was live: a
+        // backlog delivered at login says how long the user was away.
+        let latency = (envelope.ts >= login.0.since)
+            .then(|| Duration::from_millis(now_ms().saturating_sub(envelope.ts)));
+        self.metrics.delivered(latency);
+        match self.acks {
+            Acks::Client => {
+                let mut pending = lock(&login.0.pending);
+                pending.insert(envelope.id, delivered);
+                while pending.len() > MAX_PENDING {
+                    pending.pop_first();
+                }
+            }
+            Acks::OnWrite => {
+                if let Err(e) = login.delivered(&self.log, [delivered]).await {
+                    tracing::warn!(error = %e, "moving a device's cursor");
+                }
+            }
+        }
+        Flow::Go
     }
 }
 

@@ -90,6 +90,7 @@ impl Chat {
         let lobby = rmq_core::RoomId::new(LOBBY).map_err(|e| ChatError::failed("lobby id", e))?;
         self.inner.broker.ensure_inbox(&id).await?;
         self.inner.broker.join(&lobby, &id).await?;
+        self.inner.log.join(&lobby, &id).await?;
         Ok(Registered {
             name: user.name,
             number,
@@ -114,6 +115,7 @@ impl Chat {
                 ));
             }
         };
+        let device = crate::session::device_id(p.device.as_deref())?;
         let ip = ctx.peer_ip();
         if let Err(wait) = self.inner.abuse.failed_logins.check(&ip) {
             self.inner.metrics.rate_limited(Limit::LoginAddress);
@@ -160,7 +162,13 @@ impl Chat {
         let session = self
             .inner
             .sessions
-            .start(&name, SessionData { number })
+            .start(
+                &name,
+                SessionData {
+                    number,
+                    device: Some(device.as_str().to_owned()),
+                },
+            )
             .await
             .map_err(|e| ChatError::failed("starting a session", e))?;
         if ctx.transport() == Transport::Http {
@@ -168,7 +176,7 @@ impl Chat {
             ctx.set_cookie(self.inner.sessions.set_cookie(&session));
         }
         let login = self
-            .establish(ctx, id, number, session.token.clone(), acks)
+            .establish(ctx, id, number, session.token.clone(), device, acks)
             .await?;
         self.logged_in(&login).await
     }
@@ -190,11 +198,19 @@ impl Chat {
             Err(e) => return Err(ChatError::failed("reading the session", e)),
         };
         let id = user_id(&session.user)?;
+        let device = crate::session::device_id(session.data.device.as_deref())?;
         if ctx.transport() == Transport::Http {
             ctx.set_session_key(token.to_owned());
         }
         let login = self
-            .establish(ctx, id, session.data.number, token.to_owned(), Acks::Client)
+            .establish(
+                ctx,
+                id,
+                session.data.number,
+                token.to_owned(),
+                device,
+                Acks::Client,
+            )
             .await?;
         self.logged_in(&login).await
     }
@@ -222,6 +238,7 @@ impl Chat {
             token: login.0.token.clone(),
             name: login.name().to_owned(),
             number: login.0.number,
+            device: login.0.device.as_str().to_owned(),
             friends: self.friend_list(login.name()).await?,
             groups: self.my_groups(login.name()).await?,
         })

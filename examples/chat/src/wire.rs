@@ -19,6 +19,7 @@
 //! # Ok::<(), serde_json::Error>(())
 //! ```
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 
@@ -33,6 +34,14 @@ pub const LOBBY: &str = "lobby";
 pub(crate) const TEXT: &str = "text/plain; charset=utf-8";
 /// Content type of a group event (`{"group","user","event"}`) sent to members.
 pub(crate) const GROUP_EVENT: &str = "application/vnd.chat.group-event+json";
+/// Content type of an inbox event that tells a user's logins to follow a
+/// direct conversation new to them (the body is the peer's name).
+pub(crate) const CONVERSATION_EVENT: &str = "application/vnd.chat.conversation";
+/// Content type of an inbox event carrying a [`ReadEvent`] to the reader's
+/// other logins.
+pub(crate) const READ_EVENT: &str = "application/vnd.chat.read+json";
+/// Content type of an inbox event carrying a [`Receipt`].
+pub(crate) const RECEIPT_EVENT: &str = "application/vnd.chat.receipt+json";
 
 /// The API names (PROTOCOL.md §1).
 pub mod api {
@@ -80,6 +89,11 @@ pub mod api {
     pub const HISTORY: &str = "chat.history";
     /// [`Ack`](super::Ack) → [`Done`](super::Done).
     pub const ACK: &str = "chat.ack";
+    /// [`ListConversations`](super::ListConversations) →
+    /// [`ConversationList`](super::ConversationList).
+    pub const CONVERSATIONS: &str = "chat.conversations";
+    /// [`MarkRead`](super::MarkRead) → [`ReadEvent`](super::ReadEvent).
+    pub const READ: &str = "chat.read";
 }
 
 /// The push kinds (PROTOCOL.md §1).
@@ -92,6 +106,11 @@ pub mod push {
     pub const PRESENCE: &str = "presence";
     /// A [`SessionEvent`](super::SessionEvent).
     pub const SESSION: &str = "session";
+    /// A [`ReadEvent`](super::ReadEvent): another login of the user read a
+    /// conversation.
+    pub const READ: &str = "read";
+    /// A [`Receipt`](super::Receipt): another member read up to a message.
+    pub const RECEIPT: &str = "receipt";
 }
 
 /// Shows a secret as `***` (in the `Debug` of what carries one).
@@ -148,6 +167,10 @@ pub struct Login {
     pub number: Option<u64>,
     /// The password.
     pub password: String,
+    /// This device's id (1 to 64 bytes, no `/` or control characters): each
+    /// device keeps its own place in every conversation. `default` if absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
 }
 
 impl Login {
@@ -157,6 +180,7 @@ impl Login {
             name: Some(name.into()),
             number: None,
             password: password.into(),
+            device: None,
         }
     }
 
@@ -166,7 +190,15 @@ impl Login {
             name: None,
             number: Some(number),
             password: password.into(),
+            device: None,
         }
+    }
+
+    /// The same login, from `device`.
+    #[must_use]
+    pub fn device(mut self, device: impl Into<String>) -> Self {
+        self.device = Some(device.into());
+        self
     }
 }
 
@@ -176,6 +208,7 @@ impl fmt::Debug for Login {
             .field("name", &self.name)
             .field("number", &self.number)
             .field("password", &Redacted)
+            .field("device", &self.device)
             .finish()
     }
 }
@@ -313,26 +346,56 @@ impl<'de> Deserialize<'de> for Ignored {
     }
 }
 
-/// `chat.history`: a group's messages, newest last.
+/// `chat.history`: a page of a conversation's messages (a group, the lobby
+/// or a direct conversation), oldest first, each with its edits, deletion
+/// and reactions folded in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct History {
-    /// The group (`{"group": ...}`).
+    /// The conversation: `{"group"}` or `{"user"}` (a direct conversation;
+    /// `{"user","group"}` names the same one).
     pub to: Target,
-    /// Only messages older than this message id.
+    /// Only messages before this seq (paging backwards).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub before: Option<String>,
+    pub before: Option<u64>,
+    /// Only messages after this seq (paging forwards); not with `before`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<u64>,
     /// 1 to 200; 50 if absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<usize>,
 }
 
-/// `chat.ack`: the message ids the client has.
+/// `chat.ack`: the message ids the client has. Each conversation counts as
+/// delivered to this device up to the newest message named.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Ack {
     /// At most 1,000.
     pub ids: Vec<String>,
+}
+
+/// `chat.conversations`: a page of the caller's conversations.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListConversations {
+    /// 1 to 500; 100 if absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+    /// The page after this conversation (the `to` of the last one of the
+    /// previous page).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<Target>,
+}
+
+/// `chat.read`: the caller read `to` up to message `seq`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MarkRead {
+    /// The conversation.
+    pub to: Target,
+    /// A seq of it, at most its head.
+    pub seq: u64,
 }
 
 // ---------------------------------------------------------------------------
@@ -360,6 +423,9 @@ pub struct LoggedIn {
     pub name: String,
     /// The user's number.
     pub number: u64,
+    /// The device this login is (`default` if the login named none).
+    #[serde(default)]
+    pub device: String,
     /// The user's friends.
     pub friends: Vec<Friend>,
     /// The lobby, then the user's groups.
@@ -372,6 +438,7 @@ impl fmt::Debug for LoggedIn {
             .field("token", &Redacted)
             .field("name", &self.name)
             .field("number", &self.number)
+            .field("device", &self.device)
             .field("friends", &self.friends)
             .field("groups", &self.groups)
             .finish()
@@ -512,6 +579,10 @@ pub struct Sent {
     pub id: String,
     /// When the server accepted it, in milliseconds since the Unix epoch.
     pub ts: u64,
+    /// Its place in the conversation (0 for a repeat of a send made before
+    /// conversations had logs).
+    #[serde(default)]
+    pub seq: u64,
 }
 
 /// The reply to `chat.history`.
@@ -519,6 +590,56 @@ pub struct Sent {
 pub struct Messages {
     /// Oldest first.
     pub messages: Vec<Message>,
+}
+
+/// One conversation of the caller, in [`ConversationList`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationInfo {
+    /// The conversation as the caller addresses it: `{"group"}`, or
+    /// `{"user"}` for a direct one.
+    pub to: Target,
+    /// Its newest seq.
+    pub head: u64,
+    /// The caller's read position (shared by all their devices).
+    pub read: u64,
+    /// Messages after it.
+    pub unread: u64,
+    /// The newest message, if any is kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<Message>,
+}
+
+/// The reply to `chat.conversations`, ordered by conversation (direct ones,
+/// then groups, each by name).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationList {
+    /// The page.
+    pub conversations: Vec<ConversationInfo>,
+    /// Whether more follow (ask again with `after`).
+    pub more: bool,
+}
+
+/// The reply to `chat.read`, and the `read` push other logins of the user
+/// get: the user read `to` up to `read`, and `unread` messages remain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadEvent {
+    /// The conversation.
+    pub to: Target,
+    /// The read position now.
+    pub read: u64,
+    /// Messages after it.
+    pub unread: u64,
+}
+
+/// A `receipt` push: `user` read `to` up to message `seq`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    /// The conversation, as the one receiving the push addresses it.
+    pub to: Target,
+    /// Who read.
+    pub user: String,
+    /// Up to which message.
+    pub seq: u64,
 }
 
 // ---------------------------------------------------------------------------
@@ -580,7 +701,7 @@ impl fmt::Display for Change {
 
 /// Where a message goes: `{"group"}`, `{"user"}` or `{"user","group"}` (a
 /// private message to a member inside a group).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Target {
     /// The recipient user.
@@ -610,7 +731,7 @@ impl Target {
 }
 
 /// A chat message as clients see it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
     /// The message id (uuid v7).
     pub id: String,
@@ -624,9 +745,32 @@ pub struct Message {
     pub text: String,
     /// When the server accepted it, in milliseconds since the Unix epoch.
     pub ts: u64,
+    /// Its place in its conversation's log, from 1.
+    #[serde(default)]
+    pub seq: u64,
+    /// When it was last edited (ms), if it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited: Option<u64>,
+    /// Set once it was deleted (`text` is then empty).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+    /// How many users reacted with each reaction.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub reactions: BTreeMap<String, u32>,
 }
 
 impl Message {
+    /// A message of a conversation's log (`seq`), with its events folded in.
+    pub(crate) fn from_log(m: &rmq_core::conversation::Message) -> Option<Message> {
+        let mut out = Message::from_envelope(&m.envelope)?;
+        out.seq = m.seq;
+        out.text = String::from_utf8_lossy(m.body()).into_owned();
+        out.edited = m.edited.as_ref().map(|e| e.ts);
+        out.deleted = m.deleted.is_some();
+        out.reactions = m.reactions.clone();
+        Some(out)
+    }
+
     /// The message an envelope carries, if it carries one.
     pub(crate) fn from_envelope(env: &Envelope) -> Option<Message> {
         if env.content_type != TEXT {
@@ -648,6 +792,10 @@ impl Message {
             to,
             text: String::from_utf8_lossy(&env.body).into_owned(),
             ts: env.ts,
+            seq: 0,
+            edited: None,
+            deleted: false,
+            reactions: BTreeMap::new(),
         })
     }
 }

@@ -10,7 +10,7 @@ use crate::app::Chat;
 use crate::error::ChatError;
 use crate::wire::{
     Ack, BlockedUsers, CreateGroup, Created, Done, FoundGroups, FriendName, Friends, GroupName,
-    Groups, History, Kick, Login, Members, Messages, NoParams, OnlineUsers, Register, Resume,
+    Groups, History, Kick, ListConversations, Login, MarkRead, Members, Messages, NoParams, OnlineUsers, Register, Resume,
     SearchGroups, SendMessage, SetRole, UserName, api,
 };
 
@@ -211,12 +211,25 @@ fn messages(homer: &Homer, c: &Chat) {
     );
     on(homer, c, api::HISTORY, |chat, ctx, p: History| async move {
         let me = Chat::login(&ctx)?;
-        let messages = chat.history(me.name(), p).await?;
+        let messages = chat.history(&me.0.user, p).await?;
         Ok(Messages { messages })
     });
     on(homer, c, api::ACK, |chat, ctx, p: Ack| async move {
         let login = Chat::login(&ctx)?;
         chat.ack(&login, &p.ids).await.map(|()| Done {})
+    });
+    on(
+        homer,
+        c,
+        api::CONVERSATIONS,
+        |chat, ctx, p: ListConversations| async move {
+            let login = Chat::login(&ctx)?;
+            chat.conversation_list(&login, p).await
+        },
+    );
+    on(homer, c, api::READ, |chat, ctx, p: MarkRead| async move {
+        let login = Chat::login(&ctx)?;
+        chat.mark_read(&login, p).await
     });
 }
 

@@ -60,6 +60,17 @@ impl Flavour {
         Flavour::of_protocol(ctx.connection().protocol())
     }
 
+    /// The device a connection of this flavour is: each legacy protocol is
+    /// one device of its user, with its own cursors.
+    pub(crate) fn device(self) -> &'static str {
+        match self {
+            Flavour::MsgidJson => msgid_json::NAME,
+            Flavour::TypeData => type_data::NAME,
+            Flavour::TokenJson => tj::NAME,
+            Flavour::Thrift => thrift::NAME,
+        }
+    }
+
     /// The flavour of a connection speaking `protocol`.
     fn of_protocol(protocol: &str) -> Option<Flavour> {
         match protocol {
@@ -423,7 +434,7 @@ impl Legacy {
         }
         let how = self.chat.login_with_password(
             ctx,
-            wire::Login::by_number(p.number, p.password),
+            wire::Login::by_number(p.number, p.password).device(flavour.device()),
             Acks::OnWrite,
         );
         self.log_in(ctx, flavour, how).await
@@ -501,9 +512,19 @@ impl Legacy {
         Ok(content)
     }
 
-    /// Wait until every message that waited in the user's inbox went through
-    /// the [`Translate`] hook: send a barrier through the inbox and wait for it.
+    /// Wait until every message that waited for the user went through the
+    /// [`Translate`] hook: the pump caught up on the conversations, then a
+    /// barrier sent through the inbox came out (what the inbox held before
+    /// it, such as group events, went through too).
     async fn wait_for_backlog(&self, login: &Login, shared: &Shared) {
+        let start = tokio::time::Instant::now();
+        if !login.caught_up(BARRIER_WAIT).await {
+            tracing::warn!(
+                user = login.name(),
+                "offline messages not all seen within {BARRIER_WAIT:?}; answering the login anyway"
+            );
+            return;
+        }
         let nonce = Uuid::new_v4();
         let mut seen = shared.barrier.subscribe();
         let me = login.0.user.clone();
@@ -515,7 +536,8 @@ impl Legacy {
             tracing::warn!(user = login.name(), error = %e, "sending the offline-messages barrier");
             return;
         }
-        let waited = tokio::time::timeout(BARRIER_WAIT, seen.wait_for(|b| *b == Some(nonce))).await;
+        let left = BARRIER_WAIT.saturating_sub(start.elapsed());
+        let waited = tokio::time::timeout(left, seen.wait_for(|b| *b == Some(nonce))).await;
         if waited.is_err() {
             tracing::warn!(
                 user = login.name(),

@@ -265,6 +265,7 @@ mod tests {
             to: Target::group("lobby"),
             text: text.into(),
             ts: 1,
+            ..Message::default()
         }
     }
 

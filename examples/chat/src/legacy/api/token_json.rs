@@ -99,6 +99,7 @@ pub(super) fn register(homer: &Homer, legacy: &Arc<Legacy>) {
                         id,
                         session.data.number,
                         p.token.clone(),
+                        crate::session::device_id(Some(f.device()))?,
                         Acks::OnWrite,
                     )
                     .await
@@ -125,6 +126,7 @@ pub(super) fn register(homer: &Homer, legacy: &Arc<Legacy>) {
                     &made.name,
                     SessionData {
                         number: made.number,
+                        device: None,
                     },
                 )
                 .await

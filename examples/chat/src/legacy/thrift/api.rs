@@ -140,6 +140,7 @@ async fn login(l: &Legacy, ctx: &Context, p: LoginByName) -> Result<Value> {
         Some(n) => wire::Login::by_number(n, p.password),
         None => wire::Login::by_name(p.account, p.password),
     };
+    let by = by.device(crate::legacy::thrift::NAME);
     l.chat.login_with_password(ctx, by, Acks::Client).await?;
     let login = Chat::login(ctx)?;
     content(&Owner {
@@ -197,6 +198,7 @@ mod tests {
             to: Target::group(LOBBY),
             text: "hi  ->  there".into(),
             ts: 1_732_350_000_123,
+            ..Message::default()
         };
         assert_eq!(
             line(&m),

@@ -158,7 +158,7 @@ impl Client {
     pub(super) fn backfill(
         &mut self,
         channel: &str,
-        before: Option<String>,
+        before: Option<u64>,
         limit: usize,
         report: bool,
     ) {
@@ -168,6 +168,7 @@ impl Client {
         let history = wire::History {
             to: Target::group(group),
             before,
+            after: None,
             limit: Some(limit.clamp(1, 200)),
         };
         self.request(

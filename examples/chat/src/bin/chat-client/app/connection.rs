@@ -130,6 +130,7 @@ impl Client {
             let history = wire::History {
                 to: Target::group(g.name),
                 before: None,
+                after: None,
                 limit: Some(PAGE),
             };
             self.request(

@@ -176,7 +176,7 @@ impl Client {
         wire::Messages { messages }: wire::Messages,
     ) {
         let full = messages.len() >= PAGE;
-        let oldest = messages.first().map(|m| m.id.clone());
+        let oldest = messages.first().map(|m| m.seq).filter(|seq| *seq > 0);
         let mut reached = mark.is_none();
         for m in messages {
             let newer = mark.as_ref().is_some_and(|mark| m.id > *mark);
@@ -191,6 +191,7 @@ impl Client {
             let history = wire::History {
                 to: Target::group(group),
                 before: oldest,
+                after: None,
                 limit: Some(PAGE),
             };
             self.request(
@@ -232,7 +233,7 @@ impl Client {
             self.store_error(e.into());
         }
         self.outbox.retain(|o| o.client_id != client_id);
-        let wire::Sent { id, ts } = sent;
+        let wire::Sent { id, ts, seq } = sent;
         if !id.is_empty() {
             let m = Message {
                 id: id.clone(),
@@ -241,6 +242,8 @@ impl Client {
                 to: item.to,
                 text: item.text,
                 ts,
+                seq,
+                ..Message::default()
             };
             self.take_message(m, Source::Sent).await;
         }

@@ -176,7 +176,7 @@ impl Client {
         local.sort_by(|a, b| sort_key(a).cmp(&sort_key(b)));
         local.dedup_by(|a, b| a.id == b.id);
         let start = local.len().saturating_sub(n);
-        let oldest = local.first().map(|m| m.id.clone());
+        let oldest = local.first().map(|m| m.seq).filter(|seq| *seq > 0);
         let messages = local[start..].iter().map(|m| self.view(&key, m)).collect();
         self.events.push(Event::History {
             channel: key.clone(),

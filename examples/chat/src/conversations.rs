@@ -1,0 +1,318 @@
+//! Conversations: every message is stored once, in its conversation's log
+//! (`rmq_core::conversation`): the lobby, each group and each pair of users.
+//! Each user has a read position per conversation and each device a
+//! delivered cursor, so unread counts come from the server, a device that
+//! was away catches up exactly from its cursor, and offline users cost
+//! nothing when a message is sent.
+//!
+//! The mapping:
+//!
+//! | target | conversation |
+//! |---|---|
+//! | `{"group": g}` (the lobby too) | room `g` |
+//! | `{"user": u}` | the direct conversation of the caller and `u` |
+//! | `{"user": u, "group": g}` (a private word inside a group) | the same direct conversation |
+//!
+//! Memberships of rooms follow the groups' (`groups.rs`); the lobby's are
+//! made at registration and, for accounts from before the logs, at login.
+
+use rmq_core::conversation::{ConversationId, ListQuery, LogQuery, Summary};
+use rmq_core::{Envelope, RoomId, To, UserId};
+
+use crate::app::Chat;
+use crate::error::{ChatError, Result};
+use crate::session::Login;
+use crate::wire::{
+    CONVERSATION_EVENT, ConversationInfo, ConversationList, History, LOBBY, ListConversations,
+    MarkRead, Message, READ_EVENT, RECEIPT_EVENT, ReadEvent, Receipt, Target,
+};
+
+/// Most messages one `chat.history` returns.
+const MAX_HISTORY: usize = 200;
+/// Most conversations one `chat.conversations` returns.
+const MAX_LIST: usize = 500;
+
+/// The conversation `me` means by `to`.
+pub(crate) fn conversation_of(me: &UserId, to: &Target) -> Result<ConversationId> {
+    let bad = || {
+        ChatError::invalid(
+            "bad_target",
+            "`to` is {\"group\"}, {\"user\"} or {\"user\",\"group\"} with valid names",
+        )
+    };
+    match (&to.user, &to.group) {
+        (Some(user), _) => {
+            let peer = UserId::new(user.as_str()).map_err(|_| bad())?;
+            Ok(ConversationId::direct(me, &peer))
+        }
+        (None, Some(group)) => {
+            let room = RoomId::new(group.as_str()).map_err(|_| bad())?;
+            Ok(ConversationId::room(room))
+        }
+        (None, None) => Err(bad()),
+    }
+}
+
+/// How `me` addresses conversation `c`.
+pub(crate) fn target_of(me: &UserId, c: &ConversationId) -> Target {
+    match (c.as_room(), c.peer_of(me)) {
+        (Some(room), _) => Target::group(room.as_str()),
+        (None, Some(peer)) => Target::user(peer.as_str()),
+        (None, None) => Target::user(me.as_str()),
+    }
+}
+
+/// A conversation failure as the caller of `to` sees it.
+pub(crate) fn log_error(e: rmq_core::Error, to: &Target) -> ChatError {
+    use rmq_core::Error as E;
+    let name = || {
+        to.group
+            .clone()
+            .or_else(|| to.user.clone())
+            .unwrap_or_default()
+    };
+    match e {
+        E::NotMember { .. } | E::UnknownConversation(_) if to.user.is_some() => {
+            ChatError::not_found(
+                "no_conversation",
+                format!("you have no conversation with {}", name()),
+            )
+        }
+        E::NotMember { .. } | E::UnknownConversation(_) => ChatError::not_member(&name()),
+        E::BeyondHead { seq, head, .. } => ChatError::invalid(
+            "beyond_head",
+            format!("seq {seq} is past the newest message ({head})"),
+        ),
+        other => other.into(),
+    }
+}
+
+impl Chat {
+    /// Tell `user`'s logins to follow conversation `c` (`follow`) or to
+    /// stop: a login follows the conversations the user has when it starts,
+    /// and those it is told of (a direct conversation's first message, a
+    /// group created or joined; a group left or kicked from).
+    pub(crate) async fn tell_follow(&self, user: &UserId, c: &ConversationId, follow: bool) {
+        let sign = if follow { '+' } else { '-' };
+        let env = Envelope::builder(user.clone(), To::User(user.clone()))
+            .content_type(CONVERSATION_EVENT)
+            .body(format!("{sign}{}", c.key()).into_bytes())
+            .build();
+        if let Err(e) = self.inner.broker.publish(&env).await {
+            tracing::warn!(%user, conversation = %c, error = %e, "telling logins to follow a conversation");
+        }
+    }
+
+    /// Put every account in the lobby's log and every group member in
+    /// their group's, once: for a store from before the logs (a fresh
+    /// store has nothing to do). Marked done in the meta tree.
+    pub(crate) async fn migrate_to_logs(&self) -> Result<()> {
+        const DONE: &str = "memberships-in-logs";
+        let meta = &self.inner.meta;
+        if meta.get(DONE).await?.is_some() {
+            return Ok(());
+        }
+        let log = &self.inner.log;
+        let lobby = RoomId::new(LOBBY).map_err(|e| ChatError::internal("lobby id", e))?;
+        let users = self.inner.auth.users();
+        let mut after: Option<String> = None;
+        let mut joined = 0usize;
+        loop {
+            let page = users
+                .list(after.as_deref(), 1000)
+                .await
+                .map_err(|e| ChatError::failed("listing users", e))?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.name().to_owned());
+            for u in &page {
+                if let Ok(id) = UserId::new(u.name()) {
+                    log.join(&lobby, &id).await?;
+                    joined += 1;
+                }
+            }
+        }
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.inner.groups.list(after.as_deref(), 500).await?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            for (_, g) in page {
+                let Ok(room) = RoomId::new(g.name.as_str()) else {
+                    continue;
+                };
+                log.create_room(&room, Default::default()).await?;
+                let scope = crate::groups::scope(&g.name);
+                for (member, _) in self
+                    .inner
+                    .auth
+                    .scope_members(&scope, None, crate::groups::MAX_MEMBERS)
+                    .await?
+                {
+                    if let Ok(id) = UserId::new(member.as_str()) {
+                        log.join(&room, &id).await?;
+                    }
+                }
+            }
+        }
+        meta.insert(DONE, b"1".to_vec()).await?;
+        if joined > 0 {
+            tracing::info!(users = joined, "memberships copied into the conversation logs");
+        }
+        Ok(())
+    }
+
+    /// `chat.conversations`: a page of the caller's conversations with
+    /// their heads, read positions, unread counts and last messages.
+    pub(crate) async fn conversation_list(
+        &self,
+        login: &Login,
+        p: ListConversations,
+    ) -> Result<ConversationList> {
+        let me = &login.0.user;
+        let limit = p.limit.unwrap_or(100);
+        if !(1..=MAX_LIST).contains(&limit) {
+            return Err(ChatError::invalid(
+                "bad_limit",
+                format!("`limit` is 1 to {MAX_LIST}"),
+            ));
+        }
+        let query = match &p.after {
+            Some(after) => ListQuery::after(conversation_of(me, after)?, limit + 1),
+            None => ListQuery::first(limit + 1),
+        };
+        let mut page = self.inner.log.list(me, query).await?;
+        let more = page.len() > limit;
+        page.truncate(limit);
+        let conversations = page.iter().map(|s| info(me, s)).collect();
+        Ok(ConversationList {
+            conversations,
+            more,
+        })
+    }
+
+    /// `chat.read`: the caller read `to` up to `seq` on this device. Their
+    /// other logins are told (`read`), and so are the other members who are
+    /// online (`receipt`): the peer of a direct conversation, the members of
+    /// a group of at most `--receipts-max-group` members (never the lobby).
+    pub(crate) async fn mark_read(&self, login: &Login, p: MarkRead) -> Result<ReadEvent> {
+        let me = &login.0.user;
+        let c = conversation_of(me, &p.to)?;
+        let state = self
+            .inner
+            .log
+            .mark_read(me, &login.0.device, &c, p.seq)
+            .await
+            .map_err(|e| log_error(e, &p.to))?;
+        let event = ReadEvent {
+            to: target_of(me, &c),
+            read: state.read,
+            unread: state.unread,
+        };
+        self.tell_online(me, me, READ_EVENT, &event).await;
+        for member in self.receipt_recipients(me, &c).await {
+            let receipt = Receipt {
+                to: target_of(&member, &c),
+                user: me.as_str().to_owned(),
+                seq: state.read,
+            };
+            self.tell_online(me, &member, RECEIPT_EVENT, &receipt).await;
+        }
+        Ok(event)
+    }
+
+    /// Who gets a receipt when `me` reads `c`.
+    async fn receipt_recipients(&self, me: &UserId, c: &ConversationId) -> Vec<UserId> {
+        if let Some(peer) = c.peer_of(me) {
+            return if peer == me {
+                Vec::new()
+            } else {
+                vec![peer.clone()]
+            };
+        }
+        let max = self.inner.config.receipts_max_group;
+        let Some(room) = c.as_room() else {
+            return Vec::new();
+        };
+        if room.as_str() == LOBBY || max == 0 {
+            return Vec::new();
+        }
+        match self.inner.log.members(c, None, max + 1).await {
+            Ok(members) if members.len() <= max => {
+                members.into_iter().filter(|m| m != me).collect()
+            }
+            Ok(_) => Vec::new(),
+            Err(e) => {
+                tracing::warn!(conversation = %c, error = %e, "listing members for receipts");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Send `what` to `user`'s logins through their inboxes, if `user` is
+    /// online (these events are not worth keeping for later).
+    async fn tell_online<T: serde::Serialize>(
+        &self,
+        from: &UserId,
+        user: &UserId,
+        content_type: &str,
+        what: &T,
+    ) {
+        match self.is_online(user.as_str()).await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                tracing::warn!(%user, error = %e, "reading online state");
+                return;
+            }
+        }
+        let Ok(body) = serde_json::to_vec(what) else {
+            return;
+        };
+        let env = Envelope::builder(from.clone(), To::User(user.clone()))
+            .content_type(content_type)
+            .body(body)
+            .build();
+        if let Err(e) = self.inner.broker.publish(&env).await {
+            tracing::warn!(%user, error = %e, "sending a read event");
+        }
+    }
+
+    /// `chat.history`: a page of a conversation's messages, oldest first,
+    /// with edits, deletions and reactions folded in.
+    pub(crate) async fn history(&self, me: &UserId, p: History) -> Result<Vec<Message>> {
+        let c = conversation_of(me, &p.to)?;
+        let limit = p.limit.unwrap_or(50).clamp(1, MAX_HISTORY);
+        let query = match (p.before, p.after) {
+            (Some(_), Some(_)) => {
+                return Err(ChatError::invalid(
+                    "bad_params",
+                    "give `before` or `after`, not both",
+                ));
+            }
+            (Some(seq), None) => LogQuery::before(seq, limit),
+            (None, Some(seq)) => LogQuery::after(seq, limit),
+            (None, None) => LogQuery::last(limit),
+        };
+        let messages = match self.inner.log.messages(&c, me, query).await {
+            Ok(m) => m,
+            // A direct conversation nobody wrote in yet.
+            Err(rmq_core::Error::UnknownConversation(_) | rmq_core::Error::NotMember { .. })
+                if c.is_direct() =>
+            {
+                Vec::new()
+            }
+            Err(e) => return Err(log_error(e, &p.to)),
+        };
+        Ok(messages.iter().filter_map(Message::from_log).collect())
+    }
+}
+
+fn info(me: &UserId, s: &Summary) -> ConversationInfo {
+    ConversationInfo {
+        to: target_of(me, &s.conversation),
+        head: s.head,
+        read: s.read,
+        unread: s.unread,
+        last: s.last.as_ref().and_then(Message::from_log),
+    }
+}
