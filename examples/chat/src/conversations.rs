@@ -72,12 +72,6 @@ pub(crate) fn log_error(e: rmq_core::Error, to: &Target) -> ChatError {
             .unwrap_or_default()
     };
     match e {
-        E::NotMember { .. } | E::UnknownConversation(_) if to.user.is_some() => {
-            ChatError::not_found(
-                "no_conversation",
-                format!("you have no conversation with {}", name()),
-            )
-        }
         E::NotMember { .. } | E::UnknownConversation(_) => ChatError::not_member(&name()),
         E::BeyondHead { seq, head, .. } => ChatError::invalid(
             "beyond_head",

@@ -889,3 +889,177 @@ async fn a_blocked_user_cannot_send_direct_messages_and_sees_no_presence() {
     assert!(blocked.users.is_empty());
     running.shutdown(Duration::from_secs(1)).await;
 }
+
+/// What a user's conversations look like: `(to, head, unread, last text)`.
+async fn conversations(u: &mut User) -> Vec<(Target, u64, u64, String)> {
+    let list: wire::ConversationList = u.call(api::CONVERSATIONS, json!({})).await;
+    assert!(!list.more);
+    list.conversations
+        .into_iter()
+        .map(|c| {
+            let last = c.last.map(|m| m.text).unwrap_or_default();
+            (c.to, c.head, c.unread, last)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn conversations_list_unread_counts_and_read_positions_with_receipts() {
+    let running = start(&[]).await;
+    let mut alice = User::new(&running, "alice").await;
+    let mut bob = User::new(&running, "bob").await;
+    alice.ok(api::GROUP_CREATE, json!({"name": "team"})).await;
+    bob.ok(api::GROUP_JOIN, json!({"name": "team"})).await;
+    for i in 1..=3 {
+        let sent: Sent = alice
+            .call(api::SEND, send(Target::group("team"), &format!("t{i}")))
+            .await;
+        assert_eq!(sent.seq, i);
+    }
+    alice.ok(api::SEND, send(Target::user("bob"), "d1")).await;
+    alice.ok(api::SEND, send(Target::user("bob"), "d2")).await;
+    // Live, each message with its seq; the direct conversation is followed
+    // from its first message on.
+    assert_eq!(bob.message("t3").await.seq, 3);
+    assert_eq!(bob.message("d2").await.seq, 2);
+
+    // Direct conversations first, then the rooms, each with its unread count.
+    assert_eq!(
+        conversations(&mut bob).await,
+        [
+            (Target::user("alice"), 2, 2, "d2".to_owned()),
+            (Target::group("lobby"), 0, 0, String::new()),
+            (Target::group("team"), 3, 3, "t3".to_owned()),
+        ]
+    );
+    // Reading moves the read position; the sender gets a receipt.
+    let read: wire::ReadEvent = bob
+        .call(api::READ, json!({"to": {"group": "team"}, "seq": 2}))
+        .await;
+    assert_eq!((read.read, read.unread), (2, 1));
+    let receipt: wire::Receipt =
+        serde_json::from_value(alice.push(push::RECEIPT).await).expect("a receipt");
+    assert_eq!(
+        receipt,
+        wire::Receipt {
+            to: Target::group("team"),
+            user: "bob".into(),
+            seq: 2
+        }
+    );
+    bob.ok(api::READ, json!({"to": {"user": "alice"}, "seq": 2}))
+        .await;
+    let receipt: wire::Receipt =
+        serde_json::from_value(alice.push(push::RECEIPT).await).expect("a receipt");
+    assert_eq!((receipt.to, receipt.seq), (Target::user("bob"), 2));
+    let unread: Vec<u64> = conversations(&mut bob)
+        .await
+        .iter()
+        .map(|c| c.2)
+        .collect();
+    assert_eq!(unread, [0, 0, 1]);
+    // The sender's own view: nothing unread in what they wrote.
+    assert_eq!(
+        conversations(&mut alice).await[0],
+        (Target::user("bob"), 2, 0, "d2".to_owned())
+    );
+
+    // Bad reads change nothing.
+    let e = bob
+        .err(api::READ, json!({"to": {"group": "team"}, "seq": 99}), 400)
+        .await;
+    assert_eq!(e["code"], "beyond_head");
+    alice.ok(api::GROUP_CREATE, json!({"name": "secret"})).await;
+    let e = bob
+        .err(api::READ, json!({"to": {"group": "secret"}, "seq": 0}), 403)
+        .await;
+    assert_eq!(e["code"], "not_member");
+    // A direct conversation is always the caller's own; one nobody wrote in
+    // has nothing to read yet.
+    let mut carol = User::new(&running, "carol").await;
+    let e = carol
+        .err(api::READ, json!({"to": {"user": "alice"}, "seq": 1}), 400)
+        .await;
+    assert_eq!(e["code"], "beyond_head");
+    assert_eq!(conversations(&mut bob).await[2].2, 1);
+    let e = bob
+        .err(api::CONVERSATIONS, json!({"limit": 501}), 400)
+        .await;
+    assert_eq!(e["code"], "bad_limit");
+
+    // Direct conversations have a history, paged by seq.
+    let h: wire::Messages = carol
+        .call(api::HISTORY, json!({"to": {"user": "alice"}}))
+        .await;
+    assert!(h.messages.is_empty());
+    let h: wire::Messages = alice
+        .call(api::HISTORY, json!({"to": {"user": "bob"}, "after": 1}))
+        .await;
+    let got: Vec<(u64, &str)> = h
+        .messages
+        .iter()
+        .map(|m| (m.seq, m.text.as_str()))
+        .collect();
+    assert_eq!(got, [(2, "d2")]);
+    running.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn each_device_catches_up_exactly_from_its_own_cursor() {
+    let running = start(&[]).await;
+    let mut alice = User::new(&running, "alice").await;
+    let bob = User::new(&running, "bob").await;
+    drop(bob);
+    alice.ok(api::GROUP_CREATE, json!({"name": "team"})).await;
+    for i in 1..=3 {
+        alice
+            .ok(api::SEND, send(Target::group("lobby"), &format!("m{i}")))
+            .await;
+    }
+    let running = &running;
+    let as_device = |device: &'static str| async move {
+        let mut u = User::connect(running);
+        let login: LoggedIn = u
+            .call(api::LOGIN, wire::Login::by_name("bob", "pw-bob").device(device))
+            .await;
+        assert_eq!(login.device, device);
+        u
+    };
+    // The laptop gets what it missed, acks two of them, and goes away.
+    let mut laptop = as_device("laptop").await;
+    for text in ["m1", "m2", "m3"] {
+        let m = laptop.message(text).await;
+        if text == "m2" {
+            laptop.ok(api::ACK, json!({"ids": [m.id]})).await;
+        }
+    }
+    drop(laptop);
+    alice
+        .ok(api::SEND, send(Target::group("lobby"), "m4"))
+        .await;
+    // Back: exactly what came after its cursor (m2), each once.
+    let mut laptop = as_device("laptop").await;
+    let got: Vec<(u64, String)> = [laptop.message("m3").await, laptop.message("m4").await]
+        .into_iter()
+        .map(|m| (m.seq, m.text))
+        .collect();
+    assert_eq!(got, [(3, "m3".to_owned()), (4, "m4".to_owned())]);
+    laptop.no_push(push::MESSAGE).await;
+    // Reading on the laptop moves the read position the user shares.
+    laptop
+        .ok(api::READ, json!({"to": {"group": "lobby"}, "seq": 3}))
+        .await;
+    drop(laptop);
+    // A device new to the user starts from that read position.
+    let mut phone = as_device("phone").await;
+    assert_eq!(phone.message("m4").await.seq, 4);
+    phone.no_push(push::MESSAGE).await;
+    let e = phone
+        .err(
+            api::LOGIN,
+            json!({"name": "bob", "password": "pw-bob", "device": "a/b"}),
+            400,
+        )
+        .await;
+    assert_eq!(e["code"], "bad_device");
+}
