@@ -106,6 +106,7 @@ impl Chat {
             _ => None,
         };
         let env = text_envelope(&login.0.user, ip, to, &p.text, id, ts);
+        login.sending(id);
         match self.inner.log.append(&env).await {
             Ok(appended) => {
                 self.inner.metrics.sent();

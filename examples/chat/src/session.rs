@@ -45,6 +45,8 @@ pub(crate) fn device_id(name: Option<&str>) -> Result<DeviceId> {
 /// Most messages a login holds pushed but unacked; past it the oldest are
 /// forgotten (an ack of a newer one still moves the cursor past them).
 const MAX_PENDING: usize = 10_000;
+/// Most sends a login remembers not to push back to it.
+const MAX_SENT: usize = 256;
 /// The pump reads no more of the logs while this many pushes wait in the
 /// connection's queue (homer's queue holds 256 by default): a long
 /// catch-up goes at the client's pace instead of overflowing it.
@@ -66,6 +68,10 @@ pub(crate) struct LoginState {
     /// seq), oldest first (ids are uuid v7).
     pending: Mutex<BTreeMap<Uuid, (ConversationId, u64)>>,
     pump: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Messages this login sent lately (newest last): the pump does not
+    /// push them back to it (the reply of `chat.send` is its copy), only to
+    /// the user's other logins.
+    sent: Mutex<std::collections::VecDeque<Uuid>>,
     /// Set once the pump has pushed everything the user's conversations
     /// held when the login started (the legacy logins wait for it).
     caught_up: tokio::sync::watch::Sender<bool>,
@@ -119,6 +125,27 @@ impl Login {
             }
         }
         failed.map_or(Ok(()), Err)
+    }
+
+    /// This login is sending message `id`: it is not pushed back to it.
+    pub(crate) fn sending(&self, id: Uuid) {
+        let mut sent = lock(&self.0.sent);
+        sent.push_back(id);
+        if sent.len() > MAX_SENT {
+            sent.pop_front();
+        }
+    }
+
+    /// Whether this login sent `id` (and forget it).
+    fn sent_here(&self, id: Uuid) -> bool {
+        let mut sent = lock(&self.0.sent);
+        match sent.iter().position(|s| *s == id) {
+            Some(at) => {
+                sent.remove(at);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Wait until the pump pushed what the user's conversations held when
@@ -220,6 +247,7 @@ impl Chat {
             device,
             since: presence.ts,
             pending: Mutex::new(BTreeMap::new()),
+            sent: Mutex::new(std::collections::VecDeque::new()),
             pump: Mutex::new(None),
             caught_up: tokio::sync::watch::Sender::new(false),
         }));
@@ -610,6 +638,8 @@ impl Pump {
                     Err(Later) => tokio::time::sleep(RETRY_LATER).await,
                 }
             },
+            // The sending login has its copy (the reply of `chat.send`).
+            None if envelope.from == login.0.user && login.sent_here(envelope.id) => None,
             None => Message::from_envelope(envelope).and_then(|mut m| {
                 m.seq = entry.seq;
                 Push::json(push::MESSAGE, &m).ok()

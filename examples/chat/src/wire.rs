@@ -294,9 +294,9 @@ pub struct SetRole {
     pub role: String,
 }
 
-/// `chat.send`. `from` and `ip` are accepted and dropped unread (the server
-/// sets both), so a client may send a whole message object back; any other
-/// unknown field is refused.
+/// `chat.send`. `from`, `ip`, `seq`, `edited`, `deleted` and `reactions`
+/// are accepted and dropped unread (the server sets them), so a client may
+/// send a whole message object back; any other unknown field is refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SendMessage {
@@ -314,6 +314,18 @@ pub struct SendMessage {
     /// Accepted and dropped: the server's value wins.
     #[serde(default, rename = "ip", skip_serializing)]
     _ip: Ignored,
+    /// Accepted and dropped, as the other fields of a [`Message`] sent back.
+    #[serde(default, rename = "seq", skip_serializing)]
+    _seq: Ignored,
+    /// Accepted and dropped.
+    #[serde(default, rename = "edited", skip_serializing)]
+    _edited: Ignored,
+    /// Accepted and dropped.
+    #[serde(default, rename = "deleted", skip_serializing)]
+    _deleted: Ignored,
+    /// Accepted and dropped.
+    #[serde(default, rename = "reactions", skip_serializing)]
+    _reactions: Ignored,
 }
 
 impl SendMessage {
@@ -325,6 +337,10 @@ impl SendMessage {
             client_id: None,
             _from: Ignored,
             _ip: Ignored,
+            _seq: Ignored,
+            _edited: Ignored,
+            _deleted: Ignored,
+            _reactions: Ignored,
         }
     }
 

@@ -717,14 +717,19 @@ async fn bad_input_gets_clear_errors_and_the_connection_stays() {
         )
         .await;
     assert_eq!(e["code"], "too_large");
-    // A whole message object sent back: `from` and `ip` are dropped.
-    let echo = json!({"to": {"group": "lobby"}, "text": "hi", "from": "mallory", "ip": "6.6.6.6"});
-    c.ok(api::SEND, echo).await;
+    // A whole message object sent back: `from`, `ip` and `seq` are dropped.
+    let echo = json!({"to": {"group": "lobby"}, "text": "hi", "from": "mallory", "ip": "6.6.6.6", "seq": 9});
+    let sent: Sent = c.call(api::SEND, echo).await;
+    let h: wire::Messages = c
+        .call(api::HISTORY, json!({"to": {"group": "lobby"}}))
+        .await;
+    let stored = h.messages.last().expect("stored");
     assert_eq!(
-        c.message("hi").await.from,
-        "eve",
-        "the server stamps the sender"
+        (stored.from.as_str(), stored.seq),
+        ("eve", sent.seq),
+        "the server stamps the sender and the seq"
     );
+    assert_ne!(stored.ip, "6.6.6.6");
     let e = c
         .err(
             api::GROUP_KICK,

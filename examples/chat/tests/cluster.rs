@@ -192,9 +192,12 @@ async fn a_rabbitmq_restart_loses_nothing_and_keeps_connections() {
     }
     let mut f = traffic.finish().await;
     assert_eq!(f.reconnects, 0, "connections survive a RabbitMQ restart");
-    assert!(
-        f.unavailable > 0,
-        "sends during an outage longer than --broker-timeout-ms are answered 503, not held"
+    // Messages are stored in the conversation logs (PostgreSQL): sends go
+    // on while RabbitMQ is away, and what its live fan-out missed is read
+    // from the logs when it is back.
+    assert_eq!(
+        f.unavailable, 0,
+        "sends during a RabbitMQ outage are stored and answered, not refused"
     );
     assert_delivered(&mut f.users, &f.sent).await;
     c.clean_up().await;

@@ -321,15 +321,22 @@ async fn group_chat_across_protocols() {
     out.send(json!({"msgid": 10, "id": o, "name": "outsider", "groupid": rust, "msg": "let me in", "time": "t"}))
         .await;
     out.nothing(QUIET).await;
-    nat.ok(
-        "chat.send",
-        json!({"to": {"group": "rust"}, "text": "after the outsider"}),
-    )
-    .await;
+    mia.send(json!({"msgid": 10, "id": m, "name": "mia", "groupid": rust, "msg": "after the outsider", "time": "t"}))
+        .await;
+    assert_eq!(nat.message("after the outsider").await["from"], "mia");
+    let history = nat
+        .ok("chat.history", json!({"to": {"group": "rust"}}))
+        .await;
+    let texts: Vec<&str> = history["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter_map(|m| m["text"].as_str())
+        .collect();
     assert_eq!(
-        nat.message("after the outsider").await["from"],
-        "nat",
-        "the outsider's message never came"
+        texts,
+        ["from mia", "from nat", "after the outsider"],
+        "the outsider's message was never stored"
     );
 }
 

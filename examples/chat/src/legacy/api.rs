@@ -191,7 +191,10 @@ struct Shared {
 #[derive(Default)]
 struct Collected {
     on: bool,
-    objects: Vec<String>,
+    /// Each object with the time of its message: the logs are caught up
+    /// one conversation after another, and old clients show offline
+    /// messages in the order they were sent.
+    objects: Vec<(u64, String)>,
     bytes: usize,
 }
 
@@ -685,12 +688,15 @@ fn start_collecting(shared: &Shared) {
     c.bytes = 0;
 }
 
-/// Stop collecting; what was collected, oldest first.
+/// Stop collecting; what was collected, oldest first (the parts of one
+/// message stay in their order).
 fn stop_collecting(shared: &Shared) -> Vec<String> {
     let mut c = lock(&shared.collected);
     c.on = false;
     c.bytes = 0;
-    std::mem::take(&mut c.objects)
+    let mut objects = std::mem::take(&mut c.objects);
+    objects.sort_by_key(|(ts, _)| *ts);
+    objects.into_iter().map(|(_, o)| o).collect()
 }
 
 /// The hook the inbox pump calls for each delivery to a legacy connection.
@@ -710,6 +716,7 @@ fn translator(legacy: Arc<Legacy>, flavour: Flavour, shared: Arc<Shared>) -> Tra
             return Box::pin(std::future::ready(Ok(None)));
         };
         let (legacy, shared, my_number) = (legacy.clone(), shared.clone(), me.0.number);
+        let ts = message.ts;
         Box::pin(async move {
             let Some(mut objects) = legacy.translate(flavour, message, my_number).await? else {
                 return Ok(None);
@@ -718,7 +725,7 @@ fn translator(legacy: Arc<Legacy>, flavour: Flavour, shared: Arc<Shared>) -> Tra
             let bytes: usize = objects.iter().map(String::len).sum();
             if c.on && c.bytes + bytes <= MAX_COLLECTED {
                 c.bytes += bytes;
-                c.objects.append(&mut objects);
+                c.objects.extend(objects.into_iter().map(|o| (ts, o)));
                 return Ok(None);
             }
             drop(c);
