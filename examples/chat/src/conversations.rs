@@ -150,7 +150,10 @@ impl Chat {
         }
         meta.insert(DONE, b"1".to_vec()).await?;
         if joined > 0 {
-            tracing::info!(users = joined, "memberships copied into the conversation logs");
+            tracing::info!(
+                users = joined,
+                "memberships copied into the conversation logs"
+            );
         }
         Ok(())
     }
@@ -287,16 +290,15 @@ impl Chat {
             (None, Some(seq)) => LogQuery::after(seq, limit),
             (None, None) => LogQuery::last(limit),
         };
-        let messages = match self.inner.log.messages(&c, me, query).await {
-            Ok(m) => m,
-            // A direct conversation nobody wrote in yet.
-            Err(rmq_core::Error::UnknownConversation(_) | rmq_core::Error::NotMember { .. })
-                if c.is_direct() =>
-            {
-                Vec::new()
-            }
-            Err(e) => return Err(log_error(e, &p.to)),
-        };
+        let messages =
+            match self.inner.log.messages(&c, me, query).await {
+                Ok(m) => m,
+                // A direct conversation nobody wrote in yet.
+                Err(
+                    rmq_core::Error::UnknownConversation(_) | rmq_core::Error::NotMember { .. },
+                ) if c.is_direct() => Vec::new(),
+                Err(e) => return Err(log_error(e, &p.to)),
+            };
         Ok(messages.iter().filter_map(Message::from_log).collect())
     }
 }

@@ -26,8 +26,8 @@ use crate::cluster::OnlineEntry;
 use crate::error::{ChatError, Result};
 use crate::sync::lock;
 use crate::wire::{
-    CONVERSATION_EVENT, GROUP_EVENT, GroupEvent, Message, READ_EVENT, RECEIPT_EVENT,
-    SessionEvent, push,
+    CONVERSATION_EVENT, GROUP_EVENT, GroupEvent, Message, READ_EVENT, RECEIPT_EVENT, SessionEvent,
+    push,
 };
 
 /// The device of logins that name none.
@@ -42,9 +42,10 @@ pub(crate) fn device_id(name: Option<&str>) -> Result<DeviceId> {
     })
 }
 
-/// Most messages a login holds pushed but unacked; past it the oldest are
-/// forgotten (an ack of a newer one still moves the cursor past them).
-const MAX_PENDING: usize = 10_000;
+/// Most messages a client that acks holds pushed but unacked: past it the
+/// pump waits for `chat.ack` (a client that never acks gets no more than
+/// this, and a Thrift connection's queue never fills).
+const PREFETCH: usize = 64;
 /// Most sends a login remembers not to push back to it.
 const MAX_SENT: usize = 256;
 /// The pump reads no more of the logs while this many pushes wait in the
@@ -65,7 +66,7 @@ pub(crate) struct LoginState {
     /// When this login was announced (presence timestamp, ms).
     pub(crate) since: u64,
     /// Messages pushed but not yet acked by the client: id → (conversation,
-    /// seq), oldest first (ids are uuid v7).
+    /// seq); at most [`PREFETCH`].
     pending: Mutex<BTreeMap<Uuid, (ConversationId, u64)>>,
     pump: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Messages this login sent lately (newest last): the pump does not
@@ -486,7 +487,7 @@ impl Pump {
     async fn run(mut self) {
         loop {
             self.check_caught_up();
-            let room = self.conn.queued() < HIGH_WATER;
+            let room = self.conn.queued() < HIGH_WATER && self.may_push();
             let flow = tokio::select! {
                 next = self.sub.recv() => match next {
                     None => Flow::Stop,
@@ -516,11 +517,22 @@ impl Pump {
         }
     }
 
+    /// Whether the client may be given another message now.
+    fn may_push(&self) -> bool {
+        self.acks == Acks::OnWrite
+            || self
+                .login
+                .upgrade()
+                .is_some_and(|state| lock(&state.pending).len() < PREFETCH)
+    }
+
     /// Tell the login once everything it had to catch up on was pushed.
     fn check_caught_up(&mut self) {
         if self.behind.is_empty() {
             if let Some(state) = self.login.upgrade() {
-                state.caught_up.send_if_modified(|done| !std::mem::replace(done, true));
+                state
+                    .caught_up
+                    .send_if_modified(|done| !std::mem::replace(done, true));
             }
             return;
         }
@@ -664,11 +676,7 @@ impl Pump {
         self.metrics.delivered(latency);
         match self.acks {
             Acks::Client => {
-                let mut pending = lock(&login.0.pending);
-                pending.insert(envelope.id, delivered);
-                while pending.len() > MAX_PENDING {
-                    pending.pop_first();
-                }
+                lock(&login.0.pending).insert(envelope.id, delivered);
             }
             Acks::OnWrite => {
                 if let Err(e) = login.delivered(&self.log, [delivered]).await {

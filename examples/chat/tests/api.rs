@@ -957,11 +957,7 @@ async fn conversations_list_unread_counts_and_read_positions_with_receipts() {
     let receipt: wire::Receipt =
         serde_json::from_value(alice.push(push::RECEIPT).await).expect("a receipt");
     assert_eq!((receipt.to, receipt.seq), (Target::user("bob"), 2));
-    let unread: Vec<u64> = conversations(&mut bob)
-        .await
-        .iter()
-        .map(|c| c.2)
-        .collect();
+    let unread: Vec<u64> = conversations(&mut bob).await.iter().map(|c| c.2).collect();
     assert_eq!(unread, [0, 0, 1]);
     // The sender's own view: nothing unread in what they wrote.
     assert_eq!(
@@ -1025,7 +1021,10 @@ async fn each_device_catches_up_exactly_from_its_own_cursor() {
     let as_device = |device: &'static str| async move {
         let mut u = User::connect(running);
         let login: LoggedIn = u
-            .call(api::LOGIN, wire::Login::by_name("bob", "pw-bob").device(device))
+            .call(
+                api::LOGIN,
+                wire::Login::by_name("bob", "pw-bob").device(device),
+            )
             .await;
         assert_eq!(login.device, device);
         u

@@ -10,8 +10,8 @@ use crate::app::Chat;
 use crate::error::ChatError;
 use crate::wire::{
     Ack, BlockedUsers, CreateGroup, Created, Done, FoundGroups, FriendName, Friends, GroupName,
-    Groups, History, Kick, ListConversations, Login, MarkRead, Members, Messages, NoParams, OnlineUsers, Register, Resume,
-    SearchGroups, SendMessage, SetRole, UserName, api,
+    Groups, History, Kick, ListConversations, Login, MarkRead, Members, Messages, NoParams,
+    OnlineUsers, Register, Resume, SearchGroups, SendMessage, SetRole, UserName, api,
 };
 
 /// Most names `user.online` returns.

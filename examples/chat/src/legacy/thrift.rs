@@ -58,13 +58,13 @@
 //! Deliveries from the user's inbox become [`QUEUED`](super::pushes::QUEUED)
 //! pushes that this protocol keeps in a per-connection queue (at most
 //! [`MAX_QUEUED`] messages and [`MAX_QUEUED_BYTES`] bytes) instead of
-//! writing them. A thrift login consumes its inbox with client acks: a
-//! message is acknowledged when a `recv` takes it, so one still waiting when
-//! the connection ends comes again at the user's next login, and at most the
-//! inbox subscription's prefetch (64) are unacknowledged at once — the rest
-//! wait in the user's inbox (durable) until `recv` drains the queue. A push
-//! that finds the queue full (which the prefetch makes impossible with the
-//! shipped brokers) is left unacknowledged and comes again at the next login.
+//! writing them. A thrift login is a device that acks: a message is
+//! acknowledged when a `recv` takes it (its conversation counts as
+//! delivered to the device up to it), so one still waiting when the
+//! connection ends comes again at the user's next login, and at most the
+//! pump's prefetch (64) are unacknowledged at once — the rest wait in the
+//! conversation logs until `recv` drains the queue. A push that finds the
+//! queue full (which the prefetch makes impossible) is dropped unacked.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -947,7 +947,7 @@ impl Thrift {
             tracing::warn!(
                 user = %q.owner.user,
                 "a thrift connection's queue is full ({MAX_QUEUED} messages, {MAX_QUEUED_BYTES} bytes): \
-                 the message stays unacknowledged and comes again at the next login"
+                 the message is dropped unacknowledged"
             );
             return;
         }
