@@ -395,16 +395,11 @@ async fn offline_delivery_history_idempotency_and_redelivery_across_nodes() {
     }
     let mut carol = native(n2, "carol", None).await;
     carol.ok("group.join", json!({"name": "hist"})).await;
-    let history = carol
-        .ok("chat.history", json!({"to": {"group": "hist"}}))
-        .await;
-    let texts: Vec<&str> = history["messages"]
-        .as_array()
-        .expect("messages")
-        .iter()
-        .filter_map(|m| m["text"].as_str())
-        .collect();
-    assert_eq!(texts, ["h1", "h2", "h3"], "history across nodes: {history}");
+    assert_eq!(
+        carol.history_texts("hist").await,
+        ["h1", "h2", "h3"],
+        "history across nodes"
+    );
     // Live group messages now reach carol on node 2 and bob's group-less
     // inbox does not get them.
     alice

@@ -324,17 +324,8 @@ async fn group_chat_across_protocols() {
     mia.send(json!({"msgid": 10, "id": m, "name": "mia", "groupid": rust, "msg": "after the outsider", "time": "t"}))
         .await;
     assert_eq!(nat.message("after the outsider").await["from"], "mia");
-    let history = nat
-        .ok("chat.history", json!({"to": {"group": "rust"}}))
-        .await;
-    let texts: Vec<&str> = history["messages"]
-        .as_array()
-        .expect("messages")
-        .iter()
-        .filter_map(|m| m["text"].as_str())
-        .collect();
     assert_eq!(
-        texts,
+        nat.history_texts("rust").await,
         ["from mia", "from nat", "after the outsider"],
         "the outsider's message was never stored"
     );

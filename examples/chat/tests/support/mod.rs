@@ -275,6 +275,19 @@ impl Client {
         reply["content"].clone()
     }
 
+    /// The texts of group `group`'s history (`chat.history`), oldest first.
+    pub(crate) async fn history_texts(&mut self, group: &str) -> Vec<String> {
+        let history = self
+            .ok("chat.history", json!({"to": {"group": group}}))
+            .await;
+        history["messages"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no messages in {history}"))
+            .iter()
+            .filter_map(|m| m["text"].as_str().map(str::to_owned))
+            .collect()
+    }
+
     /// Call `api`, assert the status, return the error object.
     pub(crate) async fn err(&mut self, api: &str, params: Value, status: u16) -> Value {
         let reply = self.call(api, params.clone()).await;
