@@ -26,7 +26,15 @@ pub(crate) mod perm {
     pub(crate) const GROUP_POST: &str = "group.post";
     pub(crate) const GROUP_KICK: &str = "group.kick";
     pub(crate) const GROUP_PROMOTE: &str = "group.promote";
-    pub(crate) const ALL: [&str; 4] = [GROUP_CREATE, GROUP_POST, GROUP_KICK, GROUP_PROMOTE];
+    /// Delete other members' messages.
+    pub(crate) const GROUP_DELETE: &str = "group.delete";
+    pub(crate) const ALL: [&str; 5] = [
+        GROUP_CREATE,
+        GROUP_POST,
+        GROUP_KICK,
+        GROUP_PROMOTE,
+        GROUP_DELETE,
+    ];
 }
 
 /// The shared permission groups every user is in one of.
@@ -344,7 +352,10 @@ impl Chat {
         let auth = AuthManager::builder(&store)
             .permissions(perm::ALL)
             .role(Role::Owner.as_str(), perm::ALL)
-            .role(Role::Admin.as_str(), [perm::GROUP_POST, perm::GROUP_KICK])
+            .role(
+                Role::Admin.as_str(),
+                [perm::GROUP_POST, perm::GROUP_KICK, perm::GROUP_DELETE],
+            )
             .role(Role::Member.as_str(), [perm::GROUP_POST])
             .group(USERS, [perm::GROUP_CREATE])
             .group(ADMINS, ["*"])

@@ -19,12 +19,13 @@
 use rmq_core::conversation::{ConversationId, ListQuery, LogQuery, Summary};
 use rmq_core::{Envelope, RoomId, To, UserId};
 
-use crate::app::Chat;
+use crate::app::{Chat, perm};
 use crate::error::{ChatError, Result};
 use crate::session::Login;
 use crate::wire::{
-    CONVERSATION_EVENT, ConversationInfo, ConversationList, History, LOBBY, ListConversations,
-    MarkRead, Message, READ_EVENT, RECEIPT_EVENT, ReadEvent, Receipt, Target,
+    CONVERSATION_EVENT, Changed, ConversationInfo, ConversationList, EditMessage, History, LOBBY,
+    ListConversations, MarkRead, Message, MessageRef, READ_EVENT, RECEIPT_EVENT, React, Reacted,
+    ReadEvent, Receipt, Target,
 };
 
 /// Most messages one `chat.history` returns.
@@ -73,11 +74,59 @@ pub(crate) fn log_error(e: rmq_core::Error, to: &Target) -> ChatError {
     };
     match e {
         E::NotMember { .. } | E::UnknownConversation(_) => ChatError::not_member(&name()),
+        E::NoSuchMessage { seq, .. } => {
+            ChatError::not_found("no_such_message", format!("no message {seq} in {}", name()))
+        }
+        E::NotSender { seq, .. } => not_yours(seq),
+        E::MessageDeleted { seq, .. } => {
+            ChatError::conflict("deleted", format!("message {seq} is deleted"))
+        }
+        E::TooManyEdits { .. } => ChatError::conflict("too_many_edits", e.to_string()),
+        E::InvalidReaction { reason } => ChatError::invalid("bad_reaction", reason),
+        E::BodyTooLarge { size, limit } => ChatError::too_large(
+            "too_large",
+            homer::ApiError::too_large(size, limit).message(),
+        ),
         E::BeyondHead { seq, head, .. } => ChatError::invalid(
             "beyond_head",
             format!("seq {seq} is past the newest message ({head})"),
         ),
         other => other.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_emoji;
+
+    #[test]
+    fn a_reaction_is_exactly_one_emoji() {
+        for ok in [
+            "👍",
+            "👍🏽",
+            "❤️",
+            "🇫🇷",
+            "👩‍👩‍👧‍👦",
+            "🏳️‍🌈",
+            "1️⃣",
+            "🏴\u{E0067}\u{E0062}\u{E0073}\u{E0063}\u{E0074}\u{E007F}",
+        ] {
+            assert!(one_emoji(ok), "{ok:?} is one emoji");
+        }
+        for bad in [
+            "",
+            "👍👍",
+            "👍 ",
+            "ok",
+            "1",
+            "a👍",
+            "🇫🇷🇫",
+            "\u{200D}",
+            "👍\u{200D}",
+            &"👍".repeat(20),
+        ] {
+            assert!(!one_emoji(bad), "{bad:?} is not one emoji");
+        }
     }
 }
 
@@ -300,6 +349,143 @@ impl Chat {
                 Err(e) => return Err(log_error(e, &p.to)),
             };
         Ok(messages.iter().filter_map(Message::from_log).collect())
+    }
+}
+
+impl Chat {
+    /// `chat.edit`: the sender replaces a message's text.
+    pub(crate) async fn edit_message(&self, login: &Login, p: EditMessage) -> Result<Changed> {
+        let me = &login.0.user;
+        let c = conversation_of(me, &p.to)?;
+        self.check_text(&p.text)?;
+        let edited = self
+            .inner
+            .log
+            .edit(&c, me, p.seq, p.text.into_bytes())
+            .await
+            .map_err(|e| log_error(e, &p.to))?;
+        Ok(Changed { seq: edited.seq })
+    }
+
+    /// `chat.delete`: the sender deletes a message; in a group its owner and
+    /// admins may delete anyone's (`group.delete`), in the lobby the
+    /// server's admins.
+    pub(crate) async fn delete_message(&self, login: &Login, p: MessageRef) -> Result<Changed> {
+        let me = &login.0.user;
+        let c = conversation_of(me, &p.to)?;
+        let message = self
+            .inner
+            .log
+            .message(&c, me, p.seq)
+            .await
+            .map_err(|e| log_error(e, &p.to))?;
+        if message.deleted.is_some() {
+            return Err(ChatError::conflict(
+                "deleted",
+                format!("message {} is already deleted", p.seq),
+            ));
+        }
+        if &message.envelope.from != me {
+            let Some(room) = c.as_room() else {
+                return Err(not_yours(p.seq));
+            };
+            self.inner
+                .auth
+                .check_in(
+                    me.as_str(),
+                    perm::GROUP_DELETE,
+                    &crate::groups::scope(room.as_str()),
+                )
+                .await
+                .map_err(|e| ChatError::denied(e, || not_yours(p.seq)))?;
+        }
+        let deleted = self
+            .inner
+            .log
+            .delete_message(&c, me, p.seq)
+            .await
+            .map_err(|e| log_error(e, &p.to))?;
+        Ok(Changed { seq: deleted.seq })
+    }
+
+    /// `chat.react`: toggle the caller's reaction (one emoji) to a message.
+    pub(crate) async fn react(&self, login: &Login, p: React) -> Result<Reacted> {
+        let me = &login.0.user;
+        let c = conversation_of(me, &p.to)?;
+        if !one_emoji(&p.reaction) {
+            return Err(ChatError::invalid(
+                "bad_reaction",
+                format!("a reaction is one emoji of at most {MAX_REACTION} bytes"),
+            ));
+        }
+        let (_, reaction) = self
+            .inner
+            .log
+            .react(&c, me, p.seq, &p.reaction)
+            .await
+            .map_err(|e| log_error(e, &p.to))?;
+        Ok(Reacted { reaction })
+    }
+}
+
+/// Someone else's message, which the caller may not change.
+fn not_yours(seq: u64) -> ChatError {
+    ChatError::forbidden(
+        "not_sender",
+        format!("message {seq} is not yours to change"),
+    )
+}
+
+/// Longest reaction, in bytes (a family of four with skin tones fits).
+const MAX_REACTION: usize = 64;
+
+/// Whether `s` is exactly one emoji: one pictograph with its presentation
+/// selector and skin tone, several joined by zero-width joiners (a family),
+/// a flag (two regional indicators or a tag sequence) or a keycap.
+pub(crate) fn one_emoji(s: &str) -> bool {
+    use unicode_properties::UnicodeEmoji;
+    use unicode_properties::emoji::{
+        is_emoji_presentation_selector, is_regional_indicator, is_tag_character, is_zwj,
+    };
+    const KEYCAP: char = '\u{20E3}';
+    let modifier = |c: char| ('\u{1F3FB}'..='\u{1F3FF}').contains(&c);
+    if s.is_empty() || s.len() > MAX_REACTION {
+        return false;
+    }
+    let chars: Vec<char> = s.chars().collect();
+    if chars.len() == 2 && chars.iter().all(|c| is_regional_indicator(*c)) {
+        return true;
+    }
+    let mut i = 0;
+    loop {
+        // One pictograph: not plain ASCII (digits, `#` and `*` are emoji
+        // only as keycaps), then its modifiers.
+        let Some(&base) = chars.get(i) else {
+            return false;
+        };
+        if !base.is_emoji_char() || is_regional_indicator(base) {
+            return false;
+        }
+        i += 1;
+        let mut keycap = false;
+        while let Some(&c) = chars.get(i) {
+            if is_emoji_presentation_selector(c) || modifier(c) || is_tag_character(c) {
+                i += 1;
+            } else if c == KEYCAP {
+                keycap = true;
+                i += 1;
+            } else {
+                break;
+            }
+        }
+        if base.is_ascii() && !keycap {
+            return false;
+        }
+        match chars.get(i) {
+            None => return true,
+            Some(&c) if is_zwj(c) => i += 1,
+            Some(_) => return false,
+        }
     }
 }
 

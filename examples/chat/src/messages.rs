@@ -57,6 +57,21 @@ fn now_ms() -> u64 {
 }
 
 impl Chat {
+    /// A message's text (of a send or an edit) is not empty and within
+    /// `--max-text`.
+    pub(crate) fn check_text(&self, text: &str) -> Result<()> {
+        if text.is_empty() {
+            return Err(ChatError::invalid("empty", "a message needs some text"));
+        }
+        let max = self.inner.config.max_text;
+        if text.len() > max {
+            // homer's words for a request over a limit.
+            let over = homer::ApiError::too_large(text.len(), max);
+            return Err(ChatError::too_large("too_large", over.message()));
+        }
+        Ok(())
+    }
+
     /// Route one message from `login`, sent from `ip`.
     pub(crate) async fn send(
         &self,
@@ -65,15 +80,7 @@ impl Chat {
         p: SendMessage,
     ) -> Result<Sent> {
         let me = login.name();
-        if p.text.is_empty() {
-            return Err(ChatError::invalid("empty", "a message needs some text"));
-        }
-        let max = self.inner.config.max_text;
-        if p.text.len() > max {
-            // homer's words for a request over a limit.
-            let over = homer::ApiError::too_large(p.text.len(), max);
-            return Err(ChatError::too_large("too_large", over.message()));
-        }
+        self.check_text(&p.text)?;
         let Some(to) = route(&p.to) else {
             return Err(ChatError::invalid(
                 "bad_target",

@@ -26,8 +26,8 @@ use crate::cluster::OnlineEntry;
 use crate::error::{ChatError, Result};
 use crate::sync::lock;
 use crate::wire::{
-    CONVERSATION_EVENT, GROUP_EVENT, GroupEvent, Message, READ_EVENT, RECEIPT_EVENT, SessionEvent,
-    push,
+    CONVERSATION_EVENT, GROUP_EVENT, GroupEvent, Message, MessageDeleted, MessageEdited,
+    READ_EVENT, RECEIPT_EVENT, Reaction, SessionEvent, push,
 };
 
 /// The device of logins that name none.
@@ -629,14 +629,21 @@ impl Pump {
         }
     }
 
-    /// One entry of a conversation: a message is pushed; edits, deletions
-    /// and reactions show in history and catch-up reads.
+    /// One entry of a conversation: a message, or for native clients an
+    /// edit, a deletion or a reaction (legacy protocols have no shape for
+    /// those; their history shows the result).
     async fn entry(&mut self, entry: &LogEntry) -> Flow {
-        let Event::Message(envelope) = &entry.event else {
-            return Flow::Go;
-        };
         let Some(state) = self.login.upgrade() else {
             return Flow::Stop;
+        };
+        let Event::Message(envelope) = &entry.event else {
+            if self.conn.session().get::<Translate>().is_some() {
+                return Flow::Go;
+            }
+            return match event_push(&state.user, entry).map(|p| self.conn.push(p)) {
+                Some(Err(_)) => Flow::Stop,
+                _ => Flow::Go,
+            };
         };
         let login = Login(state);
         let translate = self.conn.session().get::<Translate>();
@@ -686,6 +693,45 @@ impl Pump {
         }
         Flow::Go
     }
+}
+
+/// The push of an edit, a deletion or a reaction, as `me` sees it.
+fn event_push(me: &UserId, entry: &LogEntry) -> Option<Push> {
+    let to = crate::conversations::target_of(me, &entry.conversation);
+    let pushed = match &entry.event {
+        Event::Edit { target, body, .. } => Push::json(
+            push::EDIT,
+            &MessageEdited {
+                to,
+                seq: *target,
+                text: String::from_utf8_lossy(body).into_owned(),
+                ts: entry.ts,
+            },
+        ),
+        Event::Delete { target, by } => Push::json(
+            push::DELETE,
+            &MessageDeleted {
+                to,
+                seq: *target,
+                by: by.as_str().to_owned(),
+            },
+        ),
+        Event::React {
+            target,
+            by,
+            reaction,
+        } => Push::json(
+            push::REACT,
+            &Reaction {
+                to,
+                seq: *target,
+                user: by.as_str().to_owned(),
+                reaction: reaction.clone(),
+            },
+        ),
+        _ => return None,
+    };
+    pushed.ok()
 }
 
 /// Background chores: expired sessions and old idempotency records.

@@ -94,6 +94,12 @@ pub mod api {
     pub const CONVERSATIONS: &str = "chat.conversations";
     /// [`MarkRead`](super::MarkRead) → [`ReadEvent`](super::ReadEvent).
     pub const READ: &str = "chat.read";
+    /// [`EditMessage`](super::EditMessage) → [`Changed`](super::Changed).
+    pub const EDIT: &str = "chat.edit";
+    /// [`MessageRef`](super::MessageRef) → [`Changed`](super::Changed).
+    pub const DELETE: &str = "chat.delete";
+    /// [`React`](super::React) → [`Reacted`](super::Reacted).
+    pub const REACT: &str = "chat.react";
 }
 
 /// The push kinds (PROTOCOL.md §1).
@@ -111,6 +117,12 @@ pub mod push {
     pub const READ: &str = "read";
     /// A [`Receipt`](super::Receipt): another member read up to a message.
     pub const RECEIPT: &str = "receipt";
+    /// A [`MessageEdited`](super::MessageEdited).
+    pub const EDIT: &str = "edit";
+    /// A [`MessageDeleted`](super::MessageDeleted).
+    pub const DELETE: &str = "delete";
+    /// A [`Reaction`](super::Reaction).
+    pub const REACT: &str = "react";
 }
 
 /// Shows a secret as `***` (in the `Debug` of what carries one).
@@ -404,6 +416,40 @@ pub struct ListConversations {
     pub after: Option<Target>,
 }
 
+/// `chat.edit`: the sender replaces the text of message `seq` of `to`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EditMessage {
+    /// The conversation.
+    pub to: Target,
+    /// The message.
+    pub seq: u64,
+    /// The new text (the limits of `chat.send`).
+    pub text: String,
+}
+
+/// `chat.delete`: message `seq` of `to`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessageRef {
+    /// The conversation.
+    pub to: Target,
+    /// The message.
+    pub seq: u64,
+}
+
+/// `chat.react`: toggle the caller's reaction to message `seq` of `to`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct React {
+    /// The conversation.
+    pub to: Target,
+    /// The message.
+    pub seq: u64,
+    /// One emoji: the same again takes the reaction back, another replaces it.
+    pub reaction: String,
+}
+
 /// `chat.read`: the caller read `to` up to message `seq`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -601,6 +647,20 @@ pub struct Sent {
     pub seq: u64,
 }
 
+/// The reply to `chat.edit` and `chat.delete`: the seq of the event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Changed {
+    /// Where the edit or deletion is in the conversation's log.
+    pub seq: u64,
+}
+
+/// The reply to `chat.react`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reacted {
+    /// The caller's reaction now (`None`: taken back).
+    pub reaction: Option<String>,
+}
+
 /// The reply to `chat.history`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Messages {
@@ -645,6 +705,43 @@ pub struct ReadEvent {
     pub read: u64,
     /// Messages after it.
     pub unread: u64,
+}
+
+/// An `edit` push: message `seq` of `to` now reads `text`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageEdited {
+    /// The conversation.
+    pub to: Target,
+    /// The message edited.
+    pub seq: u64,
+    /// Its text now.
+    pub text: String,
+    /// When (ms).
+    pub ts: u64,
+}
+
+/// A `delete` push: message `seq` of `to` is gone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageDeleted {
+    /// The conversation.
+    pub to: Target,
+    /// The message deleted.
+    pub seq: u64,
+    /// Who deleted it (its sender, or an owner or admin of the group).
+    pub by: String,
+}
+
+/// A `react` push: `user` reacted to message `seq` of `to`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reaction {
+    /// The conversation.
+    pub to: Target,
+    /// The message.
+    pub seq: u64,
+    /// Who.
+    pub user: String,
+    /// Their reaction now (`None`: taken back).
+    pub reaction: Option<String>,
 }
 
 /// A `receipt` push: `user` read `to` up to message `seq`.

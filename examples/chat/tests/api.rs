@@ -1067,3 +1067,146 @@ async fn each_device_catches_up_exactly_from_its_own_cursor() {
         .await;
     assert_eq!(e["code"], "bad_device");
 }
+
+#[tokio::test]
+async fn edits_deletions_and_reactions_reach_members_and_show_in_history() {
+    let running = start(&[]).await;
+    let mut alice = User::new(&running, "alice").await;
+    let mut bob = User::new(&running, "bob").await;
+    let mut carol = User::new(&running, "carol").await;
+    alice.ok(api::GROUP_CREATE, json!({"name": "team"})).await;
+    for u in [&mut bob, &mut carol] {
+        u.ok(api::GROUP_JOIN, json!({"name": "team"})).await;
+    }
+    let team = || json!({"group": "team"});
+    let helo: Sent = alice
+        .call(api::SEND, send(Target::group("team"), "helo"))
+        .await;
+    bob.message("helo").await;
+
+    // The sender edits; the others see it live.
+    alice
+        .ok(
+            api::EDIT,
+            json!({"to": team(), "seq": helo.seq, "text": "hello"}),
+        )
+        .await;
+    let edit: wire::MessageEdited =
+        serde_json::from_value(bob.push(push::EDIT).await).expect("an edit push");
+    assert_eq!(
+        (edit.to, edit.seq, edit.text.as_str()),
+        (Target::group("team"), helo.seq, "hello")
+    );
+    // Nobody else may edit or delete it; nothing changes.
+    for (call, params) in [
+        (
+            api::EDIT,
+            json!({"to": team(), "seq": helo.seq, "text": "mine"}),
+        ),
+        (api::DELETE, json!({"to": team(), "seq": helo.seq})),
+    ] {
+        assert_eq!(bob.err(call, params, 403).await["code"], "not_sender");
+    }
+    let e = alice
+        .err(
+            api::EDIT,
+            json!({"to": team(), "seq": 99, "text": "x"}),
+            404,
+        )
+        .await;
+    assert_eq!(e["code"], "no_such_message");
+
+    // Reactions: one emoji per user per message, toggled.
+    let r: wire::Reacted = bob
+        .call(
+            api::REACT,
+            json!({"to": team(), "seq": helo.seq, "reaction": "👍"}),
+        )
+        .await;
+    assert_eq!(r.reaction.as_deref(), Some("👍"));
+    let seen: wire::Reaction =
+        serde_json::from_value(alice.push(push::REACT).await).expect("a react push");
+    assert_eq!(
+        (seen.user.as_str(), seen.reaction.as_deref()),
+        ("bob", Some("👍"))
+    );
+    for bad in ["👍👍", "ok", &"x".repeat(100)] {
+        let e = bob
+            .err(
+                api::REACT,
+                json!({"to": team(), "seq": helo.seq, "reaction": bad}),
+                400,
+            )
+            .await;
+        assert_eq!(e["code"], "bad_reaction", "{bad}");
+    }
+    let r: wire::Reacted = bob
+        .call(
+            api::REACT,
+            json!({"to": team(), "seq": helo.seq, "reaction": "👍"}),
+        )
+        .await;
+    assert_eq!(r.reaction, None, "the same reaction again takes it back");
+    carol
+        .ok(
+            api::REACT,
+            json!({"to": team(), "seq": helo.seq, "reaction": "❤️"}),
+        )
+        .await;
+
+    // An admin deletes a member's message; a member may not.
+    alice
+        .ok(
+            api::GROUP_ROLE,
+            json!({"name": "team", "user": "bob", "role": "admin"}),
+        )
+        .await;
+    let spam: Sent = carol
+        .call(api::SEND, send(Target::group("team"), "spam"))
+        .await;
+    let e = carol
+        .err(api::DELETE, json!({"to": team(), "seq": helo.seq}), 403)
+        .await;
+    assert_eq!(e["code"], "not_sender");
+    bob.ok(api::DELETE, json!({"to": team(), "seq": spam.seq}))
+        .await;
+    let gone: wire::MessageDeleted =
+        serde_json::from_value(alice.push(push::DELETE).await).expect("a delete push");
+    assert_eq!((gone.seq, gone.by.as_str()), (spam.seq, "bob"));
+    let e = bob
+        .err(api::DELETE, json!({"to": team(), "seq": spam.seq}), 409)
+        .await;
+    assert_eq!(e["code"], "deleted");
+
+    // History carries all of it.
+    let h: wire::Messages = carol.call(api::HISTORY, json!({"to": team()})).await;
+    let [first, second] = &h.messages[..] else {
+        panic!("two messages: {:?}", h.messages);
+    };
+    assert_eq!(first.text, "hello");
+    assert!(first.edited.is_some());
+    assert_eq!(
+        first.reactions,
+        std::collections::BTreeMap::from([("❤️".to_owned(), 1)])
+    );
+    assert!(second.deleted && second.text.is_empty());
+
+    // A direct message is edited the same way; the peer sees its own `to`.
+    let dm: Sent = alice
+        .call(api::SEND, send(Target::user("bob"), "hi bb"))
+        .await;
+    bob.message("hi bb").await;
+    alice
+        .ok(
+            api::EDIT,
+            json!({"to": {"user": "bob"}, "seq": dm.seq, "text": "hi bob"}),
+        )
+        .await;
+    let edit: wire::MessageEdited =
+        serde_json::from_value(bob.push(push::EDIT).await).expect("an edit push");
+    assert_eq!(
+        (edit.to, edit.text.as_str()),
+        (Target::user("alice"), "hi bob")
+    );
+    running.shutdown(Duration::from_secs(1)).await;
+}

@@ -9,9 +9,10 @@ use homer::{ApiError, Homer};
 use crate::app::Chat;
 use crate::error::ChatError;
 use crate::wire::{
-    Ack, BlockedUsers, CreateGroup, Created, Done, FoundGroups, FriendName, Friends, GroupName,
-    Groups, History, Kick, ListConversations, Login, MarkRead, Members, Messages, NoParams,
-    OnlineUsers, Register, Resume, SearchGroups, SendMessage, SetRole, UserName, api,
+    Ack, BlockedUsers, CreateGroup, Created, Done, EditMessage, FoundGroups, FriendName, Friends,
+    GroupName, Groups, History, Kick, ListConversations, Login, MarkRead, Members, MessageRef,
+    Messages, NoParams, OnlineUsers, React, Register, Resume, SearchGroups, SendMessage, SetRole,
+    UserName, api,
 };
 
 /// Most names `user.online` returns.
@@ -230,6 +231,28 @@ fn messages(homer: &Homer, c: &Chat) {
     on(homer, c, api::READ, |chat, ctx, p: MarkRead| async move {
         let login = Chat::login(&ctx)?;
         chat.mark_read(&login, p).await
+    });
+    on(
+        homer,
+        c,
+        api::EDIT,
+        |chat, ctx, p: EditMessage| async move {
+            let login = Chat::login(&ctx)?;
+            chat.edit_message(&login, p).await
+        },
+    );
+    on(
+        homer,
+        c,
+        api::DELETE,
+        |chat, ctx, p: MessageRef| async move {
+            let login = Chat::login(&ctx)?;
+            chat.delete_message(&login, p).await
+        },
+    );
+    on(homer, c, api::REACT, |chat, ctx, p: React| async move {
+        let login = Chat::login(&ctx)?;
+        chat.react(&login, p).await
     });
 }
 
