@@ -25,7 +25,7 @@ use crate::session::Login;
 use crate::wire::{
     CONVERSATION_EVENT, Changed, ConversationInfo, ConversationList, EditMessage, History, LOBBY,
     ListConversations, MarkRead, Message, MessageRef, READ_EVENT, RECEIPT_EVENT, React, Reacted,
-    ReadEvent, Receipt, Target,
+    ReadEvent, Receipt, TYPING_EVENT, Target, Typing,
 };
 
 /// Most messages one `chat.history` returns.
@@ -255,7 +255,7 @@ impl Chat {
             unread: state.unread,
         };
         self.tell_online(me, me, READ_EVENT, &event).await;
-        for member in self.receipt_recipients(me, &c).await {
+        for member in self.small_audience(me, &c).await {
             let receipt = Receipt {
                 to: target_of(&member, &c),
                 user: me.as_str().to_owned(),
@@ -266,8 +266,10 @@ impl Chat {
         Ok(event)
     }
 
-    /// Who gets a receipt when `me` reads `c`.
-    async fn receipt_recipients(&self, me: &UserId, c: &ConversationId) -> Vec<UserId> {
+    /// Who is told when `me` reads or types in `c`: the peer of a direct
+    /// conversation, the other members of a group of at most
+    /// `--receipts-max-group` members; nobody for the lobby and larger groups.
+    async fn small_audience(&self, me: &UserId, c: &ConversationId) -> Vec<UserId> {
         if let Some(peer) = c.peer_of(me) {
             return if peer == me {
                 Vec::new()
@@ -321,6 +323,30 @@ impl Chat {
         if let Err(e) = self.inner.broker.publish(&env).await {
             tracing::warn!(%user, error = %e, "sending a read event");
         }
+    }
+
+    /// `chat.typing`: tell the conversation's members who are online that
+    /// the caller is typing (the audience of receipts). Rate limited, never
+    /// stored; the caller must be one who may send there.
+    pub(crate) async fn typing(&self, login: &Login, p: Typing) -> Result<()> {
+        let me = &login.0.user;
+        let c = conversation_of(me, &p.to)?;
+        if let Err(wait) = self.inner.abuse.typing.allow(me.as_str()) {
+            return Err(ChatError::too_many(
+                "rate_limited",
+                "typing notices are limited to one a second",
+                wait,
+            ));
+        }
+        self.may_send(me.as_str(), &p.to).await?;
+        for member in self.small_audience(me, &c).await {
+            let notice = Typing {
+                to: target_of(&member, &c),
+                user: Some(me.as_str().to_owned()),
+            };
+            self.tell_online(me, &member, TYPING_EVENT, &notice).await;
+        }
+        Ok(())
     }
 
     /// `chat.history`: a page of a conversation's messages, oldest first,

@@ -23,6 +23,9 @@ const MAX_KEYS: usize = 100_000;
 pub(crate) struct Abuse {
     /// Messages per user (`--send-rate`, `--send-burst`).
     pub(crate) send: KeyedLimiter<String>,
+    /// Typing notices per user: one a second, bursts of 5 (clients send one
+    /// every few seconds while the user types).
+    pub(crate) typing: KeyedLimiter<String>,
     /// Accounts created per client address (`--registrations-per-ip-per-hour`).
     pub(crate) registrations: KeyedLimiter<IpAddr>,
     /// Failed logins per client address, over all accounts
@@ -38,6 +41,7 @@ impl Abuse {
     pub(crate) fn new(config: &Config) -> Self {
         Abuse {
             send: KeyedLimiter::per_second(config.send_rate, config.send_burst),
+            typing: KeyedLimiter::per_second(1, 5),
             registrations: KeyedLimiter::new(
                 config.registrations_per_ip_per_hour,
                 Duration::from_secs(3600),

@@ -154,7 +154,7 @@ impl Chat {
 
     /// Only members send to a group; a private message inside a group goes
     /// from a member to a member; a private message goes to an existing user.
-    async fn may_send(&self, me: &str, to: &Target) -> Result<()> {
+    pub(crate) async fn may_send(&self, me: &str, to: &Target) -> Result<()> {
         self.may_send_to(me, to).await?;
         if let Some(user) = &to.user
             && self.has_blocked(user, me).await?

@@ -27,7 +27,7 @@ use crate::error::{ChatError, Result};
 use crate::sync::lock;
 use crate::wire::{
     CONVERSATION_EVENT, GROUP_EVENT, GroupEvent, Message, MessageDeleted, MessageEdited,
-    READ_EVENT, RECEIPT_EVENT, Reaction, SessionEvent, push,
+    READ_EVENT, RECEIPT_EVENT, Reaction, SessionEvent, TYPING_EVENT, push,
 };
 
 /// The device of logins that name none.
@@ -570,9 +570,12 @@ impl Pump {
                 self.follow(&envelope.body).await;
                 return Ok(Flow::Go);
             }
-            READ_EVENT | RECEIPT_EVENT if translate.is_some() => return Ok(Flow::Go),
+            READ_EVENT | RECEIPT_EVENT | TYPING_EVENT if translate.is_some() => {
+                return Ok(Flow::Go);
+            }
             READ_EVENT => native(push::READ),
             RECEIPT_EVENT => native(push::RECEIPT),
+            TYPING_EVENT => native(push::TYPING),
             _ => match translate {
                 Some(Translate(translate)) => {
                     let Some(state) = self.login.upgrade() else {

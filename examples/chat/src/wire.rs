@@ -40,6 +40,8 @@ pub(crate) const CONVERSATION_EVENT: &str = "application/vnd.chat.conversation";
 /// Content type of an inbox event carrying a [`ReadEvent`] to the reader's
 /// other logins.
 pub(crate) const READ_EVENT: &str = "application/vnd.chat.read+json";
+/// Content type of an inbox event carrying a [`Typing`] notice.
+pub(crate) const TYPING_EVENT: &str = "application/vnd.chat.typing+json";
 /// Content type of an inbox event carrying a [`Receipt`].
 pub(crate) const RECEIPT_EVENT: &str = "application/vnd.chat.receipt+json";
 
@@ -100,6 +102,8 @@ pub mod api {
     pub const DELETE: &str = "chat.delete";
     /// [`React`](super::React) → [`Reacted`](super::Reacted).
     pub const REACT: &str = "chat.react";
+    /// [`Typing`](super::Typing) → [`Done`](super::Done).
+    pub const TYPING: &str = "chat.typing";
 }
 
 /// The push kinds (PROTOCOL.md §1).
@@ -123,6 +127,8 @@ pub mod push {
     pub const DELETE: &str = "delete";
     /// A [`Reaction`](super::Reaction).
     pub const REACT: &str = "react";
+    /// A [`Typing`](super::Typing) notice, with `user` set.
+    pub const TYPING: &str = "typing";
 }
 
 /// Shows a secret as `***` (in the `Debug` of what carries one).
@@ -448,6 +454,18 @@ pub struct React {
     pub seq: u64,
     /// One emoji: the same again takes the reaction back, another replaces it.
     pub reaction: String,
+}
+
+/// `chat.typing` (`{"to"}`), and the `typing` push (`{"to", "user"}`): the
+/// user is typing in `to`. Never stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Typing {
+    /// The conversation, as the receiver of the push addresses it.
+    pub to: Target,
+    /// Who is typing (set by the server; ignored in the call).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
 }
 
 /// `chat.read`: the caller read `to` up to message `seq`.

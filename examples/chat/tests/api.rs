@@ -1210,3 +1210,54 @@ async fn edits_deletions_and_reactions_reach_members_and_show_in_history() {
     );
     running.shutdown(Duration::from_secs(1)).await;
 }
+
+#[tokio::test]
+async fn typing_reaches_the_others_online_is_rate_limited_and_never_stored() {
+    let running = start(&[]).await;
+    let mut alice = User::new(&running, "alice").await;
+    let mut bob = User::new(&running, "bob").await;
+    alice.ok(api::GROUP_CREATE, json!({"name": "team"})).await;
+    bob.ok(api::GROUP_JOIN, json!({"name": "team"})).await;
+    alice.ok(api::TYPING, json!({"to": {"user": "bob"}})).await;
+    let t: wire::Typing =
+        serde_json::from_value(bob.push(push::TYPING).await).expect("a typing push");
+    assert_eq!(
+        (t.to, t.user.as_deref()),
+        (Target::user("alice"), Some("alice"))
+    );
+    alice
+        .ok(api::TYPING, json!({"to": {"group": "team"}}))
+        .await;
+    let t: wire::Typing =
+        serde_json::from_value(bob.push(push::TYPING).await).expect("a typing push");
+    assert_eq!(t.to, Target::group("team"));
+    // Nothing is stored: no message, nothing unread.
+    let list: wire::ConversationList = bob.call(api::CONVERSATIONS, json!({})).await;
+    assert!(list.conversations.iter().all(|c| c.head == 0), "{list:?}");
+    // Where the caller may not send, it may not type either.
+    alice.ok(api::GROUP_CREATE, json!({"name": "quiet"})).await;
+    let e = bob
+        .err(api::TYPING, json!({"to": {"group": "quiet"}}), 403)
+        .await;
+    assert_eq!(e["code"], "not_member");
+    bob.ok(api::BLOCK, json!({"name": "alice"})).await;
+    let e = alice
+        .err(api::TYPING, json!({"to": {"user": "bob"}}), 403)
+        .await;
+    assert_eq!(e["code"], "blocked");
+    // A flood gets 429 with when to come back.
+    let mut refused = None;
+    for _ in 0..10 {
+        let params = json!({"to": {"group": "team"}});
+        match alice.client.call(api::TYPING, params).await {
+            Ok(_) => {}
+            Err((status, e)) => {
+                refused = Some((status, e));
+                break;
+            }
+        }
+    }
+    let (status, e) = refused.expect("a typing flood is refused");
+    assert_eq!((status, e["code"].as_str()), (429, Some("rate_limited")));
+    running.shutdown(Duration::from_secs(1)).await;
+}

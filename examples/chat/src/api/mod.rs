@@ -12,7 +12,7 @@ use crate::wire::{
     Ack, BlockedUsers, CreateGroup, Created, Done, EditMessage, FoundGroups, FriendName, Friends,
     GroupName, Groups, History, Kick, ListConversations, Login, MarkRead, Members, MessageRef,
     Messages, NoParams, OnlineUsers, React, Register, Resume, SearchGroups, SendMessage, SetRole,
-    UserName, api,
+    Typing, UserName, api,
 };
 
 /// Most names `user.online` returns.
@@ -253,6 +253,10 @@ fn messages(homer: &Homer, c: &Chat) {
     on(homer, c, api::REACT, |chat, ctx, p: React| async move {
         let login = Chat::login(&ctx)?;
         chat.react(&login, p).await
+    });
+    on(homer, c, api::TYPING, |chat, ctx, p: Typing| async move {
+        let login = Chat::login(&ctx)?;
+        chat.typing(&login, p).await.map(|()| Done {})
     });
 }
 
