@@ -95,41 +95,6 @@ pub(crate) fn log_error(e: rmq_core::Error, to: &Target) -> ChatError {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::one_emoji;
-
-    #[test]
-    fn a_reaction_is_exactly_one_emoji() {
-        for ok in [
-            "👍",
-            "👍🏽",
-            "❤️",
-            "🇫🇷",
-            "👩‍👩‍👧‍👦",
-            "🏳️‍🌈",
-            "1️⃣",
-            "🏴\u{E0067}\u{E0062}\u{E0073}\u{E0063}\u{E0074}\u{E007F}",
-        ] {
-            assert!(one_emoji(ok), "{ok:?} is one emoji");
-        }
-        for bad in [
-            "",
-            "👍👍",
-            "👍 ",
-            "ok",
-            "1",
-            "a👍",
-            "🇫🇷🇫",
-            "\u{200D}",
-            "👍\u{200D}",
-            &"👍".repeat(20),
-        ] {
-            assert!(!one_emoji(bad), "{bad:?} is not one emoji");
-        }
-    }
-}
-
 impl Chat {
     /// Tell `user`'s logins to follow conversation `c` (`follow`) or to
     /// stop: a login follows the conversations the user has when it starts,
@@ -522,5 +487,40 @@ fn info(me: &UserId, s: &Summary) -> ConversationInfo {
         read: s.read,
         unread: s.unread,
         last: s.last.as_ref().and_then(Message::from_log),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_emoji;
+
+    #[test]
+    fn a_reaction_is_exactly_one_emoji() {
+        for ok in [
+            "👍",
+            "👍🏽",
+            "❤️",
+            "🇫🇷",
+            "👩‍👩‍👧‍👦",
+            "🏳️‍🌈",
+            "1️⃣",
+            "🏴\u{E0067}\u{E0062}\u{E0073}\u{E0063}\u{E0074}\u{E007F}",
+        ] {
+            assert!(one_emoji(ok), "{ok:?} is one emoji");
+        }
+        for bad in [
+            "",
+            "👍👍",
+            "👍 ",
+            "ok",
+            "1",
+            "a👍",
+            "🇫🇷🇫",
+            "\u{200D}",
+            "👍\u{200D}",
+            &"👍".repeat(20),
+        ] {
+            assert!(!one_emoji(bad), "{bad:?} is not one emoji");
+        }
     }
 }
