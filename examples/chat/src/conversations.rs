@@ -14,7 +14,8 @@
 //! | `{"user": u, "group": g}` (a private word inside a group) | the same direct conversation |
 //!
 //! Memberships of rooms follow the groups' (`groups.rs`); the lobby's are
-//! made at registration and, for accounts from before the logs, at login.
+//! made at registration. A store from before the logs gets its memberships
+//! copied in once, at start ([`Chat::migrate_to_logs`]).
 
 use rmq_core::conversation::{ConversationId, ListQuery, LogQuery, Summary};
 use rmq_core::{Envelope, RoomId, To, UserId};
@@ -286,7 +287,7 @@ impl Chat {
             .body(body)
             .build();
         if let Err(e) = self.inner.broker.publish(&env).await {
-            tracing::warn!(%user, error = %e, "sending a read event");
+            tracing::warn!(%user, error = %e, "sending an event to a user's logins");
         }
     }
 
@@ -341,9 +342,7 @@ impl Chat {
             };
         Ok(messages.iter().filter_map(Message::from_log).collect())
     }
-}
 
-impl Chat {
     /// `chat.edit`: the sender replaces a message's text.
     pub(crate) async fn edit_message(&self, login: &Login, p: EditMessage) -> Result<Changed> {
         let me = &login.0.user;

@@ -9,10 +9,9 @@ use homer::{ApiError, Homer};
 use crate::app::Chat;
 use crate::error::ChatError;
 use crate::wire::{
-    Ack, BlockedUsers, CreateGroup, Created, Done, EditMessage, FoundGroups, FriendName, Friends,
-    GroupName, Groups, History, Kick, ListConversations, Login, MarkRead, Members, MessageRef,
-    Messages, NoParams, OnlineUsers, React, Register, Resume, SearchGroups, SendMessage, SetRole,
-    Typing, UserName, api,
+    Ack, BlockedUsers, CreateGroup, Created, Done, FoundGroups, FriendName, Friends, GroupName,
+    Groups, History, Kick, Login, Members, Messages, NoParams, OnlineUsers, Register, Resume,
+    SearchGroups, SendMessage, SetRole, UserName, api,
 };
 
 /// Most names `user.online` returns.
@@ -215,48 +214,43 @@ fn messages(homer: &Homer, c: &Chat) {
         let messages = chat.history(&me.0.user, p).await?;
         Ok(Messages { messages })
     });
-    on(homer, c, api::ACK, |chat, ctx, p: Ack| async move {
-        let login = Chat::login(&ctx)?;
+    on_login(homer, c, api::ACK, |chat, login, p: Ack| async move {
         chat.ack(&login, &p.ids).await.map(|()| Done {})
     });
-    on(
-        homer,
-        c,
-        api::CONVERSATIONS,
-        |chat, ctx, p: ListConversations| async move {
-            let login = Chat::login(&ctx)?;
-            chat.conversation_list(&login, p).await
-        },
-    );
-    on(homer, c, api::READ, |chat, ctx, p: MarkRead| async move {
-        let login = Chat::login(&ctx)?;
+    on_login(homer, c, api::CONVERSATIONS, |chat, login, p| async move {
+        chat.conversation_list(&login, p).await
+    });
+    on_login(homer, c, api::READ, |chat, login, p| async move {
         chat.mark_read(&login, p).await
     });
-    on(
-        homer,
-        c,
-        api::EDIT,
-        |chat, ctx, p: EditMessage| async move {
-            let login = Chat::login(&ctx)?;
-            chat.edit_message(&login, p).await
-        },
-    );
-    on(
-        homer,
-        c,
-        api::DELETE,
-        |chat, ctx, p: MessageRef| async move {
-            let login = Chat::login(&ctx)?;
-            chat.delete_message(&login, p).await
-        },
-    );
-    on(homer, c, api::REACT, |chat, ctx, p: React| async move {
-        let login = Chat::login(&ctx)?;
+    on_login(homer, c, api::EDIT, |chat, login, p| async move {
+        chat.edit_message(&login, p).await
+    });
+    on_login(homer, c, api::DELETE, |chat, login, p| async move {
+        chat.delete_message(&login, p).await
+    });
+    on_login(homer, c, api::REACT, |chat, login, p| async move {
         chat.react(&login, p).await
     });
-    on(homer, c, api::TYPING, |chat, ctx, p: Typing| async move {
-        let login = Chat::login(&ctx)?;
+    on_login(homer, c, api::TYPING, |chat, login, p| async move {
         chat.typing(&login, p).await.map(|()| Done {})
+    });
+}
+
+/// Register the API `name` for logged-in callers (others get 401
+/// `not_logged_in`): `f` gets the service, the caller's login and the
+/// typed params.
+fn on_login<P, R, F, Fut>(homer: &Homer, c: &Chat, name: &str, f: F)
+where
+    F: Fn(Chat, crate::session::Login, P) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<R, ChatError>> + Send + 'static,
+    P: serde::de::DeserializeOwned + Send + 'static,
+    R: serde::Serialize + Send + 'static,
+{
+    let f = std::sync::Arc::new(f);
+    on(homer, c, name, move |chat, ctx, p: P| {
+        let f = f.clone();
+        async move { f(chat, Chat::login(&ctx)?, p).await }
     });
 }
 
