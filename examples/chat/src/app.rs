@@ -10,12 +10,13 @@ use aucheck::AuthManager;
 use easy_cookie::{Key, KeyRing, Sessions};
 use homer::{ConnId, Homer, Hub};
 use nopi::{Collection, Store, Tree};
-use rmq_core::conversation::{Conversations, Retention};
+use rmq_core::conversation::{Conversations, Fanout, InProcessFanout, Retention};
 use rmq_core::{AmqpBroker, Broker, LocalBroker, RoomId};
 use serde::{Deserialize, Serialize};
 use tiny_storage::{Attribute, UserModel, Validator};
 
 use crate::config::Config;
+use crate::events::UserEvents;
 use crate::limits::{Abuse, LoginBackoff};
 use crate::metrics::{HomerObserver, Metrics};
 use crate::wire::{LOBBY, Role};
@@ -100,6 +101,9 @@ pub(crate) struct Inner {
     /// positions and per-device cursors; fanned out live through RabbitMQ
     /// when the broker is, in process otherwise.
     pub(crate) log: Conversations,
+    /// What reaches every login of a user and belongs to no log (see
+    /// `events`), on the same fan-out as the logs.
+    pub(crate) events: UserEvents,
     pub(crate) groups: Collection<GroupDoc>,
     pub(crate) friends: Tree,
     pub(crate) sent: Tree,
@@ -115,8 +119,9 @@ pub(crate) struct Inner {
     pub(crate) hub: Hub,
     pub(crate) abuse: Abuse,
     pub(crate) logins: LoginBackoff,
-    /// The connection each user logged in on, on this node.
-    pub(crate) local: Mutex<HashMap<String, ConnId>>,
+    /// The connections of each user's logins on this node (a user may be
+    /// logged in on several devices).
+    pub(crate) local: Mutex<HashMap<String, Vec<ConnId>>>,
     /// What `/metrics` reports.
     pub(crate) metrics: Arc<Metrics>,
     /// The last readiness probe of the store (`health`).
@@ -370,6 +375,9 @@ impl Chat {
             .absolute_timeout(Duration::from_secs(
                 config.session_idle_secs.max(30 * 24 * 3600),
             ))
+            // A session is a device; `login_with_password` signs the oldest
+            // out before a new one would pass the limit.
+            .max_sessions_per_user(usize::from(config.max_devices))
             .build(store.tree("chat.inner.sessions").await.map_err(nopi_err)?)
             .map_err(|e| other("sessions", &e))?;
         let groups = store
@@ -379,12 +387,17 @@ impl Chat {
             .open()
             .await
             .map_err(nopi_err)?;
-        let log = Conversations::builder(&store).max_body_size(config.max_text);
-        let log = match &amqp {
-            Some(amqp) => log.fanout(Arc::new(amqp.clone())),
-            None => log,
+        // One fan-out for the logs' live entries and the users' events.
+        let fanout: Arc<dyn Fanout> = match &amqp {
+            Some(amqp) => Arc::new(amqp.clone()),
+            None => Arc::new(InProcessFanout::new()),
         };
-        let log = log.build().await?;
+        let log = Conversations::builder(&store)
+            .max_body_size(config.max_text)
+            .fanout(fanout.clone())
+            .build()
+            .await?;
+        let events = UserEvents::start(fanout).await?;
         let metrics = Arc::new(Metrics::new());
         let builder = Homer::builder().observer(HomerObserver(metrics.clone()));
         let builder = match &config.web_dir {
@@ -427,6 +440,7 @@ impl Chat {
             broker,
             amqp,
             log,
+            events,
             groups,
             hub: homer.hub().clone(),
             local: Mutex::new(HashMap::new()),

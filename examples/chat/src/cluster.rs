@@ -2,7 +2,7 @@
 //!
 //! Every node writes a heartbeat — the wall-clock time in ms — under its node
 //! id in the `chat.inner.nodes` tree every [`BEAT`]. An entry of the online
-//! tree (`user -> {node, since}`) counts only while its node's beat is younger
+//! tree (`user \0 device -> {node, since}`) counts only while its node's beat is younger
 //! than [`STALE`]; `is_online` and `online_users` ignore the others at once.
 //! Every node also runs a sweeper every [`BEAT`] that removes the entries of
 //! stale nodes with a compare-and-swap (so exactly one node wins each entry)
@@ -145,27 +145,23 @@ async fn clear_entries(chat: &Chat, gone: impl Fn(&OnlineEntry) -> bool) -> nopi
         if !gone(&entry) {
             continue;
         }
-        let Ok(name) = String::from_utf8(key) else {
+        let Some(name) = crate::session::user_of_key(&key).map(str::to_owned) else {
             continue;
         };
         if chat
             .inner
             .online
-            .compare_and_swap(&name, Some(&value), None)
+            .compare_and_swap(&key, Some(&value), None)
             .await?
             .is_err()
         {
             continue;
         }
         cleared += 1;
-        tracing::info!(user = %name, node = %entry.node, "user offline: their node is gone");
+        tracing::info!(user = %name, node = %entry.node, "user offline on a device: its node is gone");
         if let Ok(user) = rmq_core::UserId::new(name.as_str()) {
-            let broker = chat.inner.broker.clone();
-            tokio::spawn(async move {
-                if let Err(e) = broker.publish_presence(&Presence::new(user, false)).await {
-                    tracing::warn!(user = %name, error = %e, "announcing presence");
-                }
-            });
+            let chat = chat.clone();
+            tokio::spawn(async move { chat.announce_offline(&user).await });
         }
     }
     Ok(cleared)
@@ -244,10 +240,11 @@ async fn reassert(chat: &Chat) {
             node: chat.inner.node.clone(),
             since: login.0.since,
         };
+        let key = crate::session::online_key(&name, &login.0.device);
         match chat
             .inner
             .online
-            .compare_and_swap(&name, None, Some(&entry.bytes()))
+            .compare_and_swap(&key, None, Some(&entry.bytes()))
             .await
         {
             Ok(Ok(())) => {

@@ -199,6 +199,18 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub session_idle_secs: u64,
 
+    /// Most devices a user may be logged in on at once (1 to 1000); a login
+    /// on one more signs the least recently logged-in device out.
+    #[arg(long, env = "CHAT_MAX_DEVICES", default_value_t = 10,
+          value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub max_devices: u16,
+
+    /// One login per user: a new login signs out every other device (the
+    /// behaviour before devices), instead of only the same device's.
+    #[arg(long, env = "CHAT_SINGLE_SESSION")]
+    #[serde(default)]
+    pub single_session: bool,
+
     /// Log filter, as in `RUST_LOG` (e.g. `info`, `chat=debug,homer=info`).
     #[arg(long, env = "CHAT_LOG", default_value = "info")]
     pub log: String,
@@ -351,6 +363,8 @@ impl std::fmt::Debug for Config {
             proxy_protocol,
             shutdown_drain_ms,
             session_idle_secs,
+            max_devices,
+            single_session,
             log,
         } = self;
         f.debug_struct("Config")
@@ -392,6 +406,8 @@ impl std::fmt::Debug for Config {
             .field("proxy_protocol", proxy_protocol)
             .field("shutdown_drain_ms", shutdown_drain_ms)
             .field("session_idle_secs", session_idle_secs)
+            .field("max_devices", max_devices)
+            .field("single_session", single_session)
             .field("log", log)
             .finish()
     }
@@ -453,6 +469,8 @@ impl serde::Serialize for Config {
         m.serialize_entry("proxy_protocol", &self.proxy_protocol)?;
         m.serialize_entry("shutdown_drain_ms", &self.shutdown_drain_ms)?;
         m.serialize_entry("session_idle_secs", &self.session_idle_secs)?;
+        m.serialize_entry("max_devices", &self.max_devices)?;
+        m.serialize_entry("single_session", &self.single_session)?;
         m.serialize_entry("log", &self.log)?;
         m.end()
     }

@@ -18,15 +18,15 @@
 //! copied in once, at start ([`Chat::migrate_to_logs`]).
 
 use rmq_core::conversation::{ConversationId, ListQuery, LogQuery, Summary};
-use rmq_core::{Envelope, RoomId, To, UserId};
+use rmq_core::{RoomId, UserId};
 
 use crate::app::{Chat, perm};
 use crate::error::{ChatError, Result};
+use crate::events::UserEvent;
 use crate::session::Login;
 use crate::wire::{
-    CONVERSATION_EVENT, Changed, ConversationInfo, ConversationList, EditMessage, History, LOBBY,
-    ListConversations, MarkRead, Message, MessageRef, READ_EVENT, RECEIPT_EVENT, React, Reacted,
-    ReadEvent, Receipt, TYPING_EVENT, Target, Typing,
+    Changed, ConversationInfo, ConversationList, EditMessage, History, LOBBY, ListConversations,
+    MarkRead, Message, MessageRef, React, Reacted, ReadEvent, Receipt, Target, Typing, push,
 };
 
 /// Most messages one `chat.history` returns.
@@ -102,12 +102,11 @@ impl Chat {
     /// and those it is told of (a direct conversation's first message, a
     /// group created or joined; a group left or kicked from).
     pub(crate) async fn tell_follow(&self, user: &UserId, c: &ConversationId, follow: bool) {
-        let sign = if follow { '+' } else { '-' };
-        let env = Envelope::builder(user.clone(), To::User(user.clone()))
-            .content_type(CONVERSATION_EVENT)
-            .body(format!("{sign}{}", c.key()).into_bytes())
-            .build();
-        if let Err(e) = self.inner.broker.publish(&env).await {
+        let event = UserEvent::Follow {
+            conversation: c.key(),
+            on: follow,
+        };
+        if let Err(e) = self.inner.events.publish(user, event).await {
             tracing::warn!(%user, conversation = %c, error = %e, "telling logins to follow a conversation");
         }
     }
@@ -220,14 +219,14 @@ impl Chat {
             read: state.read,
             unread: state.unread,
         };
-        self.tell_online(me, me, READ_EVENT, &event).await;
+        self.tell_online(me, push::READ, &event).await;
         for member in self.small_audience(me, &c).await {
             let receipt = Receipt {
                 to: target_of(&member, &c),
                 user: me.as_str().to_owned(),
                 seq: state.read,
             };
-            self.tell_online(me, &member, RECEIPT_EVENT, &receipt).await;
+            self.tell_online(&member, push::RECEIPT, &receipt).await;
         }
         Ok(event)
     }
@@ -262,13 +261,12 @@ impl Chat {
         }
     }
 
-    /// Send `what` to `user`'s logins through their inboxes, if `user` is
+    /// Push `what` as `push` to every native login of `user`, if `user` is
     /// online (these events are not worth keeping for later).
-    async fn tell_online<T: serde::Serialize>(
+    pub(crate) async fn tell_online<T: serde::Serialize>(
         &self,
-        from: &UserId,
         user: &UserId,
-        content_type: &str,
+        push: &str,
         what: &T,
     ) {
         match self.is_online(user.as_str()).await {
@@ -279,14 +277,18 @@ impl Chat {
                 return;
             }
         }
-        let Ok(body) = serde_json::to_vec(what) else {
-            return;
+        let body = match serde_json::to_value(what) {
+            Ok(body) => body,
+            Err(e) => {
+                tracing::warn!(%user, error = %e, "encoding an event");
+                return;
+            }
         };
-        let env = Envelope::builder(from.clone(), To::User(user.clone()))
-            .content_type(content_type)
-            .body(body)
-            .build();
-        if let Err(e) = self.inner.broker.publish(&env).await {
+        let event = UserEvent::Push {
+            push: push.to_owned(),
+            body,
+        };
+        if let Err(e) = self.inner.events.publish(user, event).await {
             tracing::warn!(%user, error = %e, "sending an event to a user's logins");
         }
     }
@@ -310,7 +312,7 @@ impl Chat {
                 to: target_of(&member, &c),
                 user: Some(me.as_str().to_owned()),
             };
-            self.tell_online(me, &member, TYPING_EVENT, &notice).await;
+            self.tell_online(&member, push::TYPING, &notice).await;
         }
         Ok(())
     }

@@ -6,12 +6,12 @@
 //! and what a role may do is declared once in [`crate::app`].
 
 use rmq_core::conversation::ConversationId;
-use rmq_core::{Envelope, RoomId, To, UserId};
+use rmq_core::{RoomId, UserId};
 
 use crate::app::{Chat, GroupDoc, perm};
 use crate::error::{ChatError, Result};
 use crate::users::user_id;
-use crate::wire::{Change, FoundGroup, GROUP_EVENT, GroupEvent, LOBBY, Member, MyGroup, Role};
+use crate::wire::{Change, FoundGroup, GroupEvent, LOBBY, Member, MyGroup, Role, push};
 
 /// Longest group description, in bytes.
 const MAX_DESC: usize = 256;
@@ -212,7 +212,7 @@ impl Chat {
         self.inner.log.join(&room, &user).await?;
         self.tell_follow(&user, &ConversationId::room(room), true)
             .await;
-        self.group_event(me, name, me, Change::Joined).await;
+        self.group_event(name, me, Change::Joined).await;
         Ok(())
     }
 
@@ -383,7 +383,7 @@ impl Chat {
         event: Change,
     ) -> Result<()> {
         let user = user_id(target)?;
-        self.group_event(actor, group, target, event).await;
+        self.group_event(group, target, event).await;
         self.inner
             .auth
             .by(actor)
@@ -445,18 +445,11 @@ impl Chat {
 
     /// Tell every member of `group` (and `subject`) that `subject` `event`.
     /// Best effort: the change itself has happened whatever this reports.
-    async fn group_event(&self, actor: &str, group: &str, subject: &str, event: Change) {
-        let Ok(room) = RoomId::new(group) else { return };
-        let Ok(from) = UserId::new(actor) else {
-            return;
-        };
-        let body = match serde_json::to_vec(&GroupEvent {
+    async fn group_event(&self, group: &str, subject: &str, event: Change) {
+        let event = GroupEvent {
             group: group.to_owned(),
             user: subject.to_owned(),
             event,
-        }) {
-            Ok(b) => b,
-            Err(_) => return,
         };
         let members = match self
             .inner
@@ -478,19 +471,7 @@ impl Chat {
             let Ok(user) = UserId::new(member.as_str()) else {
                 continue;
             };
-            let env = Envelope::builder(
-                from.clone(),
-                To::UserInRoom {
-                    user,
-                    room: room.clone(),
-                },
-            )
-            .content_type(GROUP_EVENT)
-            .body(body.clone())
-            .build();
-            if let Err(e) = self.inner.broker.publish(&env).await {
-                tracing::warn!(group, member, error = %e, "sending a group event");
-            }
+            self.tell_online(&user, push::GROUP, &event).await;
         }
     }
 }

@@ -29,6 +29,7 @@ mod cluster;
 mod config;
 mod conversations;
 mod error;
+mod events;
 mod friends;
 mod groups;
 mod health;

@@ -29,9 +29,6 @@ pub(crate) async fn run(chat: Chat) {
         while let Some(event) = stream.recv().await {
             match event {
                 PresenceEvent::Changed(p) => {
-                    if p.online {
-                        chat.replaced_remotely(p.user.as_str(), p.ts);
-                    }
                     if let Err(e) = fan_out(&chat, &p).await {
                         tracing::warn!(user = %p.user, error = %e, "pushing presence");
                     }

@@ -1,14 +1,19 @@
-//! Logged-in connections: one session per user, the pump that turns what
-//! the user's conversations and inbox bring into pushes, and the cleanup
-//! when a connection ends.
+//! Logged-in connections: the logins of each user's devices, the pump that
+//! turns what the user's conversations and events bring into pushes, and
+//! the cleanup when a connection ends.
 //!
-//! A login is one device of its user. Its pump follows a [`Feed`] of every
-//! conversation of the user, each from the device's delivered cursor, and
-//! the user's inbox, which carries what belongs to no conversation (group
-//! events, "follow this conversation", read events and receipts). A message
-//! counts as delivered to the device when the client acks it (`chat.ack`)
-//! or, for clients that cannot ack, once it is written
-//! ([`Acks::OnWrite`]).
+//! A login is one device of its user; a user may be logged in on several
+//! devices at once, on any nodes, each live. Its pump follows a [`Feed`] of
+//! every conversation of the user, each from the device's delivered cursor,
+//! and the user's [events](crate::events), which carry what belongs to no
+//! conversation (group events, "follow this conversation", read events,
+//! receipts, typing, sign-outs). A message counts as delivered to the
+//! device when the client acks it (`chat.ack`) or, for clients that cannot
+//! ack, once it is written ([`Acks::OnWrite`]).
+//!
+//! The online tree holds one entry per live device, `user \0 device ->
+//! {node, since}`: a user is online while any entry of a live node is
+//! there, and offline presence is announced when the last goes.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -18,17 +23,15 @@ use homer::{Connection, Context, Push};
 use rmq_core::conversation::{
     ConversationId, Conversations, Event, Feed, FeedItem, ListQuery, LogEntry,
 };
-use rmq_core::{DeviceId, Envelope, Presence, Subscription, UserId};
+use rmq_core::{DeviceId, Envelope, Presence, UserId};
 use uuid::Uuid;
 
 use crate::app::Chat;
 use crate::cluster::OnlineEntry;
 use crate::error::{ChatError, Result};
+use crate::events::{Listener, Received, UserEvent};
 use crate::sync::lock;
-use crate::wire::{
-    CONVERSATION_EVENT, GROUP_EVENT, GroupEvent, Message, MessageDeleted, MessageEdited,
-    READ_EVENT, RECEIPT_EVENT, Reaction, SessionEvent, TYPING_EVENT, push,
-};
+use crate::wire::{Message, MessageDeleted, MessageEdited, Reaction, SessionEvent, push};
 
 /// The device of logins that name none.
 pub(crate) const DEFAULT_DEVICE: &str = "default";
@@ -207,8 +210,10 @@ pub(crate) enum Acks {
 }
 
 impl Chat {
-    /// Make `ctx`'s connection the one session of `user`: replace any other
-    /// session of the user, start consuming the inbox, announce presence.
+    /// Make `ctx`'s connection a login of `user` on `device`: sign out the
+    /// device's older logins (every older login with `--single-session`),
+    /// follow the user's conversations from the device's cursors, announce
+    /// presence.
     pub(crate) async fn establish(
         &self,
         ctx: &Context,
@@ -223,24 +228,20 @@ impl Chat {
         if let Some(old) = ctx.session().remove::<Login>() {
             self.logged_out(ctx.connection(), &old).await;
         }
-        self.replace_local(&name, ctx.connection()).await;
-
         let presence = Presence::new(user.clone(), true);
-        let sub = self
-            .inner
-            .broker
-            .subscribe(&user)
-            .await
-            .map_err(|e| ChatError::failed("subscribe", e))?;
+        let events = self.inner.events.listen(&user).await?;
         let (feed, behind) = follow_all(&self.inner.log, &user, &device).await?;
         // Written before the login is installed: if the store is away the
-        // call fails with nothing half done (the subscription is dropped).
+        // call fails with nothing half done.
         let entry = OnlineEntry {
             node: self.inner.node.clone(),
             since: presence.ts,
         };
         let bytes = serde_json::to_vec(&entry).map_err(|e| ChatError::failed("online entry", e))?;
-        self.inner.online.insert(&name, bytes).await?;
+        self.inner
+            .online
+            .insert(online_key(&name, &device), bytes)
+            .await?;
         let login = Login(Arc::new(LoginState {
             user,
             number,
@@ -256,7 +257,7 @@ impl Chat {
             Pump {
                 conn: ctx.connection().clone(),
                 login: Arc::downgrade(&login.0),
-                sub,
+                events,
                 feed,
                 behind,
                 acks,
@@ -268,94 +269,115 @@ impl Chat {
         *lock(&login.0.pump) = Some(pump);
         ctx.session().insert(login.clone());
         ctx.subscribe(&user_topic(&name));
-        lock(&self.inner.local).insert(name.clone(), ctx.conn_id());
+        lock(&self.inner.local)
+            .entry(name.clone())
+            .or_default()
+            .push(ctx.conn_id());
 
+        // The device's older logins end, on every node (with
+        // `--single-session`, every older login of the user).
+        let device = (!self.inner.config.single_session).then(|| login.0.device.to_string());
+        self.sign_out(&login.0.user, device, presence.ts, SessionEvent::REPLACED)
+            .await;
         if let Err(e) = self.inner.broker.publish_presence(&presence).await {
             tracing::warn!(user = %name, error = %e, "announcing presence");
         }
         Ok(login)
     }
 
-    /// Close this node's other session of `name`, if any, telling it why.
-    async fn replace_local(&self, name: &str, current: &Connection) {
-        let previous = lock(&self.inner.local).get(name).copied();
-        let Some(prev) = previous.filter(|id| *id != current.id()) else {
-            return;
+    /// End the logins of `user` on `device` (every device when `None`) that
+    /// started before `before` (ms), on every node, telling each `reason`.
+    pub(crate) async fn sign_out(
+        &self,
+        user: &UserId,
+        device: Option<String>,
+        before: u64,
+        reason: &str,
+    ) {
+        let event = UserEvent::SignOut {
+            device,
+            before,
+            reason: reason.to_owned(),
         };
-        if let Some(conn) = self.inner.hub.connection(prev) {
-            replace(&conn);
-        }
-    }
-
-    /// A session of this node was replaced by a login elsewhere (`since` is
-    /// the newer login's time).
-    pub(crate) fn replaced_remotely(&self, name: &str, since: u64) {
-        let id = lock(&self.inner.local).get(name).copied();
-        let Some(conn) = id.and_then(|id| self.inner.hub.connection(id)) else {
-            return;
-        };
-        let older = conn
-            .session()
-            .with(|l: Option<&Login>| l.is_some_and(|l| l.0.since < since));
-        if older {
-            replace(&conn);
-            lock(&self.inner.local).retain(|_, c| *c != conn.id());
+        if let Err(e) = self.inner.events.publish(user, event).await {
+            tracing::warn!(%user, error = %e, "signing out older logins");
         }
     }
 
     /// The user of `conn` logged out or went away: forget the connection and,
-    /// unless a newer login of the user exists, announce them offline.
+    /// unless another login of the user is live, announce them offline.
     pub(crate) async fn logged_out(&self, conn: &Connection, login: &Login) {
         let name = login.name().to_owned();
         {
             let mut local = lock(&self.inner.local);
-            if local.get(&name) == Some(&conn.id()) {
-                local.remove(&name);
+            if let Some(conns) = local.get_mut(&name) {
+                conns.retain(|c| *c != conn.id());
+                if conns.is_empty() {
+                    local.remove(&name);
+                }
             }
         }
         conn.unsubscribe(&user_topic(&name));
         // Remove the online entry only if it is still this login's.
-        let mine = serde_json::to_vec(&OnlineEntry {
+        let mine = OnlineEntry {
             node: self.inner.node.clone(),
             since: login.0.since,
-        })
-        .unwrap_or_default();
+        }
+        .bytes();
+        let key = online_key(&name, &login.0.device);
         match self
             .inner
             .online
-            .compare_and_swap(&name, Some(&mine), None)
+            .compare_and_swap(&key, Some(&mine), None)
             .await
         {
-            Ok(Ok(())) => {
-                let offline = Presence::new(login.0.user.clone(), false);
-                if let Err(e) = self.inner.broker.publish_presence(&offline).await {
-                    tracing::warn!(user = %name, error = %e, "announcing presence");
-                }
-            }
-            Ok(Err(_)) => {} // a newer login owns the entry
+            Ok(Ok(())) => self.announce_offline(&login.0.user).await,
+            Ok(Err(_)) => {} // a newer login of the device owns the entry
             Err(e) => tracing::warn!(user = %name, error = %e, "clearing online state"),
         }
     }
 
-    /// Whether `name` is online anywhere (on a node that is alive: see
-    /// `cluster`).
-    pub(crate) async fn is_online(&self, name: &str) -> nopi::Result<bool> {
-        let Some(bytes) = self.inner.online.get(name).await? else {
-            return Ok(false);
-        };
-        match serde_json::from_slice::<OnlineEntry>(&bytes) {
-            Ok(entry) => crate::cluster::node_alive(self, &entry.node).await,
-            Err(_) => Ok(true),
+    /// Announce `user` offline unless another of their logins is live.
+    pub(crate) async fn announce_offline(&self, user: &UserId) {
+        match self.is_online(user.as_str()).await {
+            Ok(false) => {}
+            Ok(true) => return,
+            Err(e) => {
+                tracing::warn!(%user, error = %e, "reading online state");
+                return;
+            }
         }
+        let offline = Presence::new(user.clone(), false);
+        if let Err(e) = self.inner.broker.publish_presence(&offline).await {
+            tracing::warn!(%user, error = %e, "announcing presence");
+        }
+    }
+
+    /// Whether `name` is online anywhere (on a node that is alive: see
+    /// `cluster`), on any device.
+    pub(crate) async fn is_online(&self, name: &str) -> nopi::Result<bool> {
+        let scan = nopi::Scan::prefix(online_prefix(name)).limit(MAX_ONLINE_SCAN);
+        for (_, bytes) in self.inner.online.scan(scan).await? {
+            match serde_json::from_slice::<OnlineEntry>(&bytes) {
+                Ok(entry) => {
+                    if crate::cluster::node_alive(self, &entry.node).await? {
+                        return Ok(true);
+                    }
+                }
+                Err(_) => return Ok(true),
+            }
+        }
+        Ok(false)
     }
 
     /// Everyone online on a live node, sorted (at most `limit`).
     pub(crate) async fn online_users(&self, limit: usize) -> nopi::Result<Vec<String>> {
         let beats = crate::cluster::beats(self).await?;
         let now = crate::cluster::now_ms();
-        let mut out = Vec::new();
+        let mut out: Vec<String> = Vec::new();
         let mut from: Option<Vec<u8>> = None;
-        // Page through the tree, skipping the entries of dead nodes.
+        // Page through the tree, skipping the entries of dead nodes and the
+        // second device of a user.
         while out.len() < limit {
             let scan = match from.take() {
                 Some(k) => {
@@ -368,10 +390,12 @@ impl Chat {
             for (k, v) in page {
                 let live = serde_json::from_slice::<OnlineEntry>(&v)
                     .map_or(true, |e| crate::cluster::alive(self, &e.node, &beats, now));
-                from = Some(k.clone());
-                if live
+                let name = user_of_key(&k).map(str::to_owned);
+                from = Some(k);
+                if let Some(name) = name
+                    && live
                     && out.len() < limit
-                    && let Ok(name) = String::from_utf8(k)
+                    && out.last() != Some(&name)
                 {
                     out.push(name);
                 }
@@ -389,24 +413,59 @@ impl Chat {
             .get::<Login>()
             .ok_or_else(ChatError::not_logged_in)
     }
+
+    /// The connections of `user`'s logins on this node.
+    pub(crate) fn local_connections(&self, user: &str) -> Vec<Connection> {
+        let ids = lock(&self.inner.local)
+            .get(user)
+            .cloned()
+            .unwrap_or_default();
+        ids.into_iter()
+            .filter_map(|id| self.inner.hub.connection(id))
+            .collect()
+    }
 }
 
-/// End `conn`'s login because a newer one replaced it: take the login off
-/// now (so its inbox subscription is given back before the newer one's
-/// starts), tell the client why and close.
-fn replace(conn: &Connection) {
-    let old = conn.session().remove::<Login>();
-    if let Ok(replaced) = Push::json(push::SESSION, &SessionEvent::replaced()) {
-        let _ = conn.push(replaced);
+/// Most online entries of one user read to tell whether they are online
+/// (one per device, and a device's entry on a dead node until it is swept).
+const MAX_ONLINE_SCAN: usize = 256;
+
+/// The online tree's key of `user`'s login on `device`: `user \0 device`,
+/// so a prefix scan finds every device of a user and nobody else's.
+pub(crate) fn online_key(user: &str, device: &DeviceId) -> Vec<u8> {
+    let mut key = online_prefix(user);
+    key.extend_from_slice(device.as_str().as_bytes());
+    key
+}
+
+fn online_prefix(user: &str) -> Vec<u8> {
+    let mut key = user.as_bytes().to_vec();
+    key.push(0);
+    key
+}
+
+/// The user of an online tree key.
+pub(crate) fn user_of_key(key: &[u8]) -> Option<&str> {
+    let user = key.split(|b| *b == 0).next()?;
+    std::str::from_utf8(user).ok()
+}
+
+/// End `conn`'s login: tell the client why and close (the close hook then
+/// clears the login's state).
+fn sign_out_connection(conn: &Connection, reason: &str) {
+    if let Ok(push) = Push::json(push::SESSION, &SessionEvent::new(reason)) {
+        let _ = conn.push(push);
     }
-    conn.close("replaced by a newer login");
-    drop(old);
+    conn.close("signed out");
 }
 
 /// Users logged in on this node, and the deliveries their clients hold
-/// unacked: read for `/metrics`, one lock per local user.
+/// unacked: read for `/metrics`, one lock per local login.
 pub(crate) fn local_counts(chat: &Chat) -> (usize, usize) {
-    let ids: Vec<homer::ConnId> = lock(&chat.inner.local).values().copied().collect();
+    let (users, ids): (usize, Vec<homer::ConnId>) = {
+        let local = lock(&chat.inner.local);
+        (local.len(), local.values().flatten().copied().collect())
+    };
     let hub = &chat.inner.hub;
     let unacked = ids
         .iter()
@@ -414,7 +473,7 @@ pub(crate) fn local_counts(chat: &Chat) -> (usize, usize) {
         .filter_map(|c| c.session().get::<Login>())
         .map(|l| lock(&l.0.pending).len())
         .sum();
-    (ids.len(), unacked)
+    (users, unacked)
 }
 
 /// Milliseconds since the Unix epoch, now.
@@ -463,12 +522,12 @@ async fn follow_all(
     }
 }
 
-/// Turns what a login's conversations and inbox bring into pushes, until
-/// the connection or the login ends.
+/// Turns what a login's conversations and the user's events bring into
+/// pushes, until the connection or the login ends.
 struct Pump {
     conn: Connection,
     login: std::sync::Weak<LoginState>,
-    sub: Subscription,
+    events: Listener,
     feed: Feed,
     /// Conversations still to catch up on, with the head to reach.
     behind: HashMap<ConversationId, u64>,
@@ -489,11 +548,11 @@ impl Pump {
             self.check_caught_up();
             let room = self.conn.queued() < HIGH_WATER && self.may_push();
             let flow = tokio::select! {
-                next = self.sub.recv() => match next {
+                next = self.events.recv() => match next {
                     None => Flow::Stop,
-                    Some(Ok(delivery)) => self.inbox(delivery).await,
-                    Some(Err(e)) => {
-                        tracing::warn!(user = %self.sub.user(), error = %e, "inbox delivery failed");
+                    Some(Received::Event(event)) => self.user_event(&event).await,
+                    Some(Received::Resync) => {
+                        self.resync().await;
                         Flow::Go
                     }
                 },
@@ -502,7 +561,7 @@ impl Pump {
                     Ok(_) => Flow::Go, // trimmed by retention: nothing to push
                     Err(rmq_core::Error::Closed) => Flow::Stop,
                     Err(e) => {
-                        tracing::warn!(user = %self.sub.user(), error = %e, "reading the conversation logs; retrying");
+                        tracing::warn!(user = %self.feed.reader(), error = %e, "reading the conversation logs; retrying");
                         tokio::time::sleep(RETRY_LATER).await;
                         Flow::Go
                     }
@@ -528,91 +587,75 @@ impl Pump {
 
     /// Tell the login once everything it had to catch up on was pushed.
     fn check_caught_up(&mut self) {
-        if self.behind.is_empty() {
-            if let Some(state) = self.login.upgrade() {
-                state
-                    .caught_up
-                    .send_if_modified(|done| !std::mem::replace(done, true));
+        if !self.behind.is_empty() {
+            let at: HashMap<&ConversationId, u64> = self.feed.positions().collect();
+            self.behind
+                .retain(|c, head| at.get(c).is_some_and(|seq| seq < head));
+        }
+        // Checked right after the last entry was pushed: the feed may have
+        // nothing more to give for a long time.
+        if self.behind.is_empty()
+            && let Some(state) = self.login.upgrade()
+        {
+            state
+                .caught_up
+                .send_if_modified(|done| !std::mem::replace(done, true));
+        }
+    }
+
+    /// One event of the user: follow a conversation, a native push, or a
+    /// sign-out.
+    async fn user_event(&mut self, event: &UserEvent) -> Flow {
+        match event {
+            UserEvent::Follow { conversation, on } => {
+                self.follow(conversation, *on).await;
+                Flow::Go
             }
+            // Legacy protocols have no shape for these.
+            UserEvent::Push { .. } if self.conn.session().get::<Translate>().is_some() => Flow::Go,
+            UserEvent::Push { push, body } => {
+                let sent = Push::json(push.as_str(), body).map(|p| self.conn.push(p));
+                match sent {
+                    Ok(Err(_)) => Flow::Stop,
+                    _ => Flow::Go,
+                }
+            }
+            UserEvent::SignOut {
+                device,
+                before,
+                reason,
+            } => {
+                let Some(state) = self.login.upgrade() else {
+                    return Flow::Stop;
+                };
+                let mine = device.as_deref().is_none_or(|d| d == state.device.as_str());
+                if mine && state.since < *before {
+                    sign_out_connection(&self.conn, reason);
+                    return Flow::Stop;
+                }
+                Flow::Go
+            }
+        }
+    }
+
+    /// Events may have been lost: follow every conversation of the user
+    /// again (those followed meanwhile are added; the others are already
+    /// followed and read from the log whenever they fall behind).
+    async fn resync(&mut self) {
+        let Some(state) = self.login.upgrade() else {
             return;
+        };
+        if let Err(e) = self.feed.watch_all(&state.device).await {
+            tracing::warn!(user = %state.user, error = %e, "following the conversations again");
         }
-        let at: HashMap<&ConversationId, u64> = self.feed.positions().collect();
-        self.behind
-            .retain(|c, head| at.get(c).is_some_and(|seq| seq < head));
     }
 
-    /// One delivery of the inbox: what belongs to no conversation.
-    async fn inbox(&mut self, delivery: rmq_core::Delivery) -> Flow {
-        let (envelope, acker) = delivery.into_parts();
-        let Ok(flow) = self.inbox_envelope(&envelope).await else {
-            // The store is away: the inbox gives it again shortly.
-            if let Err(e) = acker.nack(true).await {
-                tracing::warn!(error = %e, "giving back a delivery to retry");
-            }
-            tokio::time::sleep(RETRY_LATER).await;
-            return Flow::Go;
-        };
-        if let Err(e) = acker.ack().await {
-            tracing::warn!(error = %e, "acking an inbox delivery");
-        }
-        flow
-    }
-
-    async fn inbox_envelope(&mut self, envelope: &Envelope) -> Result<Flow, Later> {
-        let translate = self.conn.session().get::<Translate>();
-        let native = |kind: &'static str| {
-            serde_json::from_slice::<serde_json::Value>(&envelope.body)
-                .ok()
-                .and_then(|v| Push::json(kind, &v).ok())
-        };
-        let push = match envelope.content_type.as_str() {
-            CONVERSATION_EVENT => {
-                self.follow(&envelope.body).await;
-                return Ok(Flow::Go);
-            }
-            READ_EVENT | RECEIPT_EVENT | TYPING_EVENT if translate.is_some() => {
-                return Ok(Flow::Go);
-            }
-            READ_EVENT => native(push::READ),
-            RECEIPT_EVENT => native(push::RECEIPT),
-            TYPING_EVENT => native(push::TYPING),
-            _ => match translate {
-                Some(Translate(translate)) => {
-                    let Some(state) = self.login.upgrade() else {
-                        return Ok(Flow::Stop);
-                    };
-                    translate(envelope, &Login(state)).await?
-                }
-                None if envelope.content_type == GROUP_EVENT => {
-                    serde_json::from_slice::<GroupEvent>(&envelope.body)
-                        .ok()
-                        .and_then(|event| Push::json(push::GROUP, &event).ok())
-                }
-                None => {
-                    tracing::warn!(id = %envelope.id, content_type = %envelope.content_type, "dropping an inbox entry that is not a chat event");
-                    None
-                }
-            },
-        };
-        Ok(match push.map(|push| self.conn.push(push)) {
-            Some(Err(_)) => Flow::Stop,
-            _ => Flow::Go,
-        })
-    }
-
-    /// Follow (`+<conversation>`) or stop following (`-<conversation>`) a
-    /// conversation of the user.
-    async fn follow(&mut self, body: &[u8]) {
-        let text = String::from_utf8_lossy(body);
-        let (follow, key) = match text.split_at_checked(1) {
-            Some(("+", key)) => (true, key),
-            Some(("-", key)) => (false, key),
-            _ => return,
-        };
+    /// Follow conversation `key`, or stop following it.
+    async fn follow(&mut self, key: &str, on: bool) {
         let Ok(c) = key.parse::<ConversationId>() else {
             return;
         };
-        if !follow {
+        if !on {
             self.feed.unwatch(&c);
             return;
         }

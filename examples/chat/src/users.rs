@@ -12,7 +12,7 @@ use crate::app::{Chat, SessionData, USERS};
 use crate::error::{ChatError, Result};
 use crate::metrics::Limit;
 use crate::session::{Acks, Login};
-use crate::wire::{LOBBY, LoggedIn, Login as LoginParams, Register, Registered};
+use crate::wire::{LOBBY, LoggedIn, Login as LoginParams, Register, Registered, SessionEvent};
 
 /// How long a registration waits for a hashing slot before it is refused.
 const HASHING_WAIT: Duration = Duration::from_secs(2);
@@ -97,8 +97,10 @@ impl Chat {
         })
     }
 
-    /// Log `ctx`'s connection in with a password; a new login ends every
-    /// older session of the user.
+    /// Log `ctx`'s connection in with a password, as device `p.device`: the
+    /// device's older session ends (every older session with
+    /// `--single-session`), and so does the least recently logged-in
+    /// device's past `--max-devices`.
     pub(crate) async fn login_with_password(
         &self,
         ctx: &Context,
@@ -153,12 +155,7 @@ impl Chat {
         let number = user.number().unwrap_or_default();
         let name = user.name().to_owned();
         let id = user_id(&name)?;
-        // One session per user: a new login ends every older session.
-        self.inner
-            .sessions
-            .revoke_all(&name)
-            .await
-            .map_err(|e| ChatError::failed("revoking old sessions", e))?;
+        self.make_room_for(&id, &device).await?;
         let session = self
             .inner
             .sessions
@@ -228,6 +225,73 @@ impl Chat {
         }
         if ctx.transport() == Transport::Http {
             ctx.set_cookie(self.inner.sessions.removal_cookie());
+        }
+        Ok(())
+    }
+
+    /// `user.logout_all`: end every session of the caller's user, and every
+    /// login on every node. The caller's connection stays open, logged out,
+    /// as after `user.logout`.
+    pub(crate) async fn logout_all(&self, ctx: &Context) -> Result<()> {
+        let login = Chat::login(ctx)?;
+        let user = login.0.user.clone();
+        self.inner
+            .sessions
+            .revoke_all(user.as_str())
+            .await
+            .map_err(|e| ChatError::failed("revoking the sessions", e))?;
+        if let Some(login) = ctx.session().remove::<Login>() {
+            self.logged_out(ctx.connection(), &login).await;
+        }
+        // The last handle: its pump stops before the sign-out goes out.
+        drop(login);
+        let now = crate::cluster::now_ms();
+        self.sign_out(&user, None, now + 1, SessionEvent::LOGGED_OUT_EVERYWHERE)
+            .await;
+        if ctx.transport() == Transport::Http {
+            ctx.set_cookie(self.inner.sessions.removal_cookie());
+        }
+        Ok(())
+    }
+
+    /// Before a session of `user` on `device` starts: end the device's older
+    /// sessions (all of the user's with `--single-session`), and past
+    /// `--max-devices` the least recently started other devices', signing
+    /// their logins out everywhere. The logins of the same device are
+    /// signed out when the new one is established.
+    async fn make_room_for(
+        &self,
+        user: &rmq_core::UserId,
+        device: &rmq_core::DeviceId,
+    ) -> Result<()> {
+        let failed = |e| ChatError::failed("revoking old sessions", e);
+        let sessions = &self.inner.sessions;
+        if self.inner.config.single_session {
+            sessions.revoke_all(user.as_str()).await.map_err(failed)?;
+            return Ok(());
+        }
+        // Oldest first.
+        let mut others = Vec::new();
+        for s in sessions.sessions_of(user.as_str()).await.map_err(failed)? {
+            let of = s
+                .data
+                .device
+                .clone()
+                .unwrap_or_else(|| crate::session::DEFAULT_DEVICE.to_owned());
+            if of == device.as_str() {
+                sessions.revoke_id(&s.id).await.map_err(failed)?;
+            } else {
+                others.push((s, of));
+            }
+        }
+        let max = usize::from(self.inner.config.max_devices);
+        let excess = (others.len() + 1).saturating_sub(max);
+        let now = crate::cluster::now_ms();
+        for (s, of) in others.into_iter().take(excess) {
+            sessions.revoke_id(&s.id).await.map_err(failed)?;
+            tracing::info!(%user, device = %of, "signing out the oldest device: too many devices");
+            self.sign_out(user, Some(of), now, SessionEvent::TOO_MANY_DEVICES)
+                .await;
         }
         Ok(())
     }

@@ -32,18 +32,6 @@ pub const LOBBY: &str = "lobby";
 
 /// Content type of a chat message's envelope body (the text).
 pub(crate) const TEXT: &str = "text/plain; charset=utf-8";
-/// Content type of a group event (`{"group","user","event"}`) sent to members.
-pub(crate) const GROUP_EVENT: &str = "application/vnd.chat.group-event+json";
-/// Content type of an inbox event that tells a user's logins to follow a
-/// direct conversation new to them (the body is the peer's name).
-pub(crate) const CONVERSATION_EVENT: &str = "application/vnd.chat.conversation";
-/// Content type of an inbox event carrying a [`ReadEvent`] to the reader's
-/// other logins.
-pub(crate) const READ_EVENT: &str = "application/vnd.chat.read+json";
-/// Content type of an inbox event carrying a [`Typing`] notice.
-pub(crate) const TYPING_EVENT: &str = "application/vnd.chat.typing+json";
-/// Content type of an inbox event carrying a [`Receipt`].
-pub(crate) const RECEIPT_EVENT: &str = "application/vnd.chat.receipt+json";
 
 /// The API names (PROTOCOL.md §1).
 pub mod api {
@@ -55,6 +43,9 @@ pub mod api {
     pub const RESUME: &str = "user.resume";
     /// No params → [`Done`](super::Done).
     pub const LOGOUT: &str = "user.logout";
+    /// No params → [`Done`](super::Done): end every session and login of
+    /// the user, on every device.
+    pub const LOGOUT_ALL: &str = "user.logout_all";
     /// No params → [`OnlineUsers`](super::OnlineUsers).
     pub const ONLINE: &str = "user.online";
     /// [`UserName`](super::UserName) → [`Done`](super::Done).
@@ -785,19 +776,36 @@ pub struct PresenceChange {
     pub online: bool,
 }
 
-/// A `session` push: this login ended elsewhere.
+/// A `session` push: this login was signed out; the connection closes
+/// after it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionEvent {
-    /// `replaced`: a newer login of the user replaced this one.
+    /// Why: [`SessionEvent::REPLACED`], [`SessionEvent::TOO_MANY_DEVICES`]
+    /// or [`SessionEvent::LOGGED_OUT_EVERYWHERE`].
     pub event: String,
 }
 
 impl SessionEvent {
+    /// A newer login of the same device (of any device, on a server run
+    /// with `--single-session`) replaced this one.
+    pub const REPLACED: &str = "replaced";
+    /// The user logged in on more devices than the server allows
+    /// (`--max-devices`): this one, the least recently logged in, was
+    /// signed out.
+    pub const TOO_MANY_DEVICES: &str = "too_many_devices";
+    /// The user logged out everywhere (`user.logout_all`).
+    pub const LOGGED_OUT_EVERYWHERE: &str = "logged_out_everywhere";
+
+    /// A push saying `reason`.
+    pub fn new(reason: &str) -> Self {
+        SessionEvent {
+            event: reason.to_owned(),
+        }
+    }
+
     /// A newer login replaced this one.
     pub fn replaced() -> Self {
-        SessionEvent {
-            event: "replaced".to_owned(),
-        }
+        Self::new(Self::REPLACED)
     }
 }
 

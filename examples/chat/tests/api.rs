@@ -1068,6 +1068,142 @@ async fn each_device_catches_up_exactly_from_its_own_cursor() {
     assert_eq!(e["code"], "bad_device");
 }
 
+/// `name` (password `pw-<name>`) logged in as `device` on a new connection.
+async fn on_device(running: &Running, name: &str, device: &str) -> User {
+    let mut u = User::connect(running);
+    let login: LoggedIn = u
+        .call(
+            api::LOGIN,
+            wire::Login::by_name(name, format!("pw-{name}")).device(device),
+        )
+        .await;
+    assert_eq!(login.device, device);
+    u.token = Some(login.token);
+    u
+}
+
+#[tokio::test]
+async fn several_devices_of_a_user_are_live_at_once_until_the_limit() {
+    let running = start(&["--max-devices", "2"]).await;
+    let mut alice = User::new(&running, "alice").await;
+    drop(User::new(&running, "bob").await);
+    let mut phone = on_device(&running, "bob", "phone").await;
+    let mut laptop = on_device(&running, "bob", "laptop").await;
+
+    // Both devices get live messages.
+    let sent: Sent = alice
+        .call(api::SEND, send(Target::user("bob"), "to both"))
+        .await;
+    for device in [&mut phone, &mut laptop] {
+        assert_eq!(device.message("to both").await.seq, sent.seq);
+    }
+    // What one device sends reaches the other, not itself.
+    phone
+        .ok(api::SEND, send(Target::user("alice"), "from the phone"))
+        .await;
+    laptop.message("from the phone").await;
+    assert_eq!(alice.message("from the phone").await.from, "bob");
+    phone.no_push(push::MESSAGE).await;
+
+    // Reading on the phone clears the laptop's badge; alice gets a receipt.
+    phone
+        .ok(api::READ, json!({"to": {"user": "alice"}, "seq": 2}))
+        .await;
+    let read = laptop.push(push::READ).await;
+    assert_eq!(
+        read,
+        json!({"to": {"user": "alice"}, "read": 2, "unread": 0})
+    );
+    let receipt = alice.push(push::RECEIPT).await;
+    assert_eq!(
+        receipt,
+        json!({"to": {"user": "bob"}, "user": "bob", "seq": 2})
+    );
+
+    // bob is online once, whatever his devices.
+    let online: wire::OnlineUsers = alice.call(api::ONLINE, json!({})).await;
+    assert_eq!(online.users, ["alice", "bob"]);
+
+    // A third device: the least recently logged-in one (the phone) goes,
+    // and its token no longer resumes it.
+    let phone_token = phone.token.clone().unwrap();
+    let mut tablet = on_device(&running, "bob", "tablet").await;
+    assert_eq!(
+        phone.push(push::SESSION).await,
+        json!({"event": "too_many_devices"})
+    );
+    assert!(
+        phone.client.closed().await,
+        "the signed-out phone is closed"
+    );
+    let mut again = User::connect(&running);
+    again
+        .err(api::RESUME, json!({"token": phone_token}), 401)
+        .await;
+    alice
+        .ok(api::SEND, send(Target::user("bob"), "still here"))
+        .await;
+    laptop.message("still here").await;
+    tablet.message("still here").await;
+
+    // The same device again replaces only itself.
+    let mut laptop2 = on_device(&running, "bob", "laptop").await;
+    assert_eq!(
+        laptop.push(push::SESSION).await,
+        json!({"event": "replaced"})
+    );
+    assert!(laptop.client.closed().await);
+    alice
+        .ok(api::SEND, send(Target::user("bob"), "after"))
+        .await;
+    laptop2.message("after").await;
+    tablet.message("after").await;
+
+    // Logging out everywhere ends every device; none resumes.
+    let tablet_token = tablet.token.clone().unwrap();
+    tablet.ok(api::LOGOUT_ALL, json!({})).await;
+    assert_eq!(
+        laptop2.push(push::SESSION).await,
+        json!({"event": "logged_out_everywhere"})
+    );
+    assert!(laptop2.client.closed().await);
+    tablet
+        .err(api::SEND, send(Target::group("lobby"), "x"), 401)
+        .await;
+    again
+        .err(api::RESUME, json!({"token": tablet_token}), 401)
+        .await;
+    // bob is offline now (once the closed connections are cleaned up).
+    let mut online = Vec::new();
+    for _ in 0..50 {
+        let now: wire::OnlineUsers = alice.call(api::ONLINE, json!({})).await;
+        online = now.users;
+        if online == ["alice"] {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(online, ["alice"]);
+    running.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn with_single_session_a_new_login_signs_out_every_other_device() {
+    let running = start(&["--single-session"]).await;
+    drop(User::new(&running, "bob").await);
+    let mut phone = on_device(&running, "bob", "phone").await;
+    let mut laptop = on_device(&running, "bob", "laptop").await;
+    assert_eq!(
+        phone.push(push::SESSION).await,
+        json!({"event": "replaced"})
+    );
+    assert!(phone.client.closed().await);
+    laptop
+        .ok(api::SEND, send(Target::group("lobby"), "alone"))
+        .await;
+    running.shutdown(Duration::from_secs(1)).await;
+}
+
 #[tokio::test]
 async fn edits_deletions_and_reactions_reach_members_and_show_in_history() {
     let running = start(&[]).await;

@@ -57,6 +57,12 @@ fn users(homer: &Homer, c: &Chat) {
     on(homer, c, api::LOGOUT, |chat, ctx, _: NoParams| async move {
         chat.logout(&ctx).await.map(|()| Done {})
     });
+    on(
+        homer,
+        c,
+        api::LOGOUT_ALL,
+        |chat, ctx, _: NoParams| async move { chat.logout_all(&ctx).await.map(|()| Done {}) },
+    );
     on(homer, c, api::ONLINE, |chat, ctx, _: NoParams| async move {
         let me = Chat::login(&ctx)?;
         let users = chat.online_for(me.name(), MAX_ONLINE).await?;

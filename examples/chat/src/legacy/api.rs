@@ -14,12 +14,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use homer::{ApiError, Context, Homer, Push};
-use rmq_core::{Envelope, PresenceEvent, To};
+use rmq_core::{Envelope, PresenceEvent};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tokio::sync::watch;
-use uuid::Uuid;
 
 use super::{apis, format_time, msgid_json, pushes, thrift, token_json as tj, type_data};
 use crate::api::reply;
@@ -28,11 +26,8 @@ use crate::error::{ChatError, Result};
 use crate::session::{Acks, Later, Login, PushFuture, Translate};
 use crate::wire::{self, Created, Done, LOBBY, Message, Role, Target};
 
-/// Content type of the barrier envelope a legacy login sends to its own
-/// inbox: when it comes back, every message that waited has been seen.
-const BARRIER: &str = "application/vnd.chat.legacy-barrier";
-/// How long a login waits for its barrier before answering anyway.
-const BARRIER_WAIT: Duration = Duration::from_secs(5);
+/// How long a login waits for its offline messages before answering anyway.
+const BACKLOG_WAIT: Duration = Duration::from_secs(5);
 /// Most bytes of translated offline messages a login collects for its
 /// answer; later ones are pushed (and still follow the answer).
 const MAX_COLLECTED: usize = 8 << 20;
@@ -182,8 +177,6 @@ pub(crate) const NO_SUCH_USER: u16 = 404;
 /// comes first: the server reads one call at a time, `max_in_flight(1)` in
 /// `app.rs`.)
 struct Shared {
-    /// The last barrier the inbox pump saw.
-    barrier: watch::Sender<Option<Uuid>>,
     /// Offline messages collected during a login.
     collected: Mutex<Collected>,
 }
@@ -191,10 +184,11 @@ struct Shared {
 #[derive(Default)]
 struct Collected {
     on: bool,
-    /// Each object with the time of its message: the logs are caught up
-    /// one conversation after another, and old clients show offline
-    /// messages in the order they were sent.
-    objects: Vec<(u64, String)>,
+    /// Each object with the time and id (uuid v7, in the order they were
+    /// made) of its message: the logs are caught up one conversation after
+    /// another, and old clients show offline messages in the order they
+    /// were sent, also when two were sent in the same millisecond.
+    objects: Vec<((u64, String), String)>,
     bytes: usize,
 }
 
@@ -210,7 +204,6 @@ fn shared(ctx: &Context) -> Arc<Shared> {
         return s;
     }
     let s = Arc::new(Shared {
-        barrier: watch::Sender::new(None),
         collected: Mutex::new(Collected::default()),
     });
     ctx.session().insert(LegacyConn(s.clone()));
@@ -491,7 +484,7 @@ impl Legacy {
             Flavour::TokenJson => Answer::Token(self.token_login_data(&login).await?),
             Flavour::Thrift => return Err(thrift_logs_in_by_name()),
         };
-        self.wait_for_backlog(&login, shared).await;
+        self.wait_for_backlog(&login).await;
         let offline = stop_collecting(shared);
         let (content, rest) = match answer {
             Answer::Msgid { friends, groups } => {
@@ -516,35 +509,12 @@ impl Legacy {
     }
 
     /// Wait until every message that waited for the user went through the
-    /// [`Translate`] hook: the pump caught up on the conversations, then a
-    /// barrier sent through the inbox came out (what the inbox held before
-    /// it, such as group events, went through too).
-    async fn wait_for_backlog(&self, login: &Login, shared: &Shared) {
-        let start = tokio::time::Instant::now();
-        if !login.caught_up(BARRIER_WAIT).await {
+    /// [`Translate`] hook: the pump caught up on the conversations.
+    async fn wait_for_backlog(&self, login: &Login) {
+        if !login.caught_up(BACKLOG_WAIT).await {
             tracing::warn!(
                 user = login.name(),
-                "offline messages not all seen within {BARRIER_WAIT:?}; answering the login anyway"
-            );
-            return;
-        }
-        let nonce = Uuid::new_v4();
-        let mut seen = shared.barrier.subscribe();
-        let me = login.0.user.clone();
-        let barrier = Envelope::builder(me.clone(), To::User(me))
-            .content_type(BARRIER)
-            .body(nonce.as_bytes().to_vec())
-            .build();
-        if let Err(e) = self.chat.inner.broker.publish(&barrier).await {
-            tracing::warn!(user = login.name(), error = %e, "sending the offline-messages barrier");
-            return;
-        }
-        let left = BARRIER_WAIT.saturating_sub(start.elapsed());
-        let waited = tokio::time::timeout(left, seen.wait_for(|b| *b == Some(nonce))).await;
-        if waited.is_err() {
-            tracing::warn!(
-                user = login.name(),
-                "offline messages not all seen within {BARRIER_WAIT:?}; answering the login anyway"
+                "offline messages not all seen within {BACKLOG_WAIT:?}; answering the login anyway"
             );
         }
     }
@@ -695,28 +665,21 @@ fn stop_collecting(shared: &Shared) -> Vec<String> {
     c.on = false;
     c.bytes = 0;
     let mut objects = std::mem::take(&mut c.objects);
-    objects.sort_by_key(|(ts, _)| *ts);
+    objects.sort_by(|(a, _), (b, _)| a.cmp(b));
     objects.into_iter().map(|(_, o)| o).collect()
 }
 
-/// The hook the inbox pump calls for each delivery to a legacy connection.
+/// The hook the pump calls for each message to a legacy connection.
 fn translator(legacy: Arc<Legacy>, flavour: Flavour, shared: Arc<Shared>) -> Translate {
     Translate(Arc::new(move |env: &Envelope, me: &Login| -> PushFuture {
-        if env.content_type == BARRIER {
-            if let Ok(nonce) = Uuid::from_slice(&env.body) {
-                shared.barrier.send_replace(Some(nonce));
-            }
-            return Box::pin(std::future::ready(Ok(None)));
-        }
-        // Group events have no legacy shape; a member's own group message is
-        // not sent back to them.
+        // A member's own group message is not sent back to them.
         let message =
             Message::from_envelope(env).filter(|m| m.to.user.is_some() || m.from != me.name());
         let Some(message) = message else {
             return Box::pin(std::future::ready(Ok(None)));
         };
         let (legacy, shared, my_number) = (legacy.clone(), shared.clone(), me.0.number);
-        let ts = message.ts;
+        let sent = (message.ts, message.id.clone());
         Box::pin(async move {
             let Some(mut objects) = legacy.translate(flavour, message, my_number).await? else {
                 return Ok(None);
@@ -725,7 +688,8 @@ fn translator(legacy: Arc<Legacy>, flavour: Flavour, shared: Arc<Shared>) -> Tra
             let bytes: usize = objects.iter().map(String::len).sum();
             if c.on && c.bytes + bytes <= MAX_COLLECTED {
                 c.bytes += bytes;
-                c.objects.extend(objects.into_iter().map(|o| (ts, o)));
+                c.objects
+                    .extend(objects.into_iter().map(|o| (sent.clone(), o)));
                 return Ok(None);
             }
             drop(c);

@@ -31,9 +31,11 @@
 //! cannot ack, so the login uses [`Acks::OnWrite`](crate::session::Acks):
 //! a message handed to a legacy connection counts as delivered.
 //!
-//! Offline messages: the login publishes a *barrier* envelope to the user's
-//! own inbox after subscribing to it. Until the barrier comes back, the hook
-//! collects the translated messages instead of pushing them; then the login
+//! Offline messages: a legacy connection is one device of its user (one per
+//! protocol), and its login follows the user's conversations from that
+//! device's cursors. Until the pump has caught up with what the logs held
+//! at login, the hook collects the translated messages instead of pushing
+//! them; then the login
 //! reply is built with them (msgid-json puts as many as fit its 1024-byte
 //! record into `offlinemsg`), and the rest follow the reply as separate pushes. The
 //! protocols hold any other push while a login is answered, so nothing is

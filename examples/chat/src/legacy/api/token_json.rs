@@ -20,7 +20,6 @@ use crate::error::{ChatError, Result};
 use crate::legacy::token_json::{self as tj, RegisterParams, TokenParams, codes};
 use crate::legacy::{apis, pushes};
 use crate::session::Acks;
-use crate::sync::lock;
 use crate::wire::{self, LOBBY, Message};
 
 /// The params of token-json call `name` without their `token`, once the
@@ -252,12 +251,10 @@ impl Legacy {
     /// this node (the original tells a new friend only when connected to the
     /// same server).
     fn tell_local(&self, user: &str, object: String) {
-        let id = lock(&self.chat.inner.local).get(user).copied();
-        let Some(conn) = id.and_then(|id| self.chat.inner.hub.connection(id)) else {
-            return;
-        };
-        if Flavour::of_protocol(conn.protocol()) == Some(Flavour::TokenJson) {
-            let _ = conn.push(Push::new(pushes::OBJECT, Value::String(object)));
+        for conn in self.chat.local_connections(user) {
+            if Flavour::of_protocol(conn.protocol()) == Some(Flavour::TokenJson) {
+                let _ = conn.push(Push::new(pushes::OBJECT, Value::String(object.clone())));
+            }
         }
     }
 }
