@@ -353,11 +353,8 @@ mod tests {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         // The queue holds the first QUEUE; then the login hears it lost some.
         let mut got = 0;
-        loop {
-            match next(&mut slow).await {
-                Received::Event(_) => got += 1,
-                Received::Resync => break,
-            }
+        while let Received::Event(_) = next(&mut slow).await {
+            got += 1;
         }
         assert!(got <= QUEUE, "{got}");
     }

@@ -547,6 +547,33 @@ async fn legacy_clients_through_nginx_and_the_newer_login_on_another_node() {
     )
     .await;
     mia2.chat(6, "to the newer mia").await;
+
+    // Another device of ann on node 3 stays live beside the one on node 2:
+    // both get her messages, and reading on one clears the other's badge.
+    let mut phone = support::Client::tcp(c.nodes[2].tcp).await;
+    phone
+        .ok(
+            "user.login",
+            json!({"name": "ann", "password": "pw-ann-secret", "device": "phone"}),
+        )
+        .await;
+    let sent = cid
+        .ok(
+            "chat.send",
+            json!({"to": {"user": "ann"}, "text": "to both of ann's devices"}),
+        )
+        .await;
+    ann2.message("to both of ann's devices").await;
+    phone.message("to both of ann's devices").await;
+    phone
+        .ok(
+            "chat.read",
+            json!({"to": {"user": "cid"}, "seq": sent["seq"]}),
+        )
+        .await;
+    let read = ann2.push("read").await;
+    assert_eq!(read["unread"], 0, "{read}");
+    assert_eq!(read["to"], json!({"user": "cid"}));
     c.clean_up().await;
 }
 
