@@ -204,6 +204,97 @@ async fn http_calls_and_server_sent_events() {
 }
 
 #[tokio::test]
+async fn devices_of_one_user_on_websocket_tcp_and_sse_are_all_live() {
+    let server = Server::start().await;
+    let mut alice = server.user(server.ws().await, "alice").await;
+    // bob's devices: a WebSocket, a TCP connection and HTTP calls with SSE.
+    let mut web = server.user(server.ws().await, "bob").await;
+    let mut tcp = server.tcp().await;
+    let login = json!({"name": "bob", "password": "pw-bob", "device": "terminal"});
+    assert_eq!(tcp.ok("user.login", login).await["device"], "terminal");
+    let (status, reply, _) = http_call(
+        server.http,
+        "user.login",
+        json!({"name": "bob", "password": "pw-bob", "device": "curl"}),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{reply}");
+    let token = reply["content"]["token"].as_str().unwrap().to_owned();
+    let mut sse = Sse::open(server.http, &token).await;
+
+    // Every device receives.
+    let sent = alice
+        .ok(
+            "chat.send",
+            json!({"to": {"user": "bob"}, "text": "to every device"}),
+        )
+        .await;
+    web.message("to every device").await;
+    tcp.message("to every device").await;
+    assert_eq!(sse.push("message").await["text"], "to every device");
+
+    // Reading on the terminal clears the badge on the others; alice sees it.
+    tcp.ok(
+        "chat.read",
+        json!({"to": {"user": "alice"}, "seq": sent["seq"]}),
+    )
+    .await;
+    let cleared = json!({"to": {"user": "alice"}, "read": sent["seq"], "unread": 0});
+    assert_eq!(web.push("read").await, cleared);
+    assert_eq!(sse.push("read").await, cleared);
+    let receipt = alice.push("receipt").await;
+    assert_eq!(
+        (receipt["user"].clone(), receipt["seq"].clone()),
+        (json!("bob"), sent["seq"].clone())
+    );
+
+    // An edit, a reaction and a delete reach every device live.
+    alice
+        .ok(
+            "chat.edit",
+            json!({"to": {"user": "bob"}, "seq": sent["seq"], "text": "edited"}),
+        )
+        .await;
+    assert_eq!(web.push("edit").await["text"], "edited");
+    assert_eq!(tcp.push("edit").await["text"], "edited");
+    assert_eq!(sse.push("edit").await["text"], "edited");
+    web.ok(
+        "chat.react",
+        json!({"to": {"user": "alice"}, "seq": sent["seq"], "reaction": "👍"}),
+    )
+    .await;
+    assert_eq!(alice.push("react").await["reaction"], "👍");
+    assert_eq!(sse.push("react").await["user"], "bob");
+    alice
+        .ok(
+            "chat.delete",
+            json!({"to": {"user": "bob"}, "seq": sent["seq"]}),
+        )
+        .await;
+    assert_eq!(tcp.push("delete").await["by"], "alice");
+    assert_eq!(sse.push("delete").await["seq"], sent["seq"]);
+
+    // A device that was away catches up from its own cursor: the terminal
+    // read up to the first message (reading counts as delivered), so a new
+    // connection of it gets exactly what came while it was away.
+    drop(tcp);
+    alice
+        .ok(
+            "chat.send",
+            json!({"to": {"user": "bob"}, "text": "while away"}),
+        )
+        .await;
+    web.message("while away").await;
+    let mut tcp = server.tcp().await;
+    let login = json!({"name": "bob", "password": "pw-bob", "device": "terminal"});
+    tcp.ok("user.login", login).await;
+    let first = tcp.push("message").await;
+    assert_eq!(first["text"], "while away", "{first}");
+    tcp.no_push("message", Duration::from_millis(300)).await;
+}
+
+#[tokio::test]
 async fn the_start_log_and_start_error_show_no_store_password() {
     // A PostgreSQL URL with a password, on a port nothing listens on: the
     // server logs its start line, then fails to open the store and says so.
