@@ -73,9 +73,21 @@ function showAuth(error) {
   $("auth-name").focus();
 }
 
+// This browser profile's device id: each profile is its own device, so
+// several stay logged in at once (a new login replaces only this one's).
+function deviceId() {
+  let id = localStorage.getItem("chat.device");
+  if (!id) {
+    const bytes = crypto.getRandomValues(new Uint8Array(6));
+    id = "web-" + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+    localStorage.setItem("chat.device", id);
+  }
+  return id;
+}
+
 function credentials() {
   const id = $("auth-name").value.trim();
-  const params = { password: $("auth-password").value };
+  const params = { password: $("auth-password").value, device: deviceId() };
   if (/^\d+$/.test(id)) params.number = Number(id); else params.name = id;
   return params;
 }
@@ -91,8 +103,9 @@ $("register-btn").addEventListener("click", async () => {
   const params = credentials();
   if (!params.name) { $("auth-error").textContent = "choose a name (not a number) to register"; return; }
   try {
-    const reg = await call("user.register", params);
-    onLogin(await call("user.login", { name: reg.name, password: params.password }));
+    const { device, ...account } = params;
+    const reg = await call("user.register", account);
+    onLogin(await call("user.login", { name: reg.name, password: params.password, device: params.device }));
   } catch (e) { $("auth-error").textContent = e.message; }
 });
 
@@ -209,10 +222,15 @@ function onPush(kind, c) {
       if (c.event === "joined") { state.online.add(c.user); renderOnline(); }
       if (state.current === `g:${c.group}`) notice(`${c.user} ${c.event} ${c.group}`);
     }
-  } else if (kind === "session" && c.event === "replaced") {
+  } else if (kind === "session") {
     state.closing = true;
     forgetToken();
-    showAuth("you logged in somewhere else");
+    const why = {
+      replaced: "you logged in again on this device",
+      too_many_devices: "signed out: you are logged in on too many devices",
+      logged_out_everywhere: "you logged out everywhere",
+    };
+    showAuth(why[c.event] || "you were signed out");
   }
 }
 

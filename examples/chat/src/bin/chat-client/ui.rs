@@ -250,7 +250,7 @@ impl Ui {
                 self.notice(format!("{user} {action} #{group}"));
             }
             Event::Session { state } => self.notice(format!(
-                "session {state}: you logged in somewhere else; /login <password> to take over"
+                "session {state}: the server signed this login out; /login <password> to log in again"
             )),
             Event::Emoticons { on } => {
                 self.notice(format!("emoticons {}", if *on { "on" } else { "off" }))

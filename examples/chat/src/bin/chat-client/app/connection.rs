@@ -11,6 +11,9 @@ use super::channels::group_key;
 use super::{Client, ConnState, Event, PAGE, Pending};
 use crate::net::NetCmd;
 
+/// The device id the terminal client logs in as.
+const TERMINAL_DEVICE: &str = "terminal";
+
 impl Client {
     /// A new connection: remember what is newest locally, then log in.
     pub(super) fn on_connected(&mut self, epoch: u64) {
@@ -80,7 +83,10 @@ impl Client {
                 wire::Login::by_number(number, password)
             }
             _ => wire::Login::by_name(user.clone(), password),
-        };
+        }
+        // The terminal is a device of its own: a browser or a phone of the
+        // same user stays logged in beside it.
+        .device(TERMINAL_DEVICE);
         self.request(api::LOGIN, &params, Pending::Login);
     }
 

@@ -85,7 +85,8 @@ impl Client {
         }
     }
 
-    /// The session ended on the server's side; `replaced` stops reconnecting.
+    /// The server signed this login out (`replaced`, `too_many_devices`,
+    /// `logged_out_everywhere`): stop reconnecting until `/login`.
     fn on_session_push(&mut self, content: &Value) {
         let state = content
             .get("event")
@@ -95,13 +96,13 @@ impl Client {
         self.events.push(Event::Session {
             state: state.clone(),
         });
-        if state == "replaced" {
-            let _ = self.net.send(NetCmd::Stop);
-            self.set_conn(
-                ConnState::Replaced,
-                Some("logged in elsewhere; /login to take over".into()),
-                None,
-            );
-        }
+        let why = match state.as_str() {
+            "replaced" => "logged in again as this device; /login to take over",
+            "too_many_devices" => "signed out: logged in on too many devices; /login",
+            "logged_out_everywhere" => "logged out everywhere; /login to log in again",
+            _ => "signed out by the server; /login to log in again",
+        };
+        let _ = self.net.send(NetCmd::Stop);
+        self.set_conn(ConnState::Replaced, Some(why.into()), None);
     }
 }

@@ -29,7 +29,10 @@ pub(crate) async fn logged_in() -> (Client, mpsc::UnboundedReceiver<NetCmd>) {
     c.on_net(NetEvent::Connected { epoch: 1 }).await;
     let login = sent(&mut rx);
     assert_eq!(login[0]["api"], "user.login");
-    assert_eq!(login[0]["params"], json!({"name": "bob", "password": "pw"}));
+    assert_eq!(
+        login[0]["params"],
+        json!({"name": "bob", "password": "pw", "device": "terminal"})
+    );
     let reply = json!({"id": login[0]["id"], "status": 200, "content": {
         "token": "t", "name": "bob", "number": 2, "friends": [], "groups": [{"name": "lobby", "desc": "", "role": "member"}]}});
     c.on_net(NetEvent::Frame {
@@ -250,7 +253,7 @@ async fn bad_credentials_stop_and_fail() {
     let login = sent(&mut rx);
     assert_eq!(
         login[0]["params"],
-        json!({"number": 4242, "password": "nope"}),
+        json!({"number": 4242, "password": "nope", "device": "terminal"}),
         "a number logs in by number"
     );
     let reply = json!({"id": login[0]["id"], "status": 401, "error": {"code": "bad_credentials", "message": "wrong name or password"}});
