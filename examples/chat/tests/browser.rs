@@ -1,6 +1,7 @@
 //! The web client in real headless Chromium: two people, each in their own
 //! browser, register, meet in a group, talk there and privately, and see
-//! each other's messages and unread counts appear live.
+//! each other's messages and unread counts appear live; and two browser
+//! profiles of one user, both live.
 //!
 //! Needs Chromium (`sudo apt-get install -y chromium`); the test fails,
 //! saying so, when it is missing. Screenshots land in
@@ -191,6 +192,57 @@ async fn two_browsers_chat_in_a_group_and_privately() {
             support::browser::screenshot_dir().display()
         );
     }
+}
+
+#[tokio::test]
+async fn two_browser_profiles_of_one_user_both_stay_live() {
+    support::browser::chromium_path();
+    let server = Server::start().await;
+    let url = format!("http://{}/", server.http);
+    let (mut alice, mut laptop, mut phone) = tokio::join!(
+        Browser::launch("alice-2"),
+        Browser::launch("bob-laptop"),
+        Browser::launch("bob-phone")
+    );
+    tokio::join!(alice.open(&url), laptop.open(&url), phone.open(&url));
+    register(&mut alice, "alice", None).await;
+    register(&mut laptop, "bob", None).await;
+    // The second profile logs in as bob too: its own device, so the first
+    // one is not signed out.
+    phone
+        .wait_for(
+            "the connection to the server",
+            "!document.querySelector('#login-btn').disabled",
+        )
+        .await;
+    phone.type_into("#auth-name", "bob").await;
+    phone.type_into("#auth-password", "pw-bob-secret").await;
+    phone.click("#login-btn").await;
+    phone
+        .wait_for(
+            "bob to be logged in on the second profile",
+            "document.querySelector('#me').innerText.startsWith('bob')",
+        )
+        .await;
+    wait_channel(&mut phone, "g:lobby", "# lobby").await;
+
+    say(&mut alice, "to both of bob's browsers").await;
+    wait_message(&mut laptop, "alice", "to both of bob's browsers").await;
+    wait_message(&mut phone, "alice", "to both of bob's browsers").await;
+    // Each sends; the other profile shows it, as bob's own.
+    say(&mut phone, "from the phone").await;
+    wait_message(&mut laptop, "bob", "from the phone").await;
+    say(&mut laptop, "from the laptop").await;
+    wait_message(&mut phone, "bob", "from the laptop").await;
+    assert!(
+        laptop
+            .eval("document.querySelector('#auth').hidden")
+            .await
+            .as_bool()
+            .unwrap_or(false),
+        "the first profile is still logged in"
+    );
+    phone.screenshot("two-profiles").await;
 }
 
 /// Record every error the page shows (login card or notice line) in
