@@ -269,13 +269,8 @@ impl Chat {
         push: &str,
         what: &T,
     ) {
-        match self.is_online(user.as_str()).await {
-            Ok(true) => {}
-            Ok(false) => return,
-            Err(e) => {
-                tracing::warn!(%user, error = %e, "reading online state");
-                return;
-            }
+        if self.online_state(user).await != Some(true) {
+            return;
         }
         let body = match serde_json::to_value(what) {
             Ok(body) => body,

@@ -339,18 +339,21 @@ impl Chat {
 
     /// Announce `user` offline unless another of their logins is live.
     pub(crate) async fn announce_offline(&self, user: &UserId) {
-        match self.is_online(user.as_str()).await {
-            Ok(false) => {}
-            Ok(true) => return,
-            Err(e) => {
-                tracing::warn!(%user, error = %e, "reading online state");
-                return;
-            }
+        if self.online_state(user).await != Some(false) {
+            return;
         }
         let offline = Presence::new(user.clone(), false);
         if let Err(e) = self.inner.broker.publish_presence(&offline).await {
             tracing::warn!(%user, error = %e, "announcing presence");
         }
+    }
+
+    /// Whether `user` is online, `None` (logged) when the store cannot say.
+    pub(crate) async fn online_state(&self, user: &UserId) -> Option<bool> {
+        self.is_online(user.as_str())
+            .await
+            .inspect_err(|e| tracing::warn!(%user, error = %e, "reading online state"))
+            .ok()
     }
 
     /// Whether `name` is online anywhere (on a node that is alive: see
