@@ -164,8 +164,8 @@ impl Login {
 
 impl Drop for LoginState {
     fn drop(&mut self) {
-        // Stopping the pump drops the subscription: what was not acked goes
-        // back to the inbox for the next login.
+        // Stopping the pump drops the feed and the events listener: what
+        // was not acked stays after the device's cursor for its next login.
         if let Some(pump) = lock(&self.pump).take() {
             pump.abort();
         }
@@ -177,25 +177,25 @@ pub(crate) fn user_topic(name: &str) -> String {
     format!("user:{name}")
 }
 
-/// Turns an inbox delivery into the push a connection gets, for connections
-/// that speak another shape than the native pushes (the legacy protocols put
-/// one in the connection's session before logging in). `None` pushes nothing,
-/// and the delivery counts as handled.
+/// Turns a message of a conversation's log into the push a connection gets,
+/// for connections that speak another shape than the native pushes (the
+/// legacy protocols put one in the connection's session before logging in).
+/// `None` pushes nothing, and the message counts as handled.
 #[derive(Clone)]
 pub(crate) struct Translate(pub(crate) Arc<TranslateFn>);
 
-/// What a [`Translate`] makes of one delivery: a push, nothing to push
-/// (`Ok(None)`: the delivery is acked), or [`Later`].
+/// What a [`Translate`] makes of one message: a push, nothing to push
+/// (`Ok(None)`: the message counts as delivered), or [`Later`].
 pub(crate) type Translated = Result<Option<Push>, Later>;
-/// The push for one delivery, computed asynchronously.
+/// The push for one message, computed asynchronously.
 pub(crate) type PushFuture = std::pin::Pin<Box<dyn Future<Output = Translated> + Send>>;
 
-/// A delivery that cannot be translated now (the store is away): it is
-/// given back to the inbox and comes again shortly.
+/// A message that cannot be translated now (the store is away): the pump
+/// tries it again shortly.
 #[derive(Debug)]
 pub(crate) struct Later;
 
-/// How long the pump pauses after giving a delivery back.
+/// How long the pump pauses before trying a message again.
 const RETRY_LATER: Duration = Duration::from_secs(1);
 /// What a [`Translate`] calls.
 pub(crate) type TranslateFn = dyn Fn(&Envelope, &Login) -> PushFuture + Send + Sync;

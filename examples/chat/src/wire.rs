@@ -802,11 +802,6 @@ impl SessionEvent {
             event: reason.to_owned(),
         }
     }
-
-    /// A newer login replaced this one.
-    pub fn replaced() -> Self {
-        Self::new(Self::REPLACED)
-    }
 }
 
 /// What happened to a member, in a [`GroupEvent`].

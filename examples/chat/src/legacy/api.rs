@@ -1,5 +1,5 @@
 //! The `legacy.*` APIs the two legacy protocols call, the [`Translate`] hook
-//! that turns inbox deliveries into legacy objects, and the task that turns
+//! that turns the messages of the user's conversations into legacy objects, and the task that turns
 //! presence into type-data's `NotifyUserStatusMes`.
 //!
 //! Every handler here composes the `Chat` methods the native APIs use; the
